@@ -1,0 +1,115 @@
+"""`workhorse dlq`: list, show, retry and purge dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from typing import Any
+
+from app.cli.table import print_json, print_table
+from app.dlq import DeadLetter
+from app.jobs import build_registry
+from app.resources import open_resources
+from app.settings import Settings
+
+_AGE = re.compile(r"^(\d+)([smhdw])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_age(text: str) -> dt.timedelta:
+    """'30d', '12h', '90m' ... as a timedelta."""
+    m = _AGE.match(text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 30d, 12h or 90m")
+    return dt.timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
+
+
+def add_parsers(sub: Any) -> None:
+    d = sub.add_parser("dlq", help="dead-letter queue: list, show, retry, purge")
+    dsub = d.add_subparsers(dest="action", required=True)
+    ls = dsub.add_parser("list", help="dead letters, newest first")
+    ls.add_argument("--queue")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(handler=list_)
+    sh = dsub.add_parser("show", help="one dead letter with payload and traceback")
+    sh.add_argument("id", type=int)
+    sh.add_argument("--json", action="store_true")
+    sh.set_defaults(handler=show)
+    rt = dsub.add_parser("retry", help="enqueue again with a fresh attempt count")
+    target = rt.add_mutually_exclusive_group(required=True)
+    target.add_argument("id", type=int, nargs="?")
+    target.add_argument("--all", action="store_true", help="every dead letter (of --queue)")
+    rt.add_argument("--queue")
+    rt.add_argument("--json", action="store_true")
+    rt.set_defaults(handler=retry)
+    pg = dsub.add_parser("purge", help="delete dead letters (say which: --queue, --older-than, --all)")
+    pg.add_argument("--queue")
+    pg.add_argument("--older-than", type=parse_age, help="e.g. 30d, 12h")
+    pg.add_argument("--all", action="store_true", help="required to purge with no other filter")
+    pg.add_argument("--json", action="store_true")
+    pg.set_defaults(handler=purge)
+
+
+def _summary(d: DeadLetter) -> dict[str, Any]:
+    return {"id": d.id, "jobId": d.job_id, "job": d.job_name, "queue": d.queue, "attempts": d.attempts,
+            "errorClass": d.error_class, "error": d.error_message, "lastFailedAt": d.last_failed_at,
+            "status": d.status}
+
+
+async def list_(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_resources(settings, build_registry(settings)) as res:
+        letters = await res.dlq.list(queue=args.queue, limit=args.limit)
+    if args.json:
+        print_json([_summary(d) for d in letters])
+    else:
+        print_table(["id", "queue", "job", "attempts", "error class", "error", "last failed"],
+                    [[d.id, d.queue, d.job_name, d.attempts, d.error_class, d.error_message,
+                      d.last_failed_at.strftime("%Y-%m-%d %H:%M:%S")] for d in letters])
+    return 0
+
+
+async def show(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_resources(settings, build_registry(settings)) as res:
+        d = await res.dlq.get(args.id)
+    full = {**_summary(d), "payload": d.payload, "rawPayload": d.raw_payload, "traceback": d.traceback,
+            "firstFailedAt": d.first_failed_at, "retriedAt": d.retried_at, "retriedJobId": d.retried_job_id}
+    if args.json:
+        print_json(full)
+        return 0
+    for key, value in full.items():
+        if key != "traceback":
+            print(f"{key:>14}: {value}")
+    if d.traceback:
+        print("\n" + d.traceback.rstrip())
+    return 0
+
+
+async def retry(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_resources(settings, build_registry(settings)) as res:
+        if args.all:
+            done = await res.dlq.retry_all(res.enqueuer, queue=args.queue)
+        else:
+            done = [(args.id, await res.dlq.retry(args.id, res.enqueuer))]
+    if args.json:
+        print_json([{"id": i, "jobId": j} for i, j in done])
+    else:
+        for i, j in done:
+            print(f"dead letter {i} enqueued again as job {j}")
+        if not done:
+            print("nothing to retry")
+    return 0
+
+
+async def purge(settings: Settings, args: argparse.Namespace) -> int:
+    if not (args.queue or args.older_than or args.all):
+        print("workhorse: say what to purge: --queue Q, --older-than AGE, or --all")
+        return 2
+    async with open_resources(settings, build_registry(settings)) as res:
+        n = await res.dlq.purge(queue=args.queue, older_than=args.older_than)
+    if args.json:
+        print_json({"purged": n})
+    else:
+        print(f"purged {n} dead letter(s)")
+    return 0

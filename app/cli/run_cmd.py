@@ -1,0 +1,45 @@
+"""`workhorse run` (the worker) and `workhorse migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from app.db import migrate
+from app.embedded import EmbeddedUnavailable
+from app.jobs import build_registry
+from app.process import serve
+from app.resources import open_resources
+from app.settings import Settings
+
+
+def add_parsers(sub: Any) -> None:
+    run = sub.add_parser("run", help="run the worker (every queue, or --queues)")
+    run.add_argument("--queues", help="comma-separated subset of queues (default: WORKHORSE_QUEUES or all)")
+    run.set_defaults(handler=run_worker)
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    mig.add_argument("--status", action="store_true", help="list pending migrations, apply nothing")
+    mig.set_defaults(handler=run_migrate)
+
+
+async def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    queues = settings.served_queues(args.queues)
+    registry = build_registry(settings)
+    try:
+        return await serve(settings, registry, queues)
+    except EmbeddedUnavailable as exc:
+        print(f"workhorse: {exc}", file=sys.stderr)
+        return 2
+
+
+async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+    registry = build_registry(settings)
+    async with open_resources(settings, registry, apply_migrations=not args.status) as res:
+        async with res.db.acquire() as conn:
+            waiting = await migrate.pending(conn)
+        if args.status:
+            print("pending: " + (", ".join(waiting) if waiting else "none"))
+        else:
+            print("database is up to date")
+    return 0

@@ -1,0 +1,117 @@
+"""Enqueueing: the one path by which any job enters a queue (CLI, trigger, cron, DLQ retry,
+the web app's Python side and, later, the HTTP API).
+
+Jobs are validated against the registry first, so an unknown job or a bad payload is refused
+with a message naming the field. Any number of jobs go to Redis in one round trip (a Lua
+script that writes each job the way arq does and publishes one wake-up per queue touched), so
+workers start them within milliseconds instead of at their next poll.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arq.connections import ArqRedis
+from arq.jobs import Job, serialize_job
+from arq.utils import timestamp_ms
+
+from app import codec, keys
+from app.registry import Registry
+
+# arq's default: a job not started within a day after its time expires.
+EXPIRES_EXTRA_MS = 86_400_000
+
+# ARGV: now_ms, expires_extra_ms, then 5 values per job: queue, id, score, data, replace_result.
+# Writes each job like arq's enqueue_job (job key + ZADD) unless its id is taken, and publishes
+# one wake-up per queue that received a job. Returns 1/0 per job (enqueued / duplicate id).
+_ENQUEUE_LUA = """
+local now, extra = tonumber(ARGV[1]), tonumber(ARGV[2])
+local out, woken = {}, {}
+for i = 3, #ARGV, 5 do
+  local q, id, score, data, replace = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
+  local jk, rk = '%(job)s' .. id, '%(result)s' .. id
+  if replace == '1' and redis.call('EXISTS', jk) == 0 then redis.call('DEL', rk) end
+  if redis.call('EXISTS', jk, rk) > 0 then
+    out[#out+1] = 0
+  else
+    redis.call('PSETEX', jk, math.max(score - now, 0) + extra, data)
+    redis.call('ZADD', q, score, id)
+    out[#out+1] = 1
+    woken[q] = true
+  end
+end
+for q, _ in pairs(woken) do redis.call('PUBLISH', '%(wake)s' .. q, '1') end
+return out
+""" % {"job": keys.JOB_PREFIX, "result": keys.RESULT_PREFIX, "wake": keys.wake_channel("")}
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One job to enqueue. `payload` may use camelCase or snake_case field names."""
+
+    name: str
+    payload: Any = None
+    queue: str | None = None
+    job_id: str | None = None
+    defer_s: float | None = None
+    run_at: dt.datetime | None = None
+    replace_result: bool = False
+    """Enqueue even if a finished job with this id still has its result kept (cron, DLQ retry)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job_id: str
+    name: str
+    queue: str
+    run_at_ms: int
+
+
+class Enqueuer:
+    def __init__(self, redis: ArqRedis, registry: Registry) -> None:
+        self.redis = redis
+        self.registry = registry
+        self._script = redis.register_script(_ENQUEUE_LUA)
+
+    async def enqueue(
+        self, name: str, payload: Any = None, *, queue: str | None = None, job_id: str | None = None,
+        defer_s: float | None = None, run_at: dt.datetime | None = None, replace_result: bool = False,
+    ) -> Enqueued | None:
+        """Enqueue one job; None when a job with that id is queued, running or has a result."""
+        request = JobRequest(name, payload, queue, job_id, defer_s, run_at, replace_result)
+        return (await self.enqueue_many([request]))[0]
+
+    async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Enqueued | None]:
+        """Validate every request first (all or nothing), then enqueue them in one round trip."""
+        now = timestamp_ms()
+        argv: list[Any] = [now, EXPIRES_EXTRA_MS]
+        planned: list[Enqueued] = []
+        for r in requests:
+            _, parsed, queue = self.registry.validate(r.name, r.payload, r.queue)
+            job_id = r.job_id or uuid.uuid4().hex
+            score = _score(now, r.defer_s, r.run_at)
+            data = serialize_job(r.name, (parsed.to_json(),), {}, None, now, serializer=codec.dumps)
+            argv += [queue, job_id, score, data, "1" if r.replace_result else "0"]
+            planned.append(Enqueued(job_id, r.name, queue, score))
+        if not planned:
+            return []
+        flags = await self._script(args=argv)
+        return [p if flag else None for p, flag in zip(planned, flags, strict=True)]
+
+    def job(self, job_id: str, queue: str) -> Job:
+        """arq's handle for a job: status, result (our codec), for `--wait` and `jobs show`."""
+        return Job(job_id, self.redis, _queue_name=queue, _deserializer=codec.loads)
+
+
+def _score(now_ms: int, defer_s: float | None, run_at: dt.datetime | None) -> int:
+    if run_at is not None:
+        if run_at.tzinfo is None:
+            raise ValueError("run_at must be timezone-aware")
+        return int(run_at.timestamp() * 1000)
+    if defer_s:
+        return now_ms + int(defer_s * 1000)
+    return now_ms

@@ -1,0 +1,89 @@
+"""Plain SQL migrations, applied in order, each in its own transaction, and recorded.
+
+An advisory lock makes concurrent starts of several processes safe: one applies, the others
+wait and then find nothing left to do. A recorded migration whose file changed is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Arbitrary but fixed: the advisory lock key shared by every Workhorse process.
+_LOCK_KEY = 0x574F524B  # "WORK"
+
+MIGRATIONS_DIR = Path(str(resources.files("app.db") / "migrations"))
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    return [Migration(p.stem, p) for p in sorted(directory.glob("*.sql"))]
+
+
+async def apply(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply what is missing; return the versions applied now."""
+    await conn.execute(
+        """CREATE TABLE IF NOT EXISTS schema_migrations (
+               version text PRIMARY KEY,
+               checksum text NOT NULL,
+               applied_at timestamptz NOT NULL DEFAULT now())"""
+    )
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    try:
+        done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
+        for m in available(directory):
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise MigrationError(f"migration {m.version} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)", m.version, m.checksum
+                )
+            log.info("migration_applied", version=m.version)
+            applied_now.append(m.version)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+    return applied_now
+
+
+async def pending(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    done = set()
+    if exists:
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    return [m.version for m in available(directory) if m.version not in done]
+
+
+async def migrate(url: str) -> list[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await apply(conn)
+    finally:
+        await conn.close()

@@ -1,0 +1,33 @@
+"""The job list: every JobSpec of the product. Only this module, cron and trigger import jobs."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from app.jobs import calendar_sync, documents, embeddings, intake, ping, reminders, scheduling, sla
+from app.registry import JobSpec, Registry
+from app.settings import Settings, SettingsError
+
+ALL: tuple[JobSpec[Any], ...] = (
+    ping.SPEC,
+    documents.SPEC,
+    embeddings.SPEC,
+    intake.SPEC,
+    calendar_sync.SPEC,
+    *reminders.SPECS,
+    sla.SPEC,
+    *scheduling.SPECS,
+)
+
+
+def build_registry(settings: Settings) -> Registry:
+    """The registry of ALL, plus the SPECS of each module named in WORKHORSE_EXTRA_JOBS."""
+    extra: list[JobSpec[Any]] = []
+    for name in filter(None, (m.strip() for m in (settings.workhorse_extra_jobs or "").split(","))):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise SettingsError(f"invalid setting WORKHORSE_EXTRA_JOBS: cannot import {name}: {exc}") from None
+        extra.extend(getattr(module, "SPECS", ()))
+    return Registry((*ALL, *extra), settings.queues)

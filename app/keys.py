@@ -1,0 +1,57 @@
+"""Every Redis key and channel Workhorse uses besides arq's own (re-exported here too)."""
+
+from __future__ import annotations
+
+from arq.constants import (
+    in_progress_key_prefix as IN_PROGRESS_PREFIX,
+)
+from arq.constants import (
+    job_key_prefix as JOB_PREFIX,
+)
+from arq.constants import (
+    result_key_prefix as RESULT_PREFIX,
+)
+from arq.constants import (
+    retry_key_prefix as RETRY_PREFIX,
+)
+
+__all__ = ["IN_PROGRESS_PREFIX", "JOB_PREFIX", "RESULT_PREFIX", "RETRY_PREFIX"]
+
+PAUSED_SET = "workhorse:paused"
+"""SET of paused queue names; every process reads it."""
+
+CONTROL_CHANNEL = "workhorse:control"
+"""Pub/sub: a message here makes every process re-read the paused set at once."""
+
+PROCESSES = "workhorse:processes"
+"""HASH host:pid -> JSON of a running process (queues, started, in flight), refreshed by heartbeat."""
+
+
+def wake_channel(queue: str) -> str:
+    """Pub/sub: every enqueue publishes here so a waiting worker starts the job at once."""
+    return f"workhorse:wake:{queue}"
+
+
+def stats_key(queue: str) -> str:
+    """HASH of cumulative counters (completed, failed, retried, dead_lettered, skipped)."""
+    return f"workhorse:stats:{queue}"
+
+
+def running_key(queue: str) -> str:
+    """HASH job id -> JSON {startedMs, expiresMs, process}: jobs running now, for stats and
+    `jobs stuck`; each process refreshes its own entries, which expire if it dies."""
+    return f"workhorse:running:{queue}"
+
+
+def progress_key(job_id: str) -> str:
+    """STRING (JSON) of a running job's progress, kept as long as its result."""
+    return f"workhorse:progress:{job_id}"
+
+
+def cron_claim_key(entry: str, tick_ms: int) -> str:
+    """Set NX by the one process that fires this tick of a cron entry."""
+    return f"workhorse:cron:{entry}:{tick_ms}"
+
+
+CRON_LAST_RUN = "workhorse:cron:last"
+"""HASH entry -> JSON {tick, firedAt, jobId, outcome} of the last tick fired by any process."""

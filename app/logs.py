@@ -1,0 +1,47 @@
+"""Structured logging: JSON lines when not on a TTY (journald keeps them), colour in a terminal.
+
+Standard-library loggers (arq, aiohttp, asyncpg) are rendered by the same processors, so one
+process writes one format. Log events are constant names with fields for values.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+_SHARED: list[structlog.types.Processor] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure(level: str = "INFO", fmt: str = "auto") -> None:
+    """Configure structlog and the stdlib root logger once, at the entry point."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[*_SHARED, structlog.processors.format_exc_info,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # arq logs every job start and finish at INFO; our registry logs them with fields instead.
+    logging.getLogger("arq").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,76 @@
+"""Prometheus metrics on a private registry, so tests and several processes never collide.
+
+Label children for (queue, job) pairs are created once at registration and cached: the hot
+path of a job does no label lookups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+DURATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+@dataclass(slots=True)
+class JobMetrics:
+    """The pre-bound children of one (queue, job) pair."""
+
+    processed: MetricWrapperBase
+    failed: MetricWrapperBase
+    retried: MetricWrapperBase
+    dead_lettered: MetricWrapperBase
+    skipped: MetricWrapperBase
+    duration: MetricWrapperBase
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    _jobs: dict[tuple[str, str], JobMetrics] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        labels = ["queue", "job"]
+        self.processed = Counter("workhorse_jobs_processed", "Job runs that finished", labels, registry=r)
+        self.failed = Counter("workhorse_jobs_failed", "Job runs that raised", labels, registry=r)
+        self.retried = Counter("workhorse_jobs_retried", "Failed runs scheduled again", labels, registry=r)
+        self.dead_lettered = Counter(
+            "workhorse_jobs_dead_lettered", "Jobs moved to the dead-letter queue", labels, registry=r
+        )
+        self.skipped = Counter("workhorse_jobs_skipped", "Jobs finished as skipped", labels, registry=r)
+        self.duration = Histogram(
+            "workhorse_job_duration_seconds", "Run time of one job attempt", labels,
+            buckets=DURATION_BUCKETS_S, registry=r,
+        )
+        self.queue_depth = Gauge(
+            "workhorse_queue_depth", "Jobs in a queue by state", ["queue", "state"], registry=r
+        )
+        self.dlq_depth = Gauge("workhorse_queue_dlq_depth", "Dead letters not yet retried", ["queue"], registry=r)
+        self.in_flight = Gauge("workhorse_jobs_in_flight", "Jobs running in this process", ["queue"], registry=r)
+        self.paused = Gauge("workhorse_queue_paused", "1 while the queue is paused", ["queue"], registry=r)
+        self.breaker_state = Gauge(
+            "workhorse_circuit_breaker_state", "0 closed, 1 half-open, 2 open", ["provider"], registry=r
+        )
+        self.loop_lag = Gauge("workhorse_event_loop_lag_seconds", "Latest event-loop lag", registry=r)
+        self.loop_lag_max = Gauge("workhorse_event_loop_lag_max_seconds", "Worst loop lag seen", registry=r)
+        self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
+
+    def job(self, queue: str, job: str) -> JobMetrics:
+        key = (queue, job)
+        found = self._jobs.get(key)
+        if found is None:
+            found = self._jobs[key] = JobMetrics(
+                processed=self.processed.labels(queue, job),
+                failed=self.failed.labels(queue, job),
+                retried=self.retried.labels(queue, job),
+                dead_lettered=self.dead_lettered.labels(queue, job),
+                skipped=self.skipped.labels(queue, job),
+                duration=self.duration.labels(queue, job),
+            )
+        return found
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,229 @@
+"""The job registry and the arq boundary: the only code that touches arq's ctx or Retry.
+
+A JobSpec names a job, its queue, its payload model and its function. The registry validates
+payloads for enqueuers and wraps every function for arq: it parses the payload, enforces the
+timeout, and on failure asks `retries.decide()` whether to retry (arq `Retry`) or to
+dead-letter. This is the one broad `except` in the project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+import structlog
+from arq.worker import Function, Retry, func
+
+from app import keys
+from app.errors import InvalidPayload, JobSkipped, UnknownJob
+from app.jobctx import JobContext
+from app.payload import Payload, parse
+from app.retries import RetryPolicy, classify, decide
+from app.settings import QueueTable
+
+if TYPE_CHECKING:
+    from app.resources import Resources
+
+log = structlog.get_logger("app.jobs")
+
+P = TypeVar("P", bound=Payload)
+
+ANY_QUEUE = "*"
+"""A JobSpec queue that means: whichever queue the enqueuer names (the `ping` probe)."""
+
+# arq's own timeout is only a backstop behind ours, so a timeout is always decided by policy.
+_ARQ_TIMEOUT_MARGIN_S = 10.0
+# How long past its scheduled time a retried job's definition is kept (arq's is one day, fixed).
+_JOB_KEY_EXTRA_S = 86_400
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec(Generic[P]):
+    name: str
+    queue: str
+    payload: type[P]
+    run: Callable[[JobContext, P], Awaitable[Any]]
+    description: str = ""
+    retry: RetryPolicy | None = None
+    """Overrides the queue's policy (config/queues.toml [jobs.NAME] overrides both)."""
+    timeout_s: float | None = None
+
+
+class DeadLettered(Exception):
+    """The job failed for good and its dead letter is stored; arq records this as the failure."""
+
+
+class Registry:
+    """Every job of the process, by name, with its effective policy and timeout."""
+
+    def __init__(self, specs: Iterable[JobSpec[Any]], table: QueueTable) -> None:
+        self.table = table
+        self._specs: dict[str, JobSpec[Any]] = {}
+        for spec in specs:
+            if spec.name in self._specs:
+                raise ValueError(f"job {spec.name!r} is registered twice")
+            if spec.queue != ANY_QUEUE:
+                table.queue(spec.queue)  # fails loudly on a queue the table does not have
+            self._specs[spec.name] = spec
+
+    def __iter__(self) -> Iterator[JobSpec[Any]]:
+        return iter(self._specs.values())
+
+    def names(self) -> list[str]:
+        return list(self._specs)
+
+    def spec(self, name: str) -> JobSpec[Any]:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownJob(name, self._specs) from None
+
+    def for_queue(self, queue: str) -> list[JobSpec[Any]]:
+        return [s for s in self._specs.values() if s.queue in (queue, ANY_QUEUE)]
+
+    def policy(self, spec: JobSpec[Any], queue: str) -> RetryPolicy:
+        override = self.table.jobs.get(spec.name)
+        if override and override.retry:
+            return override.retry
+        return spec.retry or self.table.queue(queue).retry
+
+    def timeout_s(self, spec: JobSpec[Any], queue: str) -> float:
+        override = self.table.jobs.get(spec.name)
+        if override and override.timeout_s:
+            return override.timeout_s
+        return spec.timeout_s or self.table.queue(queue).timeout_s
+
+    def validate(self, name: str, payload: Any, queue: str | None = None) -> tuple[JobSpec[Any], Payload, str]:
+        """The spec, the parsed payload and the queue to use; raises UnknownJob/InvalidPayload."""
+        spec = self.spec(name)
+        parsed = parse(name, spec.payload, payload)
+        if spec.queue == ANY_QUEUE:
+            if queue is None:
+                raise InvalidPayload(name, {"queue": f"{name} runs on any queue: name one"})
+            self.table.queue(queue)
+            return spec, parsed, queue
+        if queue is not None and queue != spec.queue:
+            raise InvalidPayload(name, {"queue": f"{name} runs on {spec.queue}, not {queue}"})
+        return spec, parsed, spec.queue
+
+    def arq_functions(self, queue: str, runtime: Runtime) -> list[Function]:
+        """The arq functions a queue's Worker registers."""
+        functions = []
+        for spec in self.for_queue(queue):
+            policy = self.policy(spec, queue)
+            timeout = self.timeout_s(spec, queue)
+            wrapped = _Wrapped(spec, queue, policy, timeout, runtime)
+            functions.append(
+                func(
+                    wrapped.as_coroutine_function(),
+                    name=spec.name,
+                    # Our policy decides the last attempt; arq must not refuse it first.
+                    max_tries=policy.attempts + 1,
+                    timeout=timeout + _ARQ_TIMEOUT_MARGIN_S,
+                )
+            )
+        return functions
+
+
+class Runtime:
+    """What wrapped job functions share with the process that runs them."""
+
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+        self.shutting_down = False
+
+
+class _Wrapped:
+    """The coroutine function arq calls for one job: parse, run, and decide on failure."""
+
+    def __init__(self, spec: JobSpec[Any], queue: str, policy: RetryPolicy, timeout_s: float, rt: Runtime):
+        self.spec, self.queue, self.policy, self.timeout_s, self.rt = spec, queue, policy, timeout_s, rt
+        self.metrics = rt.res.metrics.job(queue, spec.name)
+
+    def as_coroutine_function(self) -> Callable[..., Awaitable[Any]]:
+        # arq asserts asyncio.iscoroutinefunction(), which a callable object does not pass.
+        async def run(ctx: dict[str, Any], payload: Any = None) -> Any:
+            return await self(ctx, payload)
+
+        run.__qualname__ = run.__name__ = self.spec.name
+        return run
+
+    async def __call__(self, ctx: dict[str, Any], payload: Any = None) -> Any:
+        job_id: str = ctx["job_id"]
+        attempt: int = ctx["job_try"]
+        bound = log.bind(queue=self.queue, job=self.spec.name, job_id=job_id, attempt=attempt)
+        started = time.perf_counter()
+        try:
+            parsed = parse(self.spec.name, self.spec.payload, payload)
+            job = JobContext(self.rt.res, job_id, self.spec.name, self.queue, attempt,
+                             ctx.get("enqueue_time") or datetime.now(UTC), bound)
+            async with asyncio.timeout(self.timeout_s):
+                result = await self.spec.run(job, parsed)
+        except JobSkipped as skip:
+            self._finished(started, "skipped")
+            bound.info("job_skipped", reason=skip.reason)
+            return {"status": "skipped", "reason": skip.reason}
+        except asyncio.CancelledError:
+            if self.rt.shutting_down:
+                # Stopped by a deploy, not by its own fault: the run does not count.
+                await self._refund_attempt(ctx, job_id)
+                bound.info("job_requeued_on_shutdown")
+            raise
+        except Exception as exc:
+            self._finished(started, "failed")
+            await self._failed(ctx, job_id, attempt, payload, exc, bound)
+        self._finished(started, "completed")
+        bound.info("job_completed", duration_s=round(time.perf_counter() - started, 4))
+        return result
+
+    def _finished(self, started: float, outcome: str) -> None:
+        m = self.metrics
+        m.processed.inc()
+        m.duration.observe(time.perf_counter() - started)
+        if outcome == "failed":
+            m.failed.inc()
+        elif outcome == "skipped":
+            m.skipped.inc()
+        self.rt.res.stats.count(self.queue, outcome)
+
+    async def _refund_attempt(self, ctx: dict[str, Any], job_id: str) -> None:
+        await ctx["redis"].decr(keys.RETRY_PREFIX + job_id)
+
+    async def _failed(self, ctx: dict[str, Any], job_id: str, attempt: int, payload: Any,
+                      exc: Exception, bound: structlog.stdlib.BoundLogger) -> NoReturn:
+        """Raise arq's Retry, or store the dead letter and raise DeadLettered."""
+        decision = decide(exc, attempt, self.policy)
+        error_class = classify(exc)
+        if not decision.dead_letter:
+            assert decision.retry_after_s is not None
+            if not decision.uses_attempt:
+                await self._refund_attempt(ctx, job_id)
+            await ctx["redis"].expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
+            self.metrics.retried.inc()
+            self.rt.res.stats.count(self.queue, "retried")
+            bound.warning("job_retry_scheduled", delay_s=round(decision.retry_after_s, 3),
+                          reason=decision.reason, error_class=error_class, error=str(exc))
+            raise Retry(defer=decision.retry_after_s) from exc
+        try:
+            dl_id = await self.rt.res.dlq.put(
+                job_id=job_id, job_name=self.spec.name, queue=self.queue, payload=payload,
+                attempts=attempt, error_class=error_class, error_message=str(exc) or repr(exc),
+                traceback="".join(traceback.format_exception(exc)),
+            )
+        except Exception as store_exc:
+            # The dead letter could not be written (PostgreSQL away): keep the job, try later.
+            await self._refund_attempt(ctx, job_id)
+            delay = self.policy.backoff_s(max(attempt, 1))
+            bound.error("dead_letter_write_failed", error=str(store_exc), retry_in_s=delay)
+            raise Retry(defer=delay) from store_exc
+        self.metrics.dead_lettered.inc()
+        self.rt.res.stats.count(self.queue, "dead_lettered")
+        log_method = bound.error if error_class == "bug" else bound.warning
+        log_method("job_dead_lettered", dead_letter_id=dl_id, reason=decision.reason,
+                   error_class=error_class, error=str(exc))
+        raise DeadLettered(f"{error_class}: {exc}") from exc

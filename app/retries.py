@@ -1,0 +1,76 @@
+"""The one retry policy: how long to wait before the next attempt, or whether to give up.
+
+`decide()` is pure so the whole table of outcomes is tested without a worker; the registry is
+the only caller, and jobs never choose their own backoff.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
+
+# A 429 without a usable Retry-After still waits this long: providers punish eager retries.
+MIN_RATE_LIMIT_DELAY_S = 60.0
+
+
+class RetryPolicy(BaseModel):
+    """Attempts and exponential backoff of one queue or job (from config/queues.toml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(3, ge=1, le=100, description="runs in all, the first included")
+    base_delay_s: float = Field(5.0, ge=0, description="delay before the second attempt")
+    max_delay_s: float = Field(600.0, ge=0, description="cap on any one delay")
+    factor: float = Field(2.0, ge=1, description="growth of the delay per attempt")
+    jitter: float = Field(0.1, ge=0, le=1, description="± fraction of the delay, spreads herds")
+
+    def backoff_s(self, attempt: int, *, rand: float = 0.5) -> float:
+        """Delay after failed attempt `attempt` (1-based); `rand` in [0, 1) places the jitter."""
+        raw = self.base_delay_s * self.factor ** (attempt - 1)
+        capped = min(raw, self.max_delay_s)
+        return max(0.0, capped * (1 + self.jitter * (2 * rand - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens after a failed attempt."""
+
+    retry_after_s: float | None
+    """Seconds until the next attempt, or None: dead-letter now."""
+    uses_attempt: bool = True
+    """False when the failure was not the job's (an open breaker): the attempt is given back."""
+    reason: str = ""
+
+    @property
+    def dead_letter(self) -> bool:
+        return self.retry_after_s is None
+
+
+def classify(error: BaseException) -> str:
+    """The error class stored with a dead letter and used as a metric label."""
+    if isinstance(error, PermanentError | TransientError):
+        return type(error).__name__
+    if isinstance(error, TimeoutError):
+        return "Timeout"
+    return "bug"
+
+
+def decide(error: BaseException, attempt: int, policy: RetryPolicy, *, rand: float | None = None) -> Decision:
+    """Decide the outcome of failed attempt number `attempt` (1-based) under `policy`."""
+    if isinstance(error, CircuitOpen):
+        return Decision(error.retry_after_s, uses_attempt=False, reason="circuit_open")
+    if isinstance(error, PermanentError):
+        return Decision(None, reason="permanent")
+    if not isinstance(error, TransientError | TimeoutError | ConnectionError):
+        # Anything unexpected is a bug: retrying it would only repeat it.
+        return Decision(None, reason="bug")
+    if attempt >= policy.attempts:
+        return Decision(None, reason="attempts_exhausted")
+    delay = policy.backoff_s(attempt, rand=random.random() if rand is None else rand)
+    if isinstance(error, RateLimited):
+        delay = max(delay, error.retry_after_s or 0.0, MIN_RATE_LIMIT_DELAY_S)
+    return Decision(delay, reason="transient")

@@ -1,0 +1,244 @@
+"""One Settings object, read from the environment once at the entry point and passed down.
+
+Variable names are the runbooks'. A bad value stops start-up with one line naming the
+variable (SettingsError); secrets are SecretStr so they never print.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.retries import RetryPolicy
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"
+
+# Per-queue values that the environment may override: suffix -> (field, type).
+_QUEUE_OVERRIDES: dict[str, tuple[str, type]] = {
+    "CONCURRENCY": ("concurrency", int),
+    "TIMEOUT_S": ("timeout_s", float),
+}
+_RETRY_OVERRIDES: dict[str, tuple[str, type]] = {
+    "ATTEMPTS": ("attempts", int),
+    "BASE_DELAY_S": ("base_delay_s", float),
+    "MAX_DELAY_S": ("max_delay_s", float),
+}
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used; the message names the variable."""
+
+
+class QueueConfig(BaseModel):
+    """One row of the queue table."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    concurrency: int = Field(ge=1, le=1000)
+    timeout_s: float = Field(gt=0, le=86_400)
+    retry: RetryPolicy = RetryPolicy()
+
+
+class JobOverride(BaseModel):
+    """Per-job values that replace the queue's (today: the retry policy)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = Field(None, gt=0, le=86_400)
+
+
+class QueueTable(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    queues: dict[str, QueueConfig]
+    jobs: dict[str, JobOverride] = {}
+
+    def queue(self, name: str) -> QueueConfig:
+        try:
+            return self.queues[name]
+        except KeyError:
+            raise SettingsError(f"unknown queue {name!r}; known: {', '.join(self.queues)}") from None
+
+
+class Settings(BaseSettings):
+    """Every setting of the process. Field names are the environment variables, lower-cased."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    redis_url: str | None = None
+    database_url: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    health_host: str = "127.0.0.1"
+    health_port: int = Field(3100, ge=0, le=65535)
+    shutdown_timeout_ms: int = Field(30_000, ge=0, le=3_600_000)
+
+    workhorse_queues: str | None = Field(None, description="comma-separated subset of queues to serve")
+    workhorse_extra_jobs: str | None = Field(
+        None, description="comma-separated modules whose SPECS add jobs (plugins, test jobs)"
+    )
+    workhorse_home: Path = PROJECT_ROOT / ".workhorse"
+    queues_file: Path = DEFAULT_QUEUES_FILE
+
+    # How the worker waits and how fast a crashed process's jobs come back.
+    poll_fallback_ms: int = Field(1000, ge=10, le=60_000)
+    job_lock_ttl_s: float = Field(30.0, ge=1, le=3600)
+    job_heartbeat_s: float = Field(10.0, gt=0, le=600)
+    health_check_interval_s: float = Field(15.0, gt=0, le=3600)
+    keep_result_s: int = Field(3600, ge=0)
+    db_connect_timeout_s: float = Field(60.0, gt=0)
+
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_reset_timeout_s: float = Field(60.0, gt=0)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_embedding_model: str = "text-embedding-3-small"
+    openai_vision_model: str = "gpt-4o-mini"
+    openai_chat_model: str = "gpt-4o-mini"
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_secure: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_from_email: str = "no-reply@localhost"
+    smtp_from_name: str = "Workhorse"
+    smtp_timeout_s: float = Field(30.0, gt=0)
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_phone_number: str | None = None
+    twilio_base_url: str | None = Field(None, description="API root; only for tests and proxies")
+
+    google_client_id: str | None = None
+    google_client_secret: SecretStr | None = None
+
+    webhook_secret: SecretStr | None = None
+    webhook_allowed_hosts: str = Field("", description="comma-separated hosts allowed despite SSRF rules")
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+    storage_dir: Path = PROJECT_ROOT / ".workhorse" / "storage"
+
+    # Set by systemd (Type=notify, WatchdogSec=).
+    notify_socket: str | None = None
+    watchdog_usec: int | None = Field(None, ge=0)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, *args: Any, **kwargs: Any
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load() reads the environment itself (so callers can pass their own mapping);
+        # only the values it hands over count.
+        return (init_settings,)
+
+    # Filled from queues_file and the environment by load(); not an environment variable.
+    queue_table: QueueTable | None = Field(None, exclude=True)
+
+    @property
+    def queues(self) -> QueueTable:
+        assert self.queue_table is not None, "Settings.load() fills the queue table"
+        return self.queue_table
+
+    def served_queues(self, override: str | None = None) -> list[str]:
+        """The queues this process serves: --queues, else WORKHORSE_QUEUES, else all."""
+        chosen = override or self.workhorse_queues
+        if not chosen:
+            return list(self.queues.queues)
+        names = [n.strip() for n in chosen.split(",") if n.strip()]
+        unknown = [n for n in names if n not in self.queues.queues]
+        if unknown:
+            raise SettingsError(
+                f"invalid setting WORKHORSE_QUEUES: unknown queue(s) {', '.join(unknown)}; "
+                f"known: {', '.join(self.queues.queues)}"
+            )
+        return names
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read the environment (and the queue table) once; raise SettingsError on a bad value."""
+        env = dict(os.environ if environ is None else environ)
+        try:
+            base = cls(**_env_fields(cls, env), **overrides)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+        table = load_queue_table(base.queues_file, env)
+        return base.model_copy(update={"queue_table": table})
+
+
+def _env_fields(cls: type[Settings], env: Mapping[str, str]) -> dict[str, str]:
+    """The environment's values for our fields (explicit, so tests can pass their own env)."""
+    upper = {k.upper(): v for k, v in env.items()}
+    return {
+        name: upper[name.upper()]
+        for name in cls.model_fields
+        if name != "queue_table" and name.upper() in upper and upper[name.upper()] != ""
+    }
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    var = str(first["loc"][0]).upper() if first["loc"] else "?"
+    return f"invalid setting {var}: {first['msg']} (got {first.get('input')!r})"
+
+
+def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
+    """Read config/queues.toml and apply QUEUE_NAME_FIELD overrides from `env`."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise SettingsError(f"invalid setting QUEUES_FILE: {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"invalid setting QUEUES_FILE: {path}: {exc}") from None
+    queues: dict[str, Any] = {}
+    for name, row in raw.get("queues", {}).items():
+        row = {**row, "name": name, "retry": dict(row.get("retry", {}))}
+        prefix = name.upper().replace("-", "_") + "_"
+        for suffix, (field, kind) in _QUEUE_OVERRIDES.items():
+            _override(row, field, kind, env, prefix + suffix)
+        for suffix, (field, kind) in _RETRY_OVERRIDES.items():
+            _override(row["retry"], field, kind, env, prefix + suffix)
+        queues[name] = row
+    try:
+        return QueueTable(queues=queues, jobs=raw.get("jobs", {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise SettingsError(f"invalid queue table {path} at {where}: {first['msg']}") from None
+
+
+def _override(row: dict[str, Any], field: str, kind: type, env: Mapping[str, str], var: str) -> None:
+    if var not in env or env[var] == "":
+        return
+    try:
+        value = kind(env[var])
+    except ValueError:
+        raise SettingsError(f"invalid setting {var}: expected a {kind.__name__}, got {env[var]!r}") from None
+    if value <= 0 and field != "base_delay_s":
+        raise SettingsError(f"invalid setting {var}: must be greater than 0, got {env[var]!r}")
+    row[field] = value
+
+
+def redact_url(url: str | None) -> str | None:
+    """A connection URL fit for logs and endpoints: the password replaced by ***."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))

@@ -1,0 +1,134 @@
+"""The health and metrics sidecar: a small aiohttp app served inside the worker's event loop.
+
+Handlers only read state owned elsewhere (the process, its workers, stats in Redis); later the
+enqueue API and the dashboard mount here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from app import __version__, stats
+from app.settings import redact_url
+
+if TYPE_CHECKING:
+    from app.process import Process
+
+PROCESS_KEY = web.AppKey("process", "Process")
+# A dependency check that takes longer than this counts as down.
+CHECK_TIMEOUT_S = 2.0
+
+
+def create_app(process: Process) -> web.Application:
+    app = web.Application()
+    app[PROCESS_KEY] = process
+    app.router.add_get("/health/live", live)
+    app.router.add_get("/health/ready", ready)
+    app.router.add_get("/health/detailed", detailed)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def live(request: web.Request) -> web.Response:
+    """200 while the event loop turns (this answer is the proof)."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """200 only when Redis and PostgreSQL answer and every worker polls; else 503 and why."""
+    process = request.app[PROCESS_KEY]
+    deps = await check_dependencies(process)
+    reasons = [f"{name}: {d['error']}" for name, d in deps.items() if d["status"] != "up"]
+    reasons += [f"worker {w.queue_name} is not polling" for w in process.workers if not w.polling]
+    if process.stopping:
+        reasons.append("shutting down")
+    if reasons:
+        return web.json_response({"status": "unavailable", "reasons": reasons}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def detailed(request: web.Request) -> web.Response:
+    process = request.app[PROCESS_KEY]
+    return web.json_response(await describe(process))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    process = request.app[PROCESS_KEY]
+    await refresh_gauges(process)
+    return web.Response(body=process.res.metrics.render(), content_type="text/plain", charset="utf-8",
+                        headers={"X-Content-Type-Options": "nosniff"})
+
+
+async def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await check
+    except Exception as exc:
+        return {"status": "down", "error": f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+                "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+    return {"status": "up", "latencyMs": round((time.perf_counter() - started) * 1000, 2)}
+
+
+async def check_dependencies(process: Process) -> dict[str, dict[str, Any]]:
+    res = process.res
+    redis, postgres = await asyncio.gather(_timed(res.redis.ping()), _timed(res.db.fetchval("SELECT 1")))
+    return {"redis": redis, "postgres": postgres}
+
+
+async def describe(process: Process) -> dict[str, Any]:
+    res = process.res
+    deps = await check_dependencies(process)
+    deps["redis"]["url"] = redact_url(res.redis_url)
+    deps["postgres"]["url"] = redact_url(res.database_url)
+    queues: dict[str, Any] = {}
+    try:
+        current = await stats.read(res.redis, process.queue_names)
+        dlq = await res.dlq.depth()
+    except Exception as exc:  # the endpoint still answers when a dependency is down
+        current, dlq = {}, {}
+        deps.setdefault("stats", {"status": "down", "error": str(exc)})
+    for w in process.workers:
+        row: dict[str, Any] = current[w.queue_name].as_dict() if w.queue_name in current else {}
+        row.update(concurrency=w.max_jobs, inFlightHere=w.job_counter, polling=w.polling,
+                   deadLetters=dlq.get(w.queue_name, 0))
+        queues[w.queue_name] = row
+    return {
+        "status": "ok" if all(d["status"] == "up" for d in deps.values()) else "degraded",
+        "version": __version__,
+        "process": {"id": stats.PROCESS_ID, "uptimeS": round(time.monotonic() - process.started_monotonic, 1),
+                    "stopping": process.stopping, "loopLagMaxS": round(process.loop_lag_max_s, 4)},
+        "dependencies": deps,
+        "queues": queues,
+        "cron": await _safe(process.cron.describe(), []),
+        "breakers": {p: s.name.lower().replace("_", "-") for p, s in res.breakers.states().items()},
+    }
+
+
+async def _safe(coro: Any, default: Any) -> Any:
+    try:
+        return await coro
+    except Exception:
+        return default
+
+
+async def refresh_gauges(process: Process) -> None:
+    res = process.res
+    m = res.metrics
+    for provider, state in res.breakers.states().items():
+        m.breaker_state.labels(provider).set(int(state))
+    try:
+        current = await stats.read(res.redis, process.queue_names)
+        dlq = await res.dlq.depth()
+    except Exception:
+        return  # the scrape still returns the counters this process holds
+    for q, s in current.items():
+        m.queue_depth.labels(q, "waiting").set(s.waiting)
+        m.queue_depth.labels(q, "active").set(s.active)
+        m.queue_depth.labels(q, "delayed").set(s.delayed)
+        m.paused.labels(q).set(1 if s.paused else 0)
+        m.dlq_depth.labels(q).set(dlq.get(q, 0))

@@ -1,0 +1,54 @@
+"""Jobs that exist only for tests (loaded with WORKHORSE_EXTRA_JOBS=tests.support.jobs).
+
+Their state lives in Redis so a job behaves the same in the test process and in a worker
+subprocess. Each job records every run in a Redis list, so tests read exactly what ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from pydantic import Field
+
+from app.errors import NotFound, RateLimited, TransientError
+from app.jobctx import JobContext
+from app.payload import Payload
+from app.registry import ANY_QUEUE, JobSpec
+
+RUNS_KEY = "test:runs"
+
+
+class Probe(Payload):
+    tag: str
+    fail_times: int = 0
+    error: str = Field("transient", pattern="^(transient|permanent|bug|rate_limited)$")
+    sleep_ms: int = 0
+
+
+async def _record(job: JobContext, p: Probe, event: str) -> None:
+    entry = {"tag": p.tag, "event": event, "attempt": job.attempt, "jobId": job.job_id, "t": time.time()}
+    await job.res.redis.rpush(RUNS_KEY, json.dumps(entry))
+
+
+async def probe(job: JobContext, p: Probe) -> dict[str, object]:
+    """Fails the first `failTimes` runs with `error`, sleeping `sleepMs` first; then succeeds."""
+    await _record(job, p, "start")
+    if p.sleep_ms:
+        await asyncio.sleep(p.sleep_ms / 1000)
+    runs = await job.res.redis.incr(f"test:probe:{p.tag}")
+    if runs <= p.fail_times:
+        await _record(job, p, "fail")
+        if p.error == "transient":
+            raise TransientError(f"{p.tag} failed on purpose (run {runs})")
+        if p.error == "rate_limited":
+            raise RateLimited(f"{p.tag} rate limited", retry_after_s=1)
+        if p.error == "permanent":
+            raise NotFound(f"{p.tag}: row does not exist")
+        raise ZeroDivisionError(f"{p.tag}: a bug")
+    await _record(job, p, "done")
+    return {"tag": p.tag, "runs": runs}
+
+
+SPECS = (JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),)

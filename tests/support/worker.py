@@ -1,0 +1,131 @@
+"""Run the real worker: in this test's event loop (InProcessWorker) or as a subprocess
+(WorkerProcess, `python -m app`), and wait for what it logs instead of sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from app.jobs import build_registry
+from app.process import Process
+from app.resources import Resources, open_resources
+from app.settings import PROJECT_ROOT, Settings
+
+
+@asynccontextmanager
+async def in_process_worker(settings: Settings, queues: list[str] | None = None) -> AsyncIterator[Process]:
+    """The real Process (all of it but the signal handlers' source) in this event loop."""
+    registry = build_registry(settings)
+    async with open_resources(settings, registry, start_embedded=False) as res:
+        process = Process(res, queues or list(settings.queues.queues))
+        task = asyncio.create_task(process.run())
+        try:
+            async with asyncio.timeout(15):
+                await process.hub.connected.wait()
+                while len(process.workers) < len(process.queue_names) or not all(
+                        w.main_task is not None for w in process.workers):
+                    await asyncio.sleep(0.01)
+            yield process
+        finally:
+            process.request_stop()
+            await task
+
+
+class WorkerProcess:
+    """`python -m app` in a subprocess, its JSON log lines collected as they come."""
+
+    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
+        self.env = dict(env)
+        self.args = args
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lines: list[dict[str, Any]] = []
+        self.raw: list[str] = []
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", *self.args, env=self.env, cwd=PROJECT_ROOT,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            text = raw.decode(errors="replace").rstrip()
+            async with self._changed:
+                self.raw.append(text)
+                with contextlib.suppress(json.JSONDecodeError):
+                    self.lines.append(json.loads(text))
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_for_event(self, name: str, *, count: int = 1, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
+        """The `count`-th log line with event `name` (and the given fields)."""
+        def matches() -> list[dict[str, Any]]:
+            return [e for e in self.events(name) if all(e.get(k) == v for k, v in fields.items())]
+
+        async with asyncio.timeout(timeout_s), self._changed:
+            while len(matches()) < count:
+                if self.proc is not None and self.proc.returncode is not None and self._reader and self._reader.done():
+                    raise AssertionError(f"worker exited before {name!r}:\n" + "\n".join(self.raw[-30:]))
+                await self._changed.wait()
+            return matches()[count - 1]
+
+    async def wait_ready(self, timeout_s: float = 60.0) -> None:
+        await self.wait_for_event("worker_started", timeout_s=timeout_s)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, timeout_s: float = 60.0) -> int:
+        assert self.proc is not None
+        async with asyncio.timeout(timeout_s):
+            code = await self.proc.wait()
+            if self._reader is not None:
+                await self._reader
+        return code
+
+    async def stop(self) -> int:
+        if self.proc is None or self.proc.returncode is not None:
+            return self.proc.returncode if self.proc else 0
+        self.signal(signal.SIGTERM)
+        try:
+            return await self.wait(60)
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            return await self.wait(10)
+
+
+def subprocess_env(settings_env: Mapping[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_", "WORKHORSE_"))}
+    env.update(settings_env)
+    env["LOG_FORMAT"] = "json"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def wait_for_runs(res: Resources, tag: str, event: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Wait until the probe job `tag` has recorded `count` runs of `event`."""
+    from tests.support.jobs import RUNS_KEY
+
+    async with asyncio.timeout(timeout_s):
+        while True:
+            runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
+            mine = [r for r in runs if r["tag"] == tag and r["event"] == event]
+            if len(mine) >= count:
+                return mine
+            await asyncio.sleep(0.02)
