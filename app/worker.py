@@ -276,6 +276,7 @@ def _decode_raw(raw: bytes | None) -> tuple[Any, str | None, str | None]:
     try:
         job = codec.loads(raw)
     except codec.NotJson as exc:
-        return None, raw.decode("utf-8", "backslashreplace")[:10_000], str(exc)
+        # Escaped like a bytes literal: PostgreSQL text cannot hold NUL bytes.
+        return None, repr(raw[:10_000])[2:-1], str(exc)
     args = job.get("a") or [None]
     return args[0], None, None

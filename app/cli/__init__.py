@@ -40,7 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return run_async(handler(settings, args))
-    except (AppError, SettingsError) as exc:
+    except SettingsError as exc:
+        print(f"workhorse: {exc}", file=sys.stderr)
+        return 2
+    except AppError as exc:
         print(f"workhorse: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 
 from pydantic import Field
@@ -25,6 +27,8 @@ class Probe(Payload):
     fail_times: int = 0
     error: str = Field("transient", pattern="^(transient|permanent|bug|rate_limited)$")
     sleep_ms: int = 0
+    crash: bool = False
+    """Kill the worker process outright (SIGKILL) on every run: a poison pill."""
 
 
 async def _record(job: JobContext, p: Probe, event: str) -> None:
@@ -35,6 +39,8 @@ async def _record(job: JobContext, p: Probe, event: str) -> None:
 async def probe(job: JobContext, p: Probe) -> dict[str, object]:
     """Fails the first `failTimes` runs with `error`, sleeping `sleepMs` first; then succeeds."""
     await _record(job, p, "start")
+    if p.crash:
+        os.kill(os.getpid(), signal.SIGKILL)
     if p.sleep_ms:
         await asyncio.sleep(p.sleep_ms / 1000)
     runs = await job.res.redis.incr(f"test:probe:{p.tag}")
@@ -51,4 +57,26 @@ async def probe(job: JobContext, p: Probe) -> dict[str, object]:
     return {"tag": p.tag, "runs": runs}
 
 
-SPECS = (JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),)
+PROVIDER_DOWN_KEY = "test:provider-down"
+
+
+class CallProvider(Payload):
+    tag: str
+
+
+async def call_provider(job: JobContext, p: CallProvider) -> dict[str, object]:
+    """One call to the "storage" provider, which fails while the Redis flag PROVIDER_DOWN_KEY is set."""
+    await _record(job, Probe(tag=p.tag), "start")
+    async with job.res.breakers.guard("storage"):
+        if await job.res.redis.exists(PROVIDER_DOWN_KEY):
+            await _record(job, Probe(tag=p.tag), "fail")
+            raise TransientError("provider is down")
+    await _record(job, Probe(tag=p.tag), "done")
+    return {"tag": p.tag}
+
+
+SPECS = (
+    JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),
+    JobSpec(name="call_provider", queue="intake-routing", payload=CallProvider, run=call_provider,
+            description="test job calling a provider behind a breaker"),
+)
