@@ -62,5 +62,3 @@ def run_async(coro: Awaitable[Any]) -> Any:
     return uvloop.run(wrapper())
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""Retries follow the backoff schedule; what cannot succeed lands in the dead-letter queue,
+from where an operator can inspect, retry and purge it."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Callable
+
+from arq.jobs import serialize_job
+
+from app import codec, keys
+from app.resources import Resources
+from app.settings import PROJECT_ROOT, Settings
+from tests.support.worker import in_process_worker, subprocess_env, wait_for_runs
+
+QUEUE = "intake-routing"
+
+
+async def wait_for_dead_letters(res: Resources, count: int, timeout_s: float = 20) -> None:
+    async with asyncio.timeout(timeout_s):
+        while len(await res.dlq.list(limit=1000)) < count:
+            await asyncio.sleep(0.05)
+
+
+async def test_always_failing_job_follows_backoff_then_dead_letters(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """A job that always fails transiently runs `attempts` times with exponential delays, then is
+    dead-lettered with its class, message, traceback and attempt count."""
+    settings = make_settings(intake_routing_base_delay_s=0.3, intake_routing_attempts=3)
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("probe", {"tag": "flaky", "failTimes": 99}, queue=QUEUE, job_id="flaky-1")
+        await wait_for_dead_letters(res, 1)
+    starts = await wait_for_runs(res, "flaky", "start", 3)
+    assert [s["attempt"] for s in starts] == [1, 2, 3]
+    gaps = [b["t"] - a["t"] for a, b in zip(starts, starts[1:], strict=False)]
+    # base 0.3 s doubling, jitter ±10%, plus pickup overhead.
+    assert 0.27 <= gaps[0] <= 0.5, gaps
+    assert 0.54 <= gaps[1] <= 0.85, gaps
+    [letter] = await res.dlq.list()
+    assert (letter.job_id, letter.job_name, letter.queue, letter.attempts) == ("flaky-1", "probe", QUEUE, 3)
+    assert letter.error_class == "TransientError" and "failed on purpose" in letter.error_message
+    assert letter.traceback and "TransientError" in letter.traceback
+    assert letter.payload == {"tag": "flaky", "failTimes": 99}
+
+
+async def test_permanent_errors_bugs_and_bad_payloads_are_not_retried(
+        settings: Settings, res: Resources) -> None:
+    """A missing row, a bug, or a payload that does not validate goes straight to the DLQ."""
+    bad = serialize_job("route_intake", ({"orgId": 7},), {}, None, 0, serializer=codec.dumps)
+    await res.redis.psetex(keys.JOB_PREFIX + "bad-payload", 60_000, bad)
+    await res.redis.zadd(QUEUE, {"bad-payload": 1})
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("probe", {"tag": "gone", "failTimes": 9, "error": "permanent"}, queue=QUEUE)
+        await res.enqueuer.enqueue("probe", {"tag": "bug", "failTimes": 9, "error": "bug"}, queue=QUEUE)
+        await wait_for_dead_letters(res, 3)
+    letters = {d.job_id if d.job_name == "route_intake" else d.payload["tag"]: d for d in await res.dlq.list()}
+    assert letters["gone"].error_class == "NotFound" and letters["gone"].attempts == 1
+    assert letters["bug"].error_class == "bug" and "ZeroDivisionError" in (letters["bug"].traceback or "")
+    invalid = letters["bad-payload"]
+    assert invalid.error_class == "InvalidPayload"
+    assert "intakeRequestId: Field required" in invalid.error_message
+    assert "orgId: Input should be a valid string" in invalid.error_message
+    assert len(await wait_for_runs(res, "gone", "start", 1)) == 1
+
+
+async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res: Resources) -> None:
+    """Retrying a dead letter enqueues the job again with a fresh attempt count; it succeeds."""
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("probe", {"tag": "fixme", "failTimes": 1, "error": "bug"}, queue=QUEUE,
+                                   job_id="fixme-1")
+        await wait_for_dead_letters(res, 1)
+        [letter] = await res.dlq.list()
+        assert await res.dlq.retry(letter.id, res.enqueuer) == "fixme-1"
+        await wait_for_runs(res, "fixme", "done", 1)
+    retried = await res.dlq.get(letter.id)
+    assert retried.status == "RETRIED" and retried.retried_job_id == "fixme-1"
+    assert await res.dlq.list() == []
+    info = await res.enqueuer.job("fixme-1", QUEUE).result_info()
+    assert info is not None and info.success and info.job_try == 1
+
+
+async def cli(settings_env: dict[str, str], *args: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.cli", *args, env=subprocess_env(settings_env), cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode() + err.decode()
+
+
+async def test_dlq_cli_lists_shows_and_purges_only_what_it_was_asked(
+        make_env: Callable[..., dict[str, str]], res: Resources) -> None:
+    """`workhorse dlq` lists as a table or JSON, shows one letter, and purges by queue and age."""
+    for queue, job_id in (("sla-monitor", "a"), ("sla-monitor", "b"), ("calendar-sync", "c")):
+        await res.dlq.put(job_id=job_id, job_name="ping", queue=queue, payload={}, attempts=1,
+                          error_class="bug", error_message=f"boom {job_id}")
+    await res.db.execute("UPDATE dead_letters SET last_failed_at = now() - interval '40 days' WHERE job_id = 'a'")
+    env = make_env()
+    code, out = await cli(env, "dlq", "list", "--json")
+    assert code == 0 and {d["jobId"] for d in json.loads(out)} == {"a", "b", "c"}
+    code, out = await cli(env, "dlq", "list", "--queue", "calendar-sync")
+    assert code == 0 and "boom c" in out and "boom a" not in out and out.startswith("ID")
+    code, out = await cli(env, "dlq", "purge")
+    assert code == 2 and "--all" in out
+    code, out = await cli(env, "dlq", "purge", "--queue", "sla-monitor", "--older-than", "30d")
+    assert code == 0 and "purged 1" in out
+    assert {d.job_id for d in await res.dlq.list()} == {"b", "c"}
+    letter_id = (await res.dlq.list(queue="calendar-sync"))[0].id
+    code, out = await cli(env, "dlq", "show", str(letter_id), "--json")
+    assert code == 0 and json.loads(out)["error"] == "boom c"
+    assert await res.dlq.purge(queue="calendar-sync") == 1
+    assert await res.dlq.purge(older_than=dt.timedelta(days=1)) == 0
+    assert {d.job_id for d in await res.dlq.list()} == {"b"}
+
+
+async def test_job_timeout_is_retried_by_policy(make_settings: Callable[..., Settings], res: Resources) -> None:
+    """A job past its queue's timeout is cancelled and retried like any transient failure."""
+    settings = make_settings(intake_routing_timeout_s=0.3, intake_routing_base_delay_s=0.1)
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("probe", {"tag": "slowpoke", "sleepMs": 2000}, queue=QUEUE)
+        await wait_for_dead_letters(res, 1)
+    [letter] = await res.dlq.list()
+    assert letter.error_class == "Timeout" and letter.attempts == 3

@@ -1,0 +1,50 @@
+"""The retry policy as a table: what each kind of failure leads to."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.errors import CircuitOpen, InvalidPayload, NotFound, PermanentError, RateLimited, TransientError
+from app.retries import MIN_RATE_LIMIT_DELAY_S, RetryPolicy, classify, decide
+
+POLICY = RetryPolicy(attempts=3, base_delay_s=5, max_delay_s=600, jitter=0.0)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "retry_after_s", "uses_attempt", "reason"),
+    [
+        (TransientError("5xx"), 1, 5.0, True, "transient"),
+        (TransientError("5xx"), 2, 10.0, True, "transient"),
+        (TransientError("5xx"), 3, None, True, "attempts_exhausted"),
+        (TimeoutError(), 1, 5.0, True, "transient"),
+        (ConnectionError("reset"), 2, 10.0, True, "transient"),
+        (RateLimited("429", retry_after_s=120), 1, 120.0, True, "transient"),
+        (RateLimited("429"), 1, MIN_RATE_LIMIT_DELAY_S, True, "transient"),
+        (CircuitOpen("smtp", 42.0), 3, 42.0, False, "circuit_open"),
+        (PermanentError("400"), 1, None, True, "permanent"),
+        (NotFound("no row"), 1, None, True, "permanent"),
+        (InvalidPayload("job", {"orgId": "Field required"}), 1, None, True, "permanent"),
+        (ZeroDivisionError(), 1, None, True, "bug"),
+        (KeyError("x"), 1, None, True, "bug"),
+    ],
+)
+def test_decide(error: Exception, attempt: int, retry_after_s: float | None, uses_attempt: bool, reason: str) -> None:
+    """Transient failures back off until the last attempt; permanent ones and bugs dead-letter at once."""
+    decision = decide(error, attempt, POLICY, rand=0.5)
+    assert decision.retry_after_s == retry_after_s
+    assert decision.uses_attempt is uses_attempt
+    assert decision.reason == reason
+
+
+def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
+    """Delays double from the base, stop at the cap, and jitter stays within ±jitter."""
+    policy = RetryPolicy(attempts=10, base_delay_s=5, max_delay_s=30, jitter=0.2)
+    assert [policy.backoff_s(n) for n in range(1, 6)] == [5, 10, 20, 30, 30]
+    assert policy.backoff_s(1, rand=0.0) == pytest.approx(4.0)
+    assert policy.backoff_s(1, rand=0.999999) == pytest.approx(6.0, rel=1e-4)
+
+
+def test_error_classes_for_dead_letters() -> None:
+    assert classify(NotFound("x")) == "NotFound"
+    assert classify(TimeoutError()) == "Timeout"
+    assert classify(ValueError()) == "bug"

@@ -1,0 +1,67 @@
+"""Settings: one object from the environment; bad values named; secrets hidden; docs complete."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from app.settings import PROJECT_ROOT, Settings, SettingsError, redact_url
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"HEALTH_PORT": "abc"}, "HEALTH_PORT"),
+        ({"HEALTH_PORT": "70000"}, "HEALTH_PORT"),
+        ({"SHUTDOWN_TIMEOUT_MS": "-1"}, "SHUTDOWN_TIMEOUT_MS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"SMTP_SECURE": "maybe"}, "SMTP_SECURE"),
+        ({"SLA_MONITOR_CONCURRENCY": "x"}, "SLA_MONITOR_CONCURRENCY"),
+        ({"SLA_MONITOR_ATTEMPTS": "0"}, "SLA_MONITOR_ATTEMPTS"),
+        ({"QUEUES_FILE": "/nonexistent.toml"}, "QUEUES_FILE"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:
+    """Each bad value fails with one line that names the variable."""
+    with pytest.raises(SettingsError) as err:
+        Settings.load(env)
+    assert named in str(err.value) and "\n" not in str(err.value)
+
+
+def test_queue_table_defaults_and_env_overrides() -> None:
+    """The queue table gives the runbook's concurrencies; QUEUE_FIELD variables override them."""
+    table = Settings.load({}).queues
+    assert {q: c.concurrency for q, c in table.queues.items()} == {
+        "document-processing": 3, "document-embedding": 2, "intake-routing": 5, "calendar-sync": 2,
+        "scheduling-reminders": 5, "sla-monitor": 2, "scheduling-agent": 3}
+    assert table.queue("document-processing").retry.attempts == 2
+    assert table.queue("sla-monitor").retry.base_delay_s == 10
+    assert table.jobs["send_email"].retry is not None and table.jobs["send_email"].retry.attempts == 5
+    custom = Settings.load({"DOCUMENT_PROCESSING_CONCURRENCY": "5", "INTAKE_ROUTING_ATTEMPTS": "7"}).queues
+    assert custom.queue("document-processing").concurrency == 5
+    assert custom.queue("intake-routing").retry.attempts == 7
+
+
+def test_secrets_never_print() -> None:
+    """Secrets are hidden in repr, and URLs lose their password when shown."""
+    s = Settings.load({"SMTP_PASSWORD": "hunter2", "OPENAI_API_KEY": "sk-abc"})
+    assert "hunter2" not in repr(s) and "sk-abc" not in repr(s)
+    assert redact_url("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_env_example_documents_every_setting() -> None:
+    """config/env.example names every variable Settings reads."""
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (PROJECT_ROOT / "config/env.example").read_text(), re.M))
+    fields = {name.upper() for name in Settings.model_fields if name != "queue_table"}
+    assert fields - documented == set()
+
+
+def test_served_queues_subset() -> None:
+    """WORKHORSE_QUEUES (or --queues) picks queues; an unknown one is refused by name."""
+    s = Settings.load({"WORKHORSE_QUEUES": "sla-monitor, intake-routing"})
+    assert s.served_queues() == ["sla-monitor", "intake-routing"]
+    assert s.served_queues("calendar-sync") == ["calendar-sync"]
+    with pytest.raises(SettingsError, match="nope"):
+        s.served_queues("nope")
