@@ -9,12 +9,30 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+import asyncpg
+import redis.exceptions
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
 
 # A 429 without a usable Retry-After still waits this long: providers punish eager retries.
 MIN_RATE_LIMIT_DELAY_S = 60.0
+
+# Failures of our own infrastructure that pass: they retry like TransientError, so jobs need
+# not wrap every query. PostgreSQL: connection lost or refused (class 08), server shutting down
+# or starting (57P0x), deadlock and serialization failures (40xxx), too many connections.
+INFRASTRUCTURE_TRANSIENT: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    ConnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
 
 
 class RetryPolicy(BaseModel):
@@ -56,6 +74,8 @@ def classify(error: BaseException) -> str:
         return type(error).__name__
     if isinstance(error, TimeoutError):
         return "Timeout"
+    if isinstance(error, INFRASTRUCTURE_TRANSIENT):
+        return type(error).__name__
     return "bug"
 
 
@@ -65,7 +85,7 @@ def decide(error: BaseException, attempt: int, policy: RetryPolicy, *, rand: flo
         return Decision(error.retry_after_s, uses_attempt=False, reason="circuit_open")
     if isinstance(error, PermanentError):
         return Decision(None, reason="permanent")
-    if not isinstance(error, TransientError | TimeoutError | ConnectionError):
+    if not isinstance(error, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
         # Anything unexpected is a bug: retrying it would only repeat it.
         return Decision(None, reason="bug")
     if attempt >= policy.attempts:

@@ -228,12 +228,15 @@ class QueueWorker(Worker):  # type: ignore[misc]  # arq is untyped
 
     async def _wait_for_work(self, next_due_ms: float | None) -> None:
         timeout = self._fallback_s
+        if self._started_ms:
+            # Running jobs' locks must be extended on time, whatever the fallback poll is.
+            timeout = min(timeout, self._last_lock_refresh + self._heartbeat_s - time.monotonic())
         if next_due_ms is not None:
             timeout = min(timeout, max(0.0, (next_due_ms - timestamp_ms()) / 1000))
         # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancellation that arrives as
         # the event is set, and shutdown does exactly that (stop_taking_jobs, then cancel).
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(max(0.0, timeout)):
                 await self._wake.wait()
 
     async def _redis_trouble(self, exc: BaseException) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
+import redis.exceptions
 
 from app.errors import CircuitOpen, InvalidPayload, NotFound, PermanentError, RateLimited, TransientError
 from app.retries import MIN_RATE_LIMIT_DELAY_S, RetryPolicy, classify, decide
@@ -24,6 +26,11 @@ POLICY = RetryPolicy(attempts=3, base_delay_s=5, max_delay_s=600, jitter=0.0)
         (PermanentError("400"), 1, None, True, "permanent"),
         (NotFound("no row"), 1, None, True, "permanent"),
         (InvalidPayload("job", {"orgId": "Field required"}), 1, None, True, "permanent"),
+        (asyncpg.CannotConnectNowError("starting up"), 1, 5.0, True, "transient"),
+        (asyncpg.exceptions.AdminShutdownError("terminating"), 1, 5.0, True, "transient"),
+        (asyncpg.exceptions.DeadlockDetectedError("deadlock"), 2, 10.0, True, "transient"),
+        (redis.exceptions.ConnectionError("gone"), 1, 5.0, True, "transient"),
+        (asyncpg.exceptions.UniqueViolationError("dup"), 1, None, True, "bug"),
         (ZeroDivisionError(), 1, None, True, "bug"),
         (KeyError("x"), 1, None, True, "bug"),
     ],

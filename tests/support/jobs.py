@@ -75,8 +75,18 @@ async def call_provider(job: JobContext, p: CallProvider) -> dict[str, object]:
     return {"tag": p.tag}
 
 
+async def db_probe(job: JobContext, p: CallProvider) -> dict[str, object]:
+    """Needs PostgreSQL: fails (transiently, by the registry's rules) while it is down."""
+    await _record(job, Probe(tag=p.tag), "start")
+    value = await job.res.db.fetchval("SELECT 1")
+    await _record(job, Probe(tag=p.tag), "done")
+    return {"tag": p.tag, "value": value}
+
+
 SPECS = (
     JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),
     JobSpec(name="call_provider", queue="intake-routing", payload=CallProvider, run=call_provider,
             description="test job calling a provider behind a breaker"),
+    JobSpec(name="db_probe", queue="intake-routing", payload=CallProvider, run=db_probe,
+            description="test job that needs PostgreSQL"),
 )

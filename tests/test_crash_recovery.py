@@ -1,0 +1,123 @@
+"""Fault injection: killed processes, poison pills, PostgreSQL going away, cron across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from app.cron import CronEntry
+from app.jobs import build_registry
+from app.resources import Resources, open_resources
+from app.schedule import CronExpr, CronTicker
+from app.settings import Settings
+from tests.support.postgres import PrivatePostgres
+from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env, wait_for_runs
+
+QUEUE = "intake-routing"
+EnvFactory = Callable[..., dict[str, str]]
+
+
+async def start_worker(env: dict[str, str]) -> WorkerProcess:
+    worker = WorkerProcess(subprocess_env(env))
+    await worker.start()
+    await worker.wait_ready()
+    return worker
+
+
+async def test_job_of_a_killed_process_runs_again_within_the_lock_ttl(make_env: EnvFactory, res: Resources) -> None:
+    """kill -9 mid-job: another process runs the job again once its short lock lapses — seconds,
+    not the queue's 120 s timeout — and it completes."""
+    env = make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5)
+    first = await start_worker(env)
+    await res.enqueuer.enqueue("probe", {"tag": "victim", "sleepMs": 3000}, queue=QUEUE)
+    await wait_for_runs(res, "victim", "start", 1)
+    first.signal(signal.SIGKILL)
+    await first.wait()
+    killed_at = asyncio.get_running_loop().time()
+    second = await start_worker(make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5))
+    try:
+        starts = await wait_for_runs(res, "victim", "start", 2, timeout_s=20)
+        recovered_after = asyncio.get_running_loop().time() - killed_at
+        await wait_for_runs(res, "victim", "done", 1, timeout_s=20)
+    finally:
+        await second.stop()
+    assert recovered_after < 8, recovered_after
+    assert [s["attempt"] for s in starts] == [1, 2]
+
+
+async def test_heartbeat_keeps_a_long_job_from_running_twice(make_env: EnvFactory, res: Resources) -> None:
+    """A job running longer than the lock TTL keeps its lock alive: a second live process never
+    starts it too."""
+    env = dict(job_lock_ttl_s=1, job_heartbeat_s=0.3)
+    a, b = await start_worker(make_env(**env)), await start_worker(make_env(**env))
+    try:
+        await res.enqueuer.enqueue("probe", {"tag": "long", "sleepMs": 3500}, queue=QUEUE)
+        await wait_for_runs(res, "long", "done", 1, timeout_s=20)
+    finally:
+        await a.stop()
+        await b.stop()
+    assert len(await wait_for_runs(res, "long", "start", 1)) == 1
+
+
+async def test_poison_pill_is_dead_lettered_after_repeated_crashes(make_env: EnvFactory, res: Resources) -> None:
+    """A job that kills its process every time is dead-lettered after its crash recoveries
+    instead of crashing the worker forever."""
+    env = make_env(job_lock_ttl_s=1, job_heartbeat_s=0.3, intake_routing_attempts=1)
+    await res.enqueuer.enqueue("probe", {"tag": "pill", "crash": True}, queue=QUEUE, job_id="pill")
+    exits = []
+    for _ in range(5):
+        worker = await start_worker(env)
+        try:
+            async with asyncio.timeout(15):
+                while worker.proc is not None and worker.proc.returncode is None and not await res.dlq.list():
+                    await asyncio.sleep(0.05)
+        finally:
+            exits.append(await worker.stop())
+        if await res.dlq.list():
+            break
+    [letter] = await res.dlq.list()
+    assert letter.job_id == "pill" and "retries exceeded" in letter.error_message
+    assert exits.count(-signal.SIGKILL) == 2 and exits[-1] == 0
+
+
+async def test_jobs_needing_postgres_retry_until_it_returns(
+        make_settings: Callable[..., Settings], res: Resources, tmp_path: Path) -> None:
+    """PostgreSQL stopped mid-run: jobs that need it back off and succeed once it is back."""
+    pg = await asyncio.to_thread(PrivatePostgres, tmp_path / "pg")
+    try:
+        settings = make_settings(database_url=pg.url, intake_routing_base_delay_s=0.5, intake_routing_attempts=10)
+        async with in_process_worker(settings, [QUEUE]) as process:
+            await process.res.enqueuer.enqueue("db_probe", {"tag": "before"})
+            await wait_for_runs(res, "before", "done", 1)
+            await asyncio.to_thread(pg.stop)
+            for n in range(3):
+                await process.res.enqueuer.enqueue("db_probe", {"tag": f"during{n}"})
+            for n in range(3):
+                await wait_for_runs(res, f"during{n}", "start", 2, timeout_s=20)
+            await asyncio.to_thread(pg.start)
+            for n in range(3):
+                await wait_for_runs(res, f"during{n}", "done", 1, timeout_s=30)
+            assert await process.res.dlq.list() == []
+    finally:
+        await asyncio.to_thread(pg.cleanup)
+
+
+async def test_two_processes_fire_each_cron_tick_once(settings: Settings, res: Resources) -> None:
+    """Two schedulers (two connections, as two processes) firing the same ticks enqueue each once;
+    a tick whose previous run is still queued is skipped, not stacked."""
+    entry = CronEntry("test-tick", CronExpr.parse("* * * * *"), job="sla_scan")
+    registry = build_registry(settings)
+    async with open_resources(settings, registry, start_embedded=False) as other:
+        tickers = [CronTicker(res, [entry]), CronTicker(other, [entry])]
+        base = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+        outcomes = []
+        for minute in range(5):
+            tick = base + dt.timedelta(minutes=minute)
+            outcomes += await asyncio.gather(*(t.fire(entry, tick) for t in tickers))
+    assert outcomes.count("enqueued") == 1
+    assert outcomes.count("skipped_overlap") == 4
+    assert outcomes.count("claimed_elsewhere") == 5
+    assert await res.redis.zcard("sla-monitor") == 1
