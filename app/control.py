@@ -9,22 +9,23 @@ from collections.abc import Callable
 from arq.connections import ArqRedis
 
 from app import keys, stats
+from app.awaitable import awaited
 
 
 async def pause(redis: ArqRedis, queue: str) -> None:
-    await redis.sadd(keys.PAUSED_SET, queue)
+    await awaited(redis.sadd(keys.PAUSED_SET, queue))
     await redis.publish(keys.CONTROL_CHANNEL, f"pause:{queue}")
 
 
 async def resume(redis: ArqRedis, queue: str) -> None:
-    await redis.srem(keys.PAUSED_SET, queue)
+    await awaited(redis.srem(keys.PAUSED_SET, queue))
     await redis.publish(keys.CONTROL_CHANNEL, f"resume:{queue}")
     # Jobs that waited while paused start now, not at the next fallback poll.
     await redis.publish(keys.wake_channel(queue), "1")
 
 
 async def paused(redis: ArqRedis) -> set[str]:
-    return {m.decode() for m in await redis.smembers(keys.PAUSED_SET)}
+    return {m.decode() for m in await awaited(redis.smembers(keys.PAUSED_SET))}
 
 
 async def drain(

@@ -7,6 +7,7 @@ row keeps everything needed to understand and replay it.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,7 +102,7 @@ class DeadLetters:
             )
         return job_id
 
-    async def retry_all(self, enqueuer: Enqueuer, *, queue: str | None = None) -> list[tuple[int, str]]:
+    async def retry_all(self, enqueuer: Enqueuer, *, queue: str | None = None) -> builtins.list[tuple[int, str]]:
         ids = await self.db.fetch(
             "SELECT id FROM dead_letters WHERE status = 'DEAD' AND ($1::text IS NULL OR queue = $1) ORDER BY id",
             queue,

@@ -91,8 +91,9 @@ class RedisServer:
         ]
         # A session of its own: Ctrl-C in the terminal (SIGINT to the whole foreground group)
         # must not stop Redis while the worker still finishes its in-flight jobs.
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True)
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -147,7 +148,7 @@ class Embedded:
                 "DATABASE_URL is not set and the embedded default is not installed: "
                 "pip install 'workhorse[embedded]' (or set DATABASE_URL)"
             ) from None
-        self._pg = pgserver.get_server(self.home / "pg", cleanup_mode="stop")
+        self._pg = pgserver.get_server(self.home / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
         url = str(self._pg.get_uri())
         self.urls["database_url"] = url
         log.info("embedded_postgres_started", url=url)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
 
 DURATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -18,12 +17,12 @@ DURATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 
 class JobMetrics:
     """The pre-bound children of one (queue, job) pair."""
 
-    processed: MetricWrapperBase
-    failed: MetricWrapperBase
-    retried: MetricWrapperBase
-    dead_lettered: MetricWrapperBase
-    skipped: MetricWrapperBase
-    duration: MetricWrapperBase
+    processed: Counter
+    failed: Counter
+    retried: Counter
+    dead_lettered: Counter
+    skipped: Counter
+    duration: Histogram
 
 
 @dataclass

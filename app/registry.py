@@ -120,7 +120,7 @@ class Registry:
             wrapped = _Wrapped(spec, queue, policy, timeout, runtime)
             functions.append(
                 func(
-                    wrapped.as_coroutine_function(),
+                    wrapped.as_coroutine_function(),  # type: ignore[arg-type]  # arq's alias wants a Protocol
                     name=spec.name,
                     # Our policy decides the last attempt; arq must not refuse it first.
                     max_tries=policy.attempts + 1,

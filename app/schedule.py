@@ -17,6 +17,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from app import keys
+from app.awaitable import awaited
 
 if TYPE_CHECKING:
     from app.cron import CronEntry
@@ -136,14 +137,15 @@ class CronTicker:
         job_id = f"cron:{entry.name}"
         enqueued = await self.res.enqueuer.enqueue(entry.job, entry.payload, job_id=job_id, replace_result=True)
         outcome = "enqueued" if enqueued else "skipped_overlap"
-        await redis.hset(keys.CRON_LAST_RUN, entry.name, json.dumps(
+        await awaited(redis.hset(keys.CRON_LAST_RUN, entry.name, json.dumps(
             {"tick": tick.isoformat(), "firedAt": self.clock().isoformat(), "jobId": job_id, "outcome": outcome}
-        ))
+        )))
         log.info("cron_tick", entry=entry.name, job=entry.job, outcome=outcome)
         return outcome
 
     async def describe(self) -> list[dict[str, Any]]:
-        last = {k.decode(): json.loads(v) for k, v in (await self.res.redis.hgetall(keys.CRON_LAST_RUN)).items()}
+        raw = await awaited(self.res.redis.hgetall(keys.CRON_LAST_RUN))
+        last = {k.decode(): json.loads(v) for k, v in raw.items()}
         return [
             {"name": e.name, "schedule": e.schedule.text, "job": e.job,
              "nextRun": self.next_runs[e.name].isoformat() if e.name in self.next_runs else None,

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         """Read the environment (and the queue table) once; raise SettingsError on a bad value."""
         env = dict(os.environ if environ is None else environ)
         try:
-            base = cls(**_env_fields(cls, env), **overrides)
+            base = cls(**_env_fields(cls, env), **overrides)  # type: ignore[arg-type]  # values are validated
         except ValidationError as exc:
             raise SettingsError(_describe(exc)) from None
         table = load_queue_table(base.queues_file, env)

@@ -18,7 +18,7 @@ from app.settings import redact_url
 if TYPE_CHECKING:
     from app.process import Process
 
-PROCESS_KEY = web.AppKey("process", "Process")
+PROCESS_KEY: web.AppKey[Process] = web.AppKey("process")
 # A dependency check that takes longer than this counts as down.
 CHECK_TIMEOUT_S = 2.0
 

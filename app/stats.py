@@ -18,6 +18,7 @@ from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 
 from app import keys
+from app.awaitable import awaited
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
 COUNTERS = ("completed", "failed", "retried", "dead_lettered", "skipped")
@@ -136,7 +137,7 @@ async def prune_running(redis: ArqRedis, queues: list[str]) -> None:
     """Remove entries of processes that stopped reporting (crashed)."""
     now = timestamp_ms()
     for q in queues:
-        entries = await redis.hgetall(keys.running_key(q))
+        entries = await awaited(redis.hgetall(keys.running_key(q)))
         dead = [k for k, v in entries.items() if json.loads(v)["expiresMs"] <= now]
         if dead:
-            await redis.hdel(keys.running_key(q), *dead)
+            await awaited(redis.hdel(keys.running_key(q), *dead))

@@ -83,7 +83,7 @@ class WakeHub:
                     next_refresh = time.monotonic() + PAUSED_REFRESH_S
         finally:
             with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
 
     async def _refresh_paused(self) -> None:
         now_paused = await control.paused(self.redis)

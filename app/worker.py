@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from typing import Any
 
@@ -53,7 +54,7 @@ _RUNNING_SYNC_S = 1.0
 _POLL_STALE_S = 10.0
 
 
-class QueueWorker(Worker):  # type: ignore[misc]  # arq is untyped
+class QueueWorker(Worker):
     def __init__(self, queue: QueueConfig, registry: Registry, runtime: Runtime, hub: WakeHub,
                  pool: ArqRedis) -> None:
         settings = runtime.res.settings
@@ -141,7 +142,8 @@ class QueueWorker(Worker):  # type: ignore[misc]  # arq is untyped
         """Start due jobs; return the score (ms) of the next deferred job, if any."""
         now = timestamp_ms()
         rows = await self.pool.zrange(
-            self.queue_name, "-inf", "+inf", byscore=True, offset=0, num=self.queue_read_limit, withscores=True
+            self.queue_name, "-inf", "+inf",  # type: ignore[arg-type]  # stubs omit byscore bounds
+            byscore=True, offset=0, num=self.queue_read_limit, withscores=True,
         )
         due: list[bytes] = []
         for job_id, score in rows:
@@ -166,12 +168,12 @@ class QueueWorker(Worker):  # type: ignore[misc]  # arq is untyped
             await self.sem.acquire()
             self.job_counter += 1
             task = self.loop.create_task(self.run_job(job_id, score))
-            task.add_done_callback(lambda _, j=job_id: self._job_done(j))
+            task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
             self._started_ms[job_id] = now
         self._gauge_in_flight.set(self.job_counter)
 
-    def _job_done(self, job_id: str) -> None:
+    def _job_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
         if self._started_ms.pop(job_id, None) is not None:
             self._finished.append(job_id)

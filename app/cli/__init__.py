@@ -39,7 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(settings.log_level, settings.log_format)
     handler: Handler = args.handler
     try:
-        return run_async(handler(settings, args))
+        code: int = run_async(handler(settings, args))
+        return code
     except SettingsError as exc:
         print(f"workhorse: {exc}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     registry = build_registry(settings)
     async with open_resources(settings, registry, apply_migrations=not args.status) as res:
         async with res.db.acquire() as conn:
-            waiting = await migrate.pending(conn)
+            waiting = await migrate.pending(conn)  # type: ignore[arg-type]  # a pool proxy is a Connection
         if args.status:
             print("pending: " + (", ".join(waiting) if waiting else "none"))
         else:
