@@ -55,7 +55,8 @@ async def clean(migrated: ServiceUrls) -> ServiceUrls:
         await redis.aclose()
     conn = await asyncpg.connect(migrated.database_url)
     try:
-        tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = [r["tablename"] for r in rows]
         wipe = [f'"{t}"' for t in tables if t not in _KEEP_TABLES]
         if wipe:
             await conn.execute(f"TRUNCATE {', '.join(wipe)} RESTART IDENTITY CASCADE")

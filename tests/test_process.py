@@ -15,6 +15,7 @@ from pathlib import Path
 from arq.jobs import serialize_job
 
 from app import keys
+from app.awaitable import awaited
 from app.embedded import RedisServer
 from app.resources import Resources
 from app.settings import PROJECT_ROOT
@@ -129,7 +130,7 @@ async def test_sigterm_past_the_timeout_leaves_the_job_to_run_again(make_env: En
     assert await worker.wait(30) == 0
     await worker.wait_for_event("worker_stopped", requeued=1, timeout_s=1)
     assert await res.redis.zscore("intake-routing", enqueued.job_id) is not None
-    assert await res.redis.lrange(RUNS_KEY, 0, -1) and not await wait_for_runs_now(res, "long", "done")
+    assert await awaited(res.redis.lrange(RUNS_KEY, 0, -1)) and not await wait_for_runs_now(res, "long", "done")
 
     second = await start_worker(make_env())
     try:
@@ -142,7 +143,7 @@ async def test_sigterm_past_the_timeout_leaves_the_job_to_run_again(make_env: En
 
 
 async def wait_for_runs_now(res: Resources, tag: str, event: str) -> list[dict[str, object]]:
-    runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
+    runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
     return [r for r in runs if r["tag"] == tag and r["event"] == event]
 
 
@@ -221,7 +222,7 @@ async def test_ready_turns_503_while_redis_is_down_and_back(make_env: EnvFactory
         assert worker.proc is not None and worker.proc.returncode is None
         redis.start()
         await wait_for_status(port, "/health/ready", 200)
-        code, out, err = await run_trigger(env, "ping", "--queue", "sla-monitor", "--wait", "--timeout", "20")
+        code, _, err = await run_trigger(env, "ping", "--queue", "sla-monitor", "--wait", "--timeout", "20")
         assert code == 0, err
     finally:
         await worker.stop()

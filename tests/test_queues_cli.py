@@ -9,6 +9,7 @@ from collections.abc import Callable
 from arq.utils import timestamp_ms
 
 from app import control, keys, stats
+from app.awaitable import awaited
 from app.resources import Resources
 from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
@@ -31,7 +32,7 @@ async def test_queues_shows_counts_and_pause_holds_across_processes(
         code, out = await cli(env, "queues", "--json")
         row = json.loads(out)[QUEUE]
         assert code == 0 and row["paused"] is True and row["waiting"] == 3 and row["delayed"] == 1
-        assert await res.redis.llen("test:runs") == 0
+        assert await awaited(res.redis.llen("test:runs")) == 0
         code, out = await cli(env, "queues", "resume", QUEUE)
         assert code == 0
         for n in range(3):
@@ -42,7 +43,7 @@ async def test_queues_shows_counts_and_pause_holds_across_processes(
                 await asyncio.sleep(0.1)
     code, out = await cli(env, "queues")
     assert code == 0 and out.splitlines()[0].split()[:4] == ["QUEUE", "WAITING", "ACTIVE", "DELAYED"]
-    line = next(l for l in out.splitlines() if l.startswith(QUEUE))
+    line = next(row for row in out.splitlines() if row.startswith(QUEUE))
     assert line.split()[1:5] == ["0", "0", "1", "3"]
 
 

@@ -14,6 +14,7 @@ import time
 
 from pydantic import Field
 
+from app.awaitable import awaited
 from app.errors import NotFound, RateLimited, TransientError
 from app.jobctx import JobContext
 from app.payload import Payload
@@ -33,7 +34,7 @@ class Probe(Payload):
 
 async def _record(job: JobContext, p: Probe, event: str) -> None:
     entry = {"tag": p.tag, "event": event, "attempt": job.attempt, "jobId": job.job_id, "t": time.time()}
-    await job.res.redis.rpush(RUNS_KEY, json.dumps(entry))
+    await awaited(job.res.redis.rpush(RUNS_KEY, json.dumps(entry)))
 
 
 async def probe(job: JobContext, p: Probe) -> dict[str, object]:

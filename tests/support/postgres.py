@@ -12,11 +12,11 @@ class PrivatePostgres:
 
         self._pgserver: Any = pgserver
         self.directory = directory
-        self.server: Any = pgserver.get_server(directory, cleanup_mode="stop")
+        self.server: Any = pgserver.get_server(directory, cleanup_mode="stop")  # type: ignore[attr-defined]
         self.url = str(self.server.get_uri())
 
     def stop(self) -> None:
-        from pgserver._commands import pg_ctl
+        from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made by a factory
 
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.directory, user=self.server.system_user)
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from app.awaitable import awaited
 from app.jobs import build_registry
 from app.process import Process
 from app.resources import Resources, open_resources
@@ -72,7 +73,9 @@ class WorkerProcess:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("event") == name]
 
-    async def wait_for_event(self, name: str, *, count: int = 1, timeout_s: float = 30.0, **fields: Any) -> dict[str, Any]:
+    async def wait_for_event(
+        self, name: str, *, count: int = 1, timeout_s: float = 30.0, **fields: Any
+    ) -> dict[str, Any]:
         """The `count`-th log line with event `name` (and the given fields)."""
         def matches() -> list[dict[str, Any]]:
             return [e for e in self.events(name) if all(e.get(k) == v for k, v in fields.items())]
@@ -100,8 +103,10 @@ class WorkerProcess:
         return code
 
     async def stop(self) -> int:
-        if self.proc is None or self.proc.returncode is not None:
-            return self.proc.returncode if self.proc else 0
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is not None:
+            return self.proc.returncode
         self.signal(signal.SIGTERM)
         try:
             return await self.wait(60)
@@ -118,13 +123,15 @@ def subprocess_env(settings_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-async def wait_for_runs(res: Resources, tag: str, event: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+async def wait_for_runs(
+    res: Resources, tag: str, event: str, count: int, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
     """Wait until the probe job `tag` has recorded `count` runs of `event`."""
     from tests.support.jobs import RUNS_KEY
 
     async with asyncio.timeout(timeout_s):
         while True:
-            runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
+            runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
             mine = [r for r in runs if r["tag"] == tag and r["event"] == event]
             if len(mine) >= count:
                 return mine
