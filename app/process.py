@@ -24,7 +24,7 @@ from app.cron import CRON
 from app.registry import Registry, Runtime
 from app.resources import Resources, open_resources
 from app.schedule import CronTicker
-from app.settings import Settings
+from app.settings import Settings, SettingsError
 from app.sidecar import create_app
 from app.systemd import Notifier
 from app.wake import WakeHub
@@ -63,7 +63,14 @@ class Process:
         runner = web.AppRunner(create_app(self), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, settings.health_host, settings.health_port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SettingsError(
+                f"invalid setting HEALTH_PORT: cannot listen on {settings.health_host}:{settings.health_port} "
+                f"({exc.strerror or exc}); set HEALTH_PORT (or HEALTH_HOST)"
+            ) from None
         log.info("sidecar_listening", host=settings.health_host, port=_bound_port(runner))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

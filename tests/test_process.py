@@ -194,6 +194,19 @@ async def test_a_bad_setting_fails_start_up_with_its_name(make_env: EnvFactory) 
         assert len(worker.raw) == 1 and name in worker.raw[0], worker.raw
 
 
+async def test_a_taken_health_port_fails_start_up_with_its_name(make_env: EnvFactory) -> None:
+    """Another program on HEALTH_PORT: one clear line naming the variable, exit 2, no traceback."""
+    env = make_env()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", int(env["HEALTH_PORT"])))
+        taken.listen()
+        worker = WorkerProcess(subprocess_env(env))
+        await worker.start()
+        assert await worker.wait(60) == 2
+    errors = [line for line in worker.raw if not line.startswith("{")]
+    assert len(errors) == 1 and "HEALTH_PORT" in errors[0] and "Traceback" not in "".join(worker.raw)
+
+
 async def test_queues_option_serves_a_subset(make_env: EnvFactory) -> None:
     """`--queues` (or WORKHORSE_QUEUES) makes the process serve only those queues."""
     env = make_env()
