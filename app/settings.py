@@ -129,6 +129,8 @@ class Settings(BaseSettings):
     webhook_allowed_hosts: str = Field("", description="comma-separated hosts allowed despite SSRF rules")
     webhook_timeout_s: float = Field(10.0, gt=0)
 
+    app_base_url: str = Field("http://localhost:3000", description="web app root, for links in messages")
+
     storage_dir: Path = PROJECT_ROOT / ".workhorse" / "storage"
 
     # Set by systemd (Type=notify, WatchdogSec=).
