@@ -58,6 +58,11 @@ class Breaker:
             return 0.0
         return max(0.0, self.reset_timeout_s - (self.clock() - self.opened_at))
 
+    def raise_if_open(self) -> None:
+        """Raise CircuitOpen while open; unlike before_call, takes no half-open probe."""
+        if self.state is State.OPEN:
+            raise CircuitOpen(self.provider, self.retry_after_s())
+
     def before_call(self) -> None:
         """Raise CircuitOpen unless a call may go out now (closed, or the one half-open probe)."""
         state = self.state

@@ -55,3 +55,8 @@ def cron_claim_key(entry: str, tick_ms: int) -> str:
 
 CRON_LAST_RUN = "workhorse:cron:last"
 """HASH entry -> JSON {tick, firedAt, jobId, outcome} of the last tick fired by any process."""
+
+
+def chat_channel(user_id: str) -> str:
+    """Pub/sub: each chat message for a user, as JSON, for the web app's live sessions."""
+    return f"workhorse:chat:{user_id}"

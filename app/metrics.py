@@ -55,6 +55,10 @@ class Metrics:
         )
         self.loop_lag = Gauge("workhorse_event_loop_lag_seconds", "Latest event-loop lag", registry=r)
         self.loop_lag_max = Gauge("workhorse_event_loop_lag_max_seconds", "Worst loop lag seen", registry=r)
+        self.notifications = Counter(
+            "workhorse_notifications", "Notification sends by channel and outcome "
+            "(sent, duplicate, skipped, failed, in_doubt_resend)", ["channel", "outcome"], registry=r,
+        )
         self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
 
     def job(self, queue: str, job: str) -> JobMetrics:

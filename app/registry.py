@@ -161,7 +161,7 @@ class _Wrapped:
         try:
             parsed = parse(self.spec.name, self.spec.payload, payload)
             job = JobContext(self.rt.res, job_id, self.spec.name, self.queue, attempt,
-                             ctx.get("enqueue_time") or datetime.now(UTC), bound)
+                             ctx.get("enqueue_time") or datetime.now(UTC), bound, self.policy)
             async with asyncio.timeout(self.timeout_s):
                 result = await self.spec.run(job, parsed)
         except JobSkipped as skip:

@@ -17,6 +17,8 @@ from app.db import migrate
 from app.jobs import build_registry
 from app.resources import Resources, open_resources
 from app.settings import Settings
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.twilio import TwilioFake
 from tests.support.services import ServiceUrls, free_port, session_services
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -122,3 +124,26 @@ def require_binary(name: str) -> str:
     if IN_CI:
         pytest.fail(f"{name} is not installed; CI must install it (.ci/run)")
     pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    """A real SMTP server on 127.0.0.1 that keeps every message it accepts."""
+    sink = SmtpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        sink.gate.set()
+        await sink.stop()
+
+
+@pytest.fixture
+async def twilio() -> AsyncIterator[TwilioFake]:
+    """Twilio's Messages API on 127.0.0.1, for the real twilio client."""
+    fake = TwilioFake()
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

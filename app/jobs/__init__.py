@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from app.jobs import calendar_sync, documents, embeddings, intake, ping, reminders, scheduling, sla
+from app.jobs import calendar_sync, documents, embeddings, intake, notifications, ping, reminders, scheduling, sla
 from app.registry import JobSpec, Registry
 from app.settings import Settings, SettingsError
 
@@ -16,6 +16,7 @@ ALL: tuple[JobSpec[Any], ...] = (
     intake.SPEC,
     calendar_sync.SPEC,
     *reminders.SPECS,
+    *notifications.SPECS,
     sla.SPEC,
     *scheduling.SPECS,
 )

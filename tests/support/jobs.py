@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -19,6 +20,10 @@ from app.errors import NotFound, RateLimited, TransientError
 from app.jobctx import JobContext
 from app.payload import Payload
 from app.registry import ANY_QUEUE, JobSpec
+
+if TYPE_CHECKING:
+    from app.client import Enqueued
+    from app.resources import Resources
 
 RUNS_KEY = "test:runs"
 
@@ -91,3 +96,9 @@ SPECS = (
     JobSpec(name="db_probe", queue="intake-routing", payload=CallProvider, run=db_probe,
             description="test job that needs PostgreSQL"),
 )
+
+
+async def result_of(res: Resources, enqueued: Enqueued | None, queue: str, timeout_s: float = 20.0) -> Any:
+    """The result of a job enqueued through the public interface, once it finished."""
+    assert enqueued is not None, "the job id was already taken"
+    return await res.enqueuer.job(enqueued.job_id, queue).result(timeout=timeout_s, poll_delay=0.02)

@@ -1,0 +1,96 @@
+"""One job per notification channel, for the web app and the other job families to enqueue.
+
+Each job sends one message through `Notifier.send()`, so a retried or re-run job never
+notifies twice; a channel that is not configured finishes the job `skipped` with the reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, HttpUrl
+
+from app.errors import JobSkipped
+from app.jobctx import JobContext
+from app.notify import Chat, Delivery, Email, Message, Sms, Webhook, notifier
+from app.payload import Payload
+from app.registry import JobSpec
+
+QUEUE = "scheduling-reminders"
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+
+class Keyed(Payload):
+    idempotency_key: str = Field(min_length=1, max_length=300)
+    """Sends with the same key happen once, whatever enqueues them and however often."""
+
+
+class SendEmail(Keyed):
+    to: str = Field(pattern=EMAIL_PATTERN)
+    to_name: str | None = None
+    subject: str = Field(min_length=1, max_length=500)
+    text: str = Field(min_length=1)
+    html: str | None = None
+
+
+class SendSms(Keyed):
+    to: str = Field(pattern=E164_PATTERN)
+    body: str = Field(min_length=1, max_length=1600)
+    link: str | None = None
+
+
+class SendWebhook(Keyed):
+    url: HttpUrl
+    event: str = Field(min_length=1, max_length=200)
+    data: dict[str, Any] = {}
+
+
+class SendChat(Keyed):
+    user_id: str = Field(min_length=1)
+    org_id: str | None = None
+    body: str = Field(min_length=1)
+    data: dict[str, Any] | None = None
+
+
+async def _send(job: JobContext, message: Message, key: str) -> dict[str, Any]:
+    delivery = await notifier(job.res).send(message, key=key, job_id=job.job_id)
+    if delivery.status == "skipped":
+        raise JobSkipped(delivery.reason or "channel not configured")
+    return as_result(delivery)
+
+
+def as_result(delivery: Delivery) -> dict[str, Any]:
+    return {"status": delivery.status, "notificationId": delivery.notification_id,
+            "providerId": delivery.provider_id, "reason": delivery.reason}
+
+
+async def send_email(job: JobContext, p: SendEmail) -> dict[str, Any]:
+    return await _send(job, Email(to=p.to, to_name=p.to_name, subject=p.subject, text=p.text, html=p.html),
+                       p.idempotency_key)
+
+
+async def send_sms(job: JobContext, p: SendSms) -> dict[str, Any]:
+    return await _send(job, Sms(to=p.to, body=p.body, link=p.link), p.idempotency_key)
+
+
+async def send_webhook(job: JobContext, p: SendWebhook) -> dict[str, Any]:
+    return await _send(job, Webhook(url=str(p.url), event=p.event, data=p.data), p.idempotency_key)
+
+
+async def send_chat(job: JobContext, p: SendChat) -> dict[str, Any]:
+    return await _send(job, Chat(user_id=p.user_id, org_id=p.org_id, body=p.body, data=p.data),
+                       p.idempotency_key)
+
+
+SPECS = (
+    JobSpec(name="send_email", queue=QUEUE, payload=SendEmail, run=send_email,
+            description="send one email (idempotent per key)"),
+    JobSpec(name="send_sms", queue=QUEUE, payload=SendSms, run=send_sms,
+            description="send one SMS through Twilio (idempotent per key)"),
+    JobSpec(name="send_webhook", queue=QUEUE, payload=SendWebhook, run=send_webhook,
+            description="POST one signed webhook (idempotent per key)"),
+    JobSpec(name="send_chat", queue=QUEUE, payload=SendChat, run=send_chat,
+            description="store and publish one in-app chat message (idempotent per key)"),
+)

@@ -1,0 +1,18 @@
+"""Event reminders: the cron scan that queues due ones, and the send of one reminder."""
+
+from __future__ import annotations
+
+from app.jobs.reminders.scan import ScanReminders, scan_reminders
+from app.jobs.reminders.send import SendReminder, send_reminder
+from app.registry import JobSpec
+
+QUEUE = "scheduling-reminders"
+
+SPECS = (
+    JobSpec(name="scan_reminders", queue=QUEUE, payload=ScanReminders, run=scan_reminders,
+            description="queue every due PENDING reminder (cron every 5 min)"),
+    JobSpec(name="send_reminder", queue=QUEUE, payload=SendReminder, run=send_reminder,
+            description="send one reminder by email (.ics) and SMS"),
+)
+
+__all__ = ["SPECS", "ScanReminders", "SendReminder"]

@@ -1,0 +1,145 @@
+"""Send one reminder: an email (with the event's .ics) and an SMS to each participant.
+
+Every message has its own idempotency key (`reminder:<id>:<channel>:<address>`), so a job
+re-run after a crash or a retry sends only what did not go out before.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from pydantic import Field
+
+from app.errors import JobSkipped, NotFound
+from app.jobctx import JobContext
+from app.jobs.reminders.when import When, describe, zone
+from app.notify import Attachment, Email, Sms, notifier
+from app.notify.ics import Invite, build_ics
+from app.notify.render import render
+from app.payload import Payload
+
+_LOAD = """
+SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.location, e.meeting_url,
+       e.start_at, e.end_at, e.time_zone, e.status AS event_status, e.organizer_email, e.organizer_name,
+       e.participants, e.sequence, now() AS now
+FROM event_reminders r JOIN scheduling_events e ON e.id = r.event_id
+WHERE r.id = $1
+FOR UPDATE OF r
+"""
+
+
+class SendReminder(Payload):
+    reminder_id: int = Field(ge=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    email: str | None
+    name: str | None
+    phone: str | None
+    time_zone: str | None
+
+
+async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
+    # Waits for a scan still holding the row (it commits right after enqueueing).
+    async with job.res.db.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(_LOAD, p.reminder_id)
+    if row is None:
+        raise NotFound(f"reminder {p.reminder_id} does not exist")
+    if row["status"] in ("SENT", "SKIPPED"):
+        return {"status": f"already {row['status'].lower()}"}
+    skip = _skip_reason(row)
+    if skip:
+        await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=skip)
+        raise JobSkipped(skip)
+    try:
+        counts = await _send_all(job, row)
+    except Exception as exc:
+        final = not job.will_retry(exc)
+        await _mark(job.res.db, p.reminder_id, "FAILED" if final else None,
+                    error=f"{type(exc).__name__}: {exc}", retry_count=job.attempt)
+        raise
+    if counts["sent"] + counts["duplicate"] == 0:
+        reason = "; ".join(sorted(set(counts.pop("reasons")))) or "no participant to remind"
+        await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=reason)
+        raise JobSkipped(reason)
+    counts.pop("reasons")
+    await _mark(job.res.db, p.reminder_id, "SENT", retry_count=job.attempt - 1)
+    return {"status": "sent", **counts}
+
+
+def _skip_reason(row: asyncpg.Record) -> str | None:
+    if row["event_status"] == "CANCELLED":
+        return "event cancelled"
+    if row["kind"] != "follow_up" and row["start_at"] <= row["now"]:
+        return "event already started"
+    return None
+
+
+def participants(raw: Any) -> list[Participant]:
+    items = json.loads(raw) if isinstance(raw, str) else (raw or [])
+    return [Participant(i.get("email"), i.get("name"), i.get("phone"), i.get("timeZone")) for i in items]
+
+
+async def _send_all(job: JobContext, row: asyncpg.Record) -> dict[str, Any]:
+    counts: dict[str, Any] = {"sent": 0, "duplicate": 0, "skipped": 0, "reasons": []}
+    send = notifier(job.res).send
+    link = f"{job.res.settings.app_base_url.rstrip('/')}/events/{row['event_id']}"
+    people = participants(row["participants"])
+    for person in people:
+        when = describe(row["start_at"], row["now"], zone(person.time_zone, row["time_zone"]))
+        key = f"reminder:{row['id']}"
+        messages: list[tuple[Any, str]] = []
+        if person.email:
+            messages.append((_email(row, person, when, link, people), f"{key}:email:{person.email.lower()}"))
+        if person.phone:
+            messages.append((_sms(row, person.phone, when, link), f"{key}:sms:{person.phone}"))
+        for message, message_key in messages:
+            delivery = await send(message, key=message_key, job_id=job.job_id)
+            counts[delivery.status] += 1
+            if delivery.reason and delivery.status == "skipped":
+                counts["reasons"].append(delivery.reason)
+    return counts
+
+
+def _email(row: asyncpg.Record, person: Participant, when: When, link: str, people: list[Participant]) -> Email:
+    template = "follow_up" if row["kind"] == "follow_up" else "reminder"
+    text, html = render(template, name=person.name, title=row["title"], when=when, location=row["location"],
+                        meeting_url=row["meeting_url"], organizer=row["organizer_name"] or row["organizer_email"],
+                        link=link)
+    subject = (f"Follow-up: {row['title']}" if template == "follow_up"
+               else f"Reminder: {row['title']} {when.relative}")
+    attachments: tuple[Attachment, ...] = ()
+    if template == "reminder":
+        attachments = (Attachment("invite.ics", build_ics(_invite(row, people)), "text/calendar; method=REQUEST"),)
+    return Email(to=person.email or "", to_name=person.name, subject=subject, text=text, html=html,
+                 attachments=attachments)
+
+
+def _sms(row: asyncpg.Record, phone: str, when: When, link: str) -> Sms:
+    where = f" {row['meeting_url']}" if row["meeting_url"] else (f" at {row['location']}" if row["location"] else "")
+    body = f"Reminder: {row['title']} {when.relative}, {when.date} {when.time} {when.zone}.{where}"
+    return Sms(to=phone, body=body, link=link)
+
+
+def _invite(row: asyncpg.Record, people: list[Participant]) -> Invite:
+    return Invite(
+        event_id=row["event_id"], title=row["title"], start=row["start_at"], end=row["end_at"],
+        time_zone=row["time_zone"], organizer_email=row["organizer_email"], organizer_name=row["organizer_name"],
+        attendees=tuple((p.email, p.name) for p in people if p.email), location=row["location"],
+        meeting_url=row["meeting_url"], description=row["description"], sequence=row["sequence"],
+    )
+
+
+async def _mark(db: asyncpg.Pool, reminder_id: int, status: str | None, *, skip_reason: str | None = None,
+                error: str | None = None, retry_count: int | None = None) -> None:
+    """Update the reminder; a None status keeps it (a failure that will be retried)."""
+    await db.execute(
+        "UPDATE event_reminders SET status = COALESCE($2, status), skip_reason = COALESCE($3, skip_reason),"
+        " error = $4, retry_count = COALESCE($5, retry_count),"
+        " sent_at = CASE WHEN $2 = 'SENT' THEN now() ELSE sent_at END WHERE id = $1",
+        reminder_id, status, skip_reason, error, retry_count)
+

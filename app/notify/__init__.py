@@ -1,0 +1,102 @@
+"""Notifications: every message to a person or a system goes through `Notifier.send()`.
+
+One path for all channels (email, SMS, webhook, chat) so each send is recorded under an
+idempotency key before it happens (see ledger.py), guarded by its provider's circuit breaker,
+counted in metrics, and skipped with a reason when its channel is not configured.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from app.notify.chat import ChatChannel
+from app.notify.email import SmtpChannel
+from app.notify.ledger import AlreadySent, Ledger
+from app.notify.messages import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
+from app.notify.sms import TwilioChannel
+from app.notify.webhook import WebhookChannel
+
+if TYPE_CHECKING:
+    from app.resources import Resources
+
+log = structlog.get_logger(__name__)
+
+# Another job's claim older than this is taken over: its sender is gone (timeouts are shorter).
+CLAIM_STALE_S = 120.0
+
+
+class ChannelImpl(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def provider(self) -> str | None:
+        """The circuit breaker this channel's sends count against (None: no external provider)."""
+
+    def unconfigured_reason(self) -> str | None: ...
+    async def deliver(self, message: Any, key: str) -> str: ...
+    async def aclose(self) -> None: ...
+
+
+class Notifier:
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+        self.ledger = Ledger(res.db, stale_after_s=CLAIM_STALE_S)
+        self.channels: dict[str, ChannelImpl] = {
+            "email": SmtpChannel(res.settings),
+            "sms": TwilioChannel(res.settings),
+            "webhook": WebhookChannel(res.settings),
+            "chat": ChatChannel(res.db, res.redis),
+        }
+
+    async def send(self, message: Message, *, key: str, job_id: str) -> Delivery:
+        """Send `message` once per `key`: "sent", "duplicate" (sent before) or "skipped"."""
+        channel = self.channels[message.channel]
+        counter = self.res.metrics.notifications
+        reason = channel.unconfigured_reason()
+        if reason is not None:
+            skipped_id = await self.ledger.skipped(key, message.channel, message.recipient, reason)
+            counter.labels(message.channel, "skipped").inc()
+            return Delivery("skipped", skipped_id, reason=reason)
+        if channel.provider is not None:
+            self.res.breakers[channel.provider].raise_if_open()  # before claiming a row for nothing
+        try:
+            claim = await self.ledger.claim(key, message.channel, message.recipient, message.subject, job_id)
+        except AlreadySent as done:
+            counter.labels(message.channel, "duplicate").inc()
+            return Delivery("duplicate", done.notification_id, reason="already sent")
+        if claim.in_doubt:
+            counter.labels(message.channel, "in_doubt_resend").inc()
+            log.warning("notification_in_doubt_resend", key=key, channel=message.channel, job_id=job_id)
+        try:
+            provider_id = await self._deliver(channel, message, key)
+        except Exception as exc:
+            counter.labels(message.channel, "failed").inc()
+            await self.ledger.failed(claim.notification_id, f"{type(exc).__name__}: {exc}")
+            raise
+        await self.ledger.sent(claim.notification_id, provider_id)
+        counter.labels(message.channel, "sent").inc()
+        return Delivery("sent", claim.notification_id, provider_id=provider_id)
+
+    async def _deliver(self, channel: ChannelImpl, message: Message, key: str) -> str:
+        if channel.provider is None:
+            return await channel.deliver(message, key)
+        async with self.res.breakers.guard(channel.provider):
+            return await channel.deliver(message, key)
+
+    async def aclose(self) -> None:
+        for channel in self.channels.values():
+            await channel.aclose()
+
+
+def notifier(res: Resources) -> Notifier:
+    """The process's Notifier, built on first use and closed with the resources."""
+    found = res.clients.get("notifier")
+    if found is None:
+        found = res.clients["notifier"] = Notifier(res)
+    assert isinstance(found, Notifier)
+    return found
+
+
+__all__ = ["Attachment", "Chat", "Delivery", "Email", "Message", "Notifier", "Sms", "Webhook", "notifier"]

@@ -1,0 +1,116 @@
+"""The idempotency ledger: a notifications row claimed before a send, so no key is sent twice.
+
+A send first claims its key (status SENDING, naming the job), then calls the provider, then
+marks the row SENT, FAILED or SKIPPED. The rules of a claim, given the row already there:
+
+    no row                              claim it
+    SENT                                refuse: already sent (the second send never happens)
+    FAILED / SKIPPED                    claim it again (a retry, or a channel configured since)
+    SENDING by this same job            the earlier run of this job died mid-send: claim it
+                                        ("in doubt": see below)
+    SENDING by another job, fresh       someone is sending right now: try again later
+    SENDING by another job, stale       that sender is gone: claim it
+
+In doubt: a process killed between the provider accepting a message and the SENT mark
+leaves a row that cannot tell whether the message went out. We send again rather than risk a
+person never hearing of their meeting; that window is the one round trip to PostgreSQL after
+the provider's answer, and emails carry a Message-ID derived from the key so mail clients fold
+a repeat into one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+from app.errors import TransientError
+
+ClaimVerdict = Literal["claim", "already_sent", "busy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Existing:
+    status: str
+    job_id: str | None
+    claimed_at: dt.datetime
+
+
+def judge(existing: Existing | None, job_id: str, now: dt.datetime, stale_after_s: float) -> ClaimVerdict:
+    """Pure core of a claim: may `job_id` send a key whose row is `existing`?"""
+    if existing is None or existing.status in ("FAILED", "SKIPPED"):
+        return "claim"
+    if existing.status == "SENT":
+        return "already_sent"
+    if existing.job_id == job_id:
+        return "claim"
+    if (now - existing.claimed_at).total_seconds() >= stale_after_s:
+        return "claim"
+    return "busy"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    notification_id: int
+    in_doubt: bool
+    """The previous claim was a run that died mid-send."""
+
+
+class AlreadySent(Exception):
+    def __init__(self, notification_id: int) -> None:
+        super().__init__(f"notification {notification_id} was already sent")
+        self.notification_id = notification_id
+
+
+class Ledger:
+    def __init__(self, db: asyncpg.Pool, *, stale_after_s: float) -> None:
+        self.db = db
+        self.stale_after_s = stale_after_s
+
+    async def claim(self, key: str, channel: str, recipient: str, subject: str | None, job_id: str) -> Claim:
+        """Claim `key` for a send by `job_id`; AlreadySent or TransientError (busy) otherwise."""
+        async with self.db.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "SELECT id, status, job_id, claimed_at, now() AS now FROM notifications"
+                " WHERE idempotency_key = $1 FOR UPDATE", key)
+            if row is None:
+                new_id = await conn.fetchval(
+                    "INSERT INTO notifications (idempotency_key, channel, recipient, subject, job_id)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                    key, channel, recipient, subject, job_id)
+                if new_id is None:  # another run inserted it between our SELECT and INSERT
+                    raise TransientError(f"notification {key!r} is being claimed by another job")
+                return Claim(new_id, in_doubt=False)
+            existing = Existing(row["status"], row["job_id"], row["claimed_at"])
+            verdict = judge(existing, job_id, row["now"], self.stale_after_s)
+            if verdict == "already_sent":
+                raise AlreadySent(row["id"])
+            if verdict == "busy":
+                raise TransientError(f"notification {key!r} is being sent by job {existing.job_id}")
+            in_doubt = existing.status == "SENDING"
+            await conn.execute(
+                "UPDATE notifications SET status = 'SENDING', job_id = $2, claimed_at = now(), error = NULL,"
+                " attempts = attempts + 1, in_doubt_resends = in_doubt_resends + $3::int WHERE id = $1",
+                row["id"], job_id, int(in_doubt))
+            return Claim(row["id"], in_doubt=in_doubt)
+
+    async def sent(self, notification_id: int, provider_id: str | None) -> None:
+        await self.db.execute(
+            "UPDATE notifications SET status = 'SENT', provider_id = $2, sent_at = now(), error = NULL"
+            " WHERE id = $1", notification_id, provider_id)
+
+    async def failed(self, notification_id: int, error: str) -> None:
+        await self.db.execute(
+            "UPDATE notifications SET status = 'FAILED', error = $2 WHERE id = $1", notification_id, error[:2000])
+
+    async def skipped(self, key: str, channel: str, recipient: str, reason: str) -> int | None:
+        """Record a skipped send (channel not configured) unless the key was already sent."""
+        id_: int | None = await self.db.fetchval(
+            "INSERT INTO notifications (idempotency_key, channel, recipient, status, error)"
+            " VALUES ($1, $2, $3, 'SKIPPED', $4)"
+            " ON CONFLICT (idempotency_key) DO UPDATE SET status = 'SKIPPED', error = EXCLUDED.error"
+            " WHERE notifications.status IN ('FAILED', 'SKIPPED') RETURNING id",
+            key, channel, recipient, reason)
+        return id_

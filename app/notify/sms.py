@@ -1,0 +1,75 @@
+"""SMS through Twilio's Messages API, with the official client on its asyncio HTTP client."""
+
+from __future__ import annotations
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.rest import Client
+
+from app.errors import PermanentError, RateLimited, TransientError
+from app.notify.messages import Sms
+from app.settings import Settings
+
+# A GSM-7 message of up to 306 characters goes as two concatenated segments (153 each);
+# anything longer is trimmed and points at the full text instead.
+MAX_SMS_CHARS = 306
+
+
+def fit_sms(body: str, link: str | None, limit: int = MAX_SMS_CHARS) -> str:
+    """The body in at most two segments; when trimmed, the link is kept whole at the end."""
+    text = " ".join(body.split())
+    if len(text) <= limit:
+        return text
+    tail = f"… {link}" if link else "…"
+    return text[: max(0, limit - len(tail))].rstrip() + tail
+
+
+class TwilioChannel:
+    name = "sms"
+    provider = "twilio"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client: Client | None = None
+        self._http: AsyncTwilioHttpClient | None = None
+
+    def unconfigured_reason(self) -> str | None:
+        s = self.settings
+        missing = [name for name, value in (
+            ("TWILIO_ACCOUNT_SID", s.twilio_account_sid), ("TWILIO_AUTH_TOKEN", s.twilio_auth_token),
+            ("TWILIO_PHONE_NUMBER", s.twilio_phone_number)) if not value]
+        return f"SMS is not configured ({', '.join(missing)} unset)" if missing else None
+
+    def _twilio(self) -> Client:
+        if self._client is None:
+            s = self.settings
+            assert s.twilio_auth_token is not None
+            self._http = AsyncTwilioHttpClient(timeout=s.webhook_timeout_s)
+            self._client = Client(s.twilio_account_sid, s.twilio_auth_token.get_secret_value(),
+                                  http_client=self._http)
+            if s.twilio_base_url:
+                self._client.api.base_url = s.twilio_base_url.rstrip("/")
+        return self._client
+
+    async def deliver(self, message: Sms, key: str) -> str:
+        try:
+            sent = await self._twilio().messages.create_async(
+                to=message.to, from_=self.settings.twilio_phone_number, body=fit_sms(message.body, message.link))
+        except TwilioRestException as exc:
+            raise _translate(exc) from exc
+        except (TwilioException, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise TransientError(f"Twilio unreachable: {exc}") from exc
+        return str(sent.sid)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+
+def _translate(exc: TwilioRestException) -> Exception:
+    if exc.status == 429:
+        return RateLimited(f"Twilio rate limit: {exc.msg}")
+    if exc.status >= 500:
+        return TransientError(f"Twilio error {exc.status}: {exc.msg}")
+    return PermanentError(f"Twilio refused the message ({exc.status}, code {exc.code}): {exc.msg}")

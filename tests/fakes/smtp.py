@@ -1,0 +1,88 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 in the test's event loop, keeping what it accepts.
+
+Tests can take it down and bring it back on the same port (a provider outage), and hold
+senders at MAIL FROM (a send in progress, for crash tests) until released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          mail_options: list[str]) -> str:
+        if not self.sink.gate.is_set():
+            self.sink.held += 1
+            self.sink.changed.set()
+            await self.sink.gate.wait()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.sink.messages.append(message)
+        self.sink.changed.set()
+        return "250 Message accepted"
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.port = 0
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0
+        """Sessions that reached MAIL FROM while the gate was closed."""
+        self.changed = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._protocols: list[SMTP] = []
+
+    def env(self) -> dict[str, str]:
+        """Settings that point a worker at this server."""
+        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.port), "SMTP_SECURE": "none",
+                "SMTP_FROM_EMAIL": "reminders@workhorse.test", "SMTP_TIMEOUT_S": "5"}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> SMTP:
+            protocol = SMTP(_Handler(self), hostname="sink.test", loop=loop)
+            self._protocols.append(protocol)
+            return protocol
+
+        self._server = await loop.create_server(factory, "127.0.0.1", self.port, reuse_address=True)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Down: refuse new connections and drop the open ones."""
+        if self._server is not None:
+            self._server.close()
+            for protocol in self._protocols:
+                if protocol.transport is not None:
+                    protocol.transport.close()
+            self._protocols.clear()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def wait_for(self, predicate: Any, timeout_s: float = 30.0) -> None:
+        """Until predicate(self) holds, woken by each accepted message or held session."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate(self):
+                self.changed.clear()
+                await self.changed.wait()
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if address in str(m["To"])]

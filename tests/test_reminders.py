@@ -1,0 +1,133 @@
+"""Event reminders: created with the event, claimed by the scan, sent once by email (.ics) and SMS."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from email.message import EmailMessage
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from icalendar import Calendar
+
+from app.resources import Resources
+from app.scheduling_events import NewEvent, cancel_event, create_event
+from app.settings import Settings
+from tests.fakes.smtp import SmtpSink
+from tests.fakes.twilio import TwilioFake
+from tests.support.jobs import result_of
+from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env
+
+QUEUE = "scheduling-reminders"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+async def due_event(res: Resources, event_id: str, *, starts_in: dt.timedelta, **fields: Any) -> dict[str, int]:
+    """An event whose 2 h reminder is due now (created as if three hours before the start)."""
+    start = now() + starts_in
+    event = NewEvent(id=event_id, org_id="org-1", title=fields.pop("title", "Quarterly review"), start_at=start,
+                     end_at=start + dt.timedelta(hours=1), **fields)
+    return await create_event(res.db, event, now=start - dt.timedelta(hours=3))
+
+
+def ics_of(message: EmailMessage) -> Calendar:
+    parts = [p for p in message.iter_attachments() if p.get_content_type() == "text/calendar"]
+    assert len(parts) == 1, [p.get_content_type() for p in message.iter_attachments()]
+    payload = parts[0].get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return Calendar.from_ical(payload)
+
+
+async def test_a_due_reminder_arrives_once_with_a_valid_ics_in_local_time(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink, twilio: TwilioFake) -> None:
+    """The scan queues the due reminder; the participant gets one email whose .ics parses back
+    with the event's UID and times, one SMS, both in their own time zone; scanning and sending
+    again sends nothing more."""
+    start_in = dt.timedelta(hours=2) - dt.timedelta(minutes=1)
+    ids = await due_event(res, "ev-1", starts_in=start_in, time_zone="America/New_York",
+                          meeting_url="https://meet.test/x", organizer_email="olga@example.com", participants=[
+                              {"email": "ana@example.com", "name": "Ana", "phone": "+14155550100",
+                               "timeZone": "Europe/Berlin"}])
+    assert set(ids) == {"2h"}
+    settings = make_settings(**smtp_sink.env(), **twilio.env())
+    async with in_process_worker(settings, [QUEUE]):
+        scan = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
+        assert scan == {"scanned": 1, "queued": 1, "skipped": 0, "errors": 0}
+        await smtp_sink.wait_for(lambda s: len(s.messages) == 1)
+        first = await res.enqueuer.job(f"reminder:{ids['2h']}", QUEUE).result(timeout=20, poll_delay=0.02)
+        sent = await result_of(res, await _enqueued_again(res, ids["2h"]), QUEUE)
+        again = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
+    assert first == {"status": "sent", "sent": 2, "duplicate": 0, "skipped": 0}
+    assert sent == {"status": "already sent"}
+    assert again["scanned"] == 0
+    [message] = smtp_sink.messages
+    start = await res.db.fetchval("SELECT start_at FROM scheduling_events WHERE id = 'ev-1'")
+    local = start.astimezone(BERLIN)
+    assert message["To"] == "Ana <ana@example.com>"
+    assert message["Subject"] == "Reminder: Quarterly review in 2 hours"
+    body = message.get_body(("plain",))
+    assert body is not None
+    assert f"at {local:%H:%M} ({local.tzname()})" in body.get_content()
+    event = ics_of(message).walk("VEVENT")[0]
+    assert str(event["uid"]) == "ev-1@workhorse"
+    assert event.decoded("dtstart") == start and event.decoded("dtend") == start + dt.timedelta(hours=1)
+    assert str(event.decoded("dtstart").tzinfo) == "America/New_York"
+    assert [m["to"] for m in twilio.messages] == ["+14155550100"]
+    assert f"{local:%H:%M}" in twilio.messages[0]["body"]
+    row = await res.db.fetchrow("SELECT status, sent_at FROM event_reminders WHERE id = $1", ids["2h"])
+    assert row["status"] == "SENT" and row["sent_at"] is not None
+
+
+async def _enqueued_again(res: Resources, reminder_id: int) -> Any:
+    """A second send of the same reminder (as a retried or duplicated job would be)."""
+    return await res.enqueuer.enqueue("send_reminder", {"reminderId": reminder_id}, job_id=f"again:{reminder_id}")
+
+
+async def test_reminders_of_cancelled_or_started_events_are_skipped_with_the_reason(
+        settings: Settings, res: Resources, smtp_sink: SmtpSink) -> None:
+    """A cancelled event's pending reminders are skipped at once; a 2 h reminder that only came
+    due after its event started is skipped by the scan; neither sends anything."""
+    cancelled = await due_event(res, "ev-cancelled", starts_in=dt.timedelta(hours=1),
+                                participants=[{"email": "a@example.com"}])
+    assert await cancel_event(res.db, "ev-cancelled") == 1
+    started = await due_event(res, "ev-started", starts_in=-dt.timedelta(minutes=5),
+                              participants=[{"email": "b@example.com"}])
+    async with in_process_worker(settings, [QUEUE]):
+        scan = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
+    assert scan == {"scanned": 1, "queued": 0, "skipped": 1, "errors": 0}
+    rows = await res.db.fetch("SELECT id, status, skip_reason FROM event_reminders ORDER BY id")
+    assert [(r["status"], r["skip_reason"]) for r in rows] == [
+        ("SKIPPED", "event cancelled"), ("SKIPPED", "event already started")]
+    assert [r["id"] for r in rows] == [cancelled["2h"], started["2h"]]
+    assert smtp_sink.messages == []
+
+
+async def test_two_processes_scanning_at_once_send_each_reminder_exactly_once(
+        make_env: Callable[..., dict[str, str]], res: Resources, smtp_sink: SmtpSink) -> None:
+    """Two worker processes run overlapping scans in small batches over 120 due reminders:
+    SKIP LOCKED splits the rows between them, and every participant gets exactly one email."""
+    count = 120
+    for n in range(count):
+        await due_event(res, f"ev-{n}", starts_in=dt.timedelta(minutes=90),
+                        participants=[{"email": f"p{n}@example.com"}])
+    env = subprocess_env(make_env(**smtp_sink.env()))
+    workers = [WorkerProcess({**env, "HEALTH_PORT": "0"}, ("--queues", QUEUE)) for _ in range(2)]
+    for w in workers:
+        await w.start()
+    try:
+        await asyncio.gather(*(w.wait_ready() for w in workers))
+        scans = [await res.enqueuer.enqueue("scan_reminders", {"batchSize": 5}) for _ in range(4)]
+        results = [await result_of(res, s, QUEUE, timeout_s=60) for s in scans]
+        await smtp_sink.wait_for(lambda s: len(s.messages) >= count, timeout_s=60)
+    finally:
+        for w in workers:
+            await w.stop()
+    assert sum(r["scanned"] for r in results) == count
+    recipients = sorted(str(m["To"]) for m in smtp_sink.messages)
+    assert recipients == sorted({f"p{n}@example.com" for n in range(count)})
+    assert await res.db.fetchval("SELECT count(*) FROM event_reminders WHERE status = 'SENT'") == count
