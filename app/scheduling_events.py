@@ -58,11 +58,12 @@ async def create_event(db: Db, event: NewEvent,
     if event.end_at < event.start_at:
         raise ValueError("end_at is before start_at")
     times = reminder_times(event.start_at, event.end_at, now or dt.datetime.now(dt.UTC), follow_up=event.follow_up)
+    # `::text::jsonb`: the JSON goes as text, so this works with or without a jsonb codec.
     async with _connection(db) as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO scheduling_events (id, org_id, title, description, location, meeting_url, start_at, end_at,"
             " time_zone, organizer_email, organizer_name, participants)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)",
             event.id, event.org_id, event.title, event.description, event.location, event.meeting_url,
             event.start_at, event.end_at, event.time_zone, event.organizer_email, event.organizer_name,
             json.dumps(list(event.participants)))

@@ -132,6 +132,24 @@ class Settings(BaseSettings):
     app_base_url: str = Field("http://localhost:3000", description="web app root, for links in messages")
 
     storage_dir: Path = PROJECT_ROOT / ".workhorse" / "storage"
+    storage_backend: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint (Spaces, MinIO); empty for AWS")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    document_max_bytes: int = Field(50_000_000, ge=1)
+    # OCR: pages and pixels are capped so a decompression bomb fails instead of eating memory.
+    ocr_workers: int = Field(0, ge=0, le=64, description="OCR processes; 0 = one per CPU")
+    ocr_dpi: int = Field(300, ge=72, le=600)
+    ocr_max_pages: int = Field(200, ge=1)
+    ocr_max_pixels: int = Field(40_000_000, ge=1, description="per page or image")
+    vision_max_pages: int = Field(5, ge=1, le=50)
+    openai_timeout_s: float = Field(60.0, gt=0)
+    embedding_provider: Literal["auto", "openai", "local", "none"] = "auto"
+    embedding_batch_size: int = Field(100, ge=1, le=100)
+    chunk_tokens: int = Field(500, ge=100, le=1000)
+    chunk_overlap_tokens: int = Field(50, ge=0, le=200)
 
     # Set by systemd (Type=notify, WatchdogSec=).
     notify_socket: str | None = None
@@ -196,7 +214,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
-    """Read config/queues.toml and apply QUEUE_NAME_FIELD overrides from `env`."""
+    """Read config/queues.toml and apply QUEUE_NAME_FIELD (and JOB_NAME_FIELD) overrides from `env`."""
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -212,8 +230,18 @@ def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
         for suffix, (field, kind) in _RETRY_OVERRIDES.items():
             _override(row["retry"], field, kind, env, prefix + suffix)
         queues[name] = row
+    jobs: dict[str, Any] = {}
+    for name, row in raw.get("jobs", {}).items():
+        row = dict(row)
+        prefix = name.upper().replace("-", "_") + "_"
+        _override(row, "timeout_s", float, env, prefix + "TIMEOUT_S")
+        if "retry" in row:  # a job without its own policy follows its queue's overrides
+            row["retry"] = dict(row["retry"])
+            for suffix, (field, kind) in _RETRY_OVERRIDES.items():
+                _override(row["retry"], field, kind, env, prefix + suffix)
+        jobs[name] = row
     try:
-        return QueueTable(queues=queues, jobs=raw.get("jobs", {}))
+        return QueueTable(queues=queues, jobs=jobs)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from app.awaitable import awaited
+from app.client import JobRequest
 from app.cron import CronEntry
 from app.jobs import build_registry
 from app.resources import Resources, open_resources
 from app.schedule import CronExpr, CronTicker
 from app.settings import Settings
+from tests.fakes.smtp import SmtpSink
+from tests.support.jobs import RUNS_KEY
 from tests.support.postgres import PrivatePostgres
 from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env, wait_for_runs
 
@@ -121,3 +126,54 @@ async def test_two_processes_fire_each_cron_tick_once(settings: Settings, res: R
     assert outcomes.count("skipped_overlap") == 4
     assert outcomes.count("claimed_elsewhere") == 5
     assert await res.redis.zcard("sla-monitor") == 1
+
+
+async def test_kill_9_with_2000_jobs_queued_loses_none_and_sends_each_email_once(
+        make_env: EnvFactory, res: Resources, smtp_sink: SmtpSink) -> None:
+    """2,000 jobs on every queue, 100 of them emails. The process is killed -9 while jobs run,
+    some emails delivered and others held mid-send by the SMTP server. A new process completes
+    every job, and the SMTP server ends with exactly one message per email: those sent before
+    the kill are not sent again, those cut off mid-send are sent once."""
+    started = asyncio.get_running_loop().time()
+    queues = ["document-processing", "document-embedding", "intake-routing", "calendar-sync",
+              "sla-monitor", "scheduling-agent", "scheduling-reminders"]
+    probes = [JobRequest("probe", {"tag": f"p{n}", "sleepMs": 20}, queue=queues[n % len(queues)])
+              for n in range(1900)]
+    emails = [JobRequest("send_email", {"idempotencyKey": f"crash-{n}", "to": f"r{n}@example.com",
+                                        "subject": "Hello", "text": "once"}, job_id=f"crash-{n}")
+              for n in range(100)]
+    enqueued = await res.enqueuer.enqueue_many([*probes, *emails])
+    assert all(enqueued)
+    env = make_env(**smtp_sink.env(), job_lock_ttl_s=2, job_heartbeat_s=0.5)
+    first = await start_worker(env)
+    await smtp_sink.wait_for(lambda s: len(s.messages) >= 20)
+    smtp_sink.gate.clear()  # later sends stop at MAIL FROM, before the server has the message
+    # Kill once every send slot (the queue's concurrency) is held there: no send is then between
+    # the server's acceptance and the SENT mark, the one window where a crash resends (ledger.py).
+    await smtp_sink.wait_for(lambda s: s.held >= 5)
+    first.signal(signal.SIGKILL)
+    await first.wait()
+    delivered_before_kill = len(smtp_sink.messages)
+    smtp_sink.gate.set()
+    second = await start_worker(env)
+    try:
+        await smtp_sink.wait_for(lambda s: len(s.messages) >= 100, timeout_s=60)
+        async with asyncio.timeout(60):
+            while len(await done_tags(res)) < len(probes):
+                await asyncio.sleep(0.1)
+        for e in emails:
+            assert e.job_id is not None
+            await res.enqueuer.job(e.job_id, "scheduling-reminders").result(timeout=30, poll_delay=0.05)
+    finally:
+        await second.stop()
+    assert 20 <= delivered_before_kill < 100
+    assert asyncio.get_running_loop().time() - started < 60
+    recipients = [str(m["To"]) for m in smtp_sink.messages]
+    assert sorted(recipients) == sorted(f"r{n}@example.com" for n in range(100))
+    assert await done_tags(res) == {f"p{n}" for n in range(1900)}
+    assert await res.dlq.list() == []
+
+
+async def done_tags(res: Resources) -> set[str]:
+    runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+    return {r["tag"] for r in runs if r["event"] == "done"}

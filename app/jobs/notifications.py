@@ -58,7 +58,7 @@ async def _send(job: JobContext, message: Message, key: str) -> dict[str, Any]:
     delivery = await notifier(job.res).send(message, key=key, job_id=job.job_id)
     if delivery.status == "skipped":
         raise JobSkipped(delivery.reason or "channel not configured")
-    return as_result(delivery)
+    return {**as_result(delivery), "attempt": job.attempt}
 
 
 def as_result(delivery: Delivery) -> dict[str, Any]:

@@ -25,7 +25,7 @@ class ChatChannel:
 
     async def deliver(self, message: Chat, key: str) -> str:
         row = await self.db.fetchrow(
-            "INSERT INTO chat_messages (org_id, user_id, body, data) VALUES ($1, $2, $3, $4::jsonb)"
+            "INSERT INTO chat_messages (org_id, user_id, body, data) VALUES ($1, $2, $3, $4::text::jsonb)"
             " RETURNING id, created_at",
             message.org_id, message.user_id, message.body, json.dumps(message.data or {}))
         assert row is not None

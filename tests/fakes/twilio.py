@@ -17,6 +17,8 @@ from tests.support.services import free_port
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token"
 FROM_NUMBER = "+15005550006"
+INVALID_NUMBER = "+15005550001"
+"""Refused with 400, as Twilio's test credentials refuse it."""
 
 
 @dataclass
@@ -53,7 +55,7 @@ class TwilioFake:
             return web.json_response({"code": 20500, "message": "Internal error", "status": status}, status=status)
         form = await request.post()
         to, body = str(form.get("To", "")), str(form.get("Body", ""))
-        if not to.startswith("+"):
+        if to == INVALID_NUMBER:
             return web.json_response({"code": 21211, "message": f"Invalid 'To' Phone Number: {to}",
                                       "status": 400}, status=400)
         sid = f"SM{next(self._ids):032d}"
