@@ -23,22 +23,26 @@ from app.registry import JobSpec
 WARNING_AT_PERCENT = 75.0
 BREACHED_AT_PERCENT = 100.0
 _NOTIFY_PAGE = 1000
+_SCAN_WORK_MEM = "128MB"
 
-_SCAN = f"""
-WITH scope AS (
-    SELECT t.id, t.org_id, t.sla_status AS old_status,
-           COALESCE(t.sla_target_at, t.due_at) AS target_at,
-           COALESCE(t.started_at, t.created_at) AS start_at
-    FROM tasks t
-    WHERE t.status IN ('NOT_STARTED', 'IN_PROGRESS')
-      AND COALESCE(t.sla_target_at, t.due_at) IS NOT NULL
-      AND ($1::text IS NULL OR t.org_id = $1)
-      AND ($2::text IS NULL OR t.id = $2)
-), measured AS (
-    SELECT s.*, CASE WHEN s.target_at <= s.start_at THEN 100.0
-                     ELSE 100.0 * extract(epoch FROM now() - s.start_at)
-                                / extract(epoch FROM s.target_at - s.start_at) END AS pct
-    FROM scope s
+# Which open tasks a scan covers: $1 an org, $2 a task, or NULL for everything.
+_SCOPE = """
+    t.status IN ('NOT_STARTED', 'IN_PROGRESS')
+    AND COALESCE(t.sla_target_at, t.due_at) IS NOT NULL
+    AND ($1::text IS NULL OR t.org_id = $1)
+    AND ($2::text IS NULL OR t.id = $2)
+"""
+
+# Classify the scope, write only the tasks whose status changed, insert their events in bulk;
+# one row per org with the events it got.
+_CLASSIFY = f"""
+WITH measured AS (
+    SELECT t.id, t.org_id, t.sla_status AS old_status, COALESCE(t.sla_target_at, t.due_at) AS target_at,
+           CASE WHEN COALESCE(t.sla_target_at, t.due_at) <= COALESCE(t.started_at, t.created_at) THEN 100.0
+                ELSE 100.0 * extract(epoch FROM now() - COALESCE(t.started_at, t.created_at))
+                           / extract(epoch FROM COALESCE(t.sla_target_at, t.due_at)
+                                                - COALESCE(t.started_at, t.created_at)) END AS pct
+    FROM tasks t WHERE {_SCOPE}
 ), classified AS (
     SELECT m.*, CASE WHEN m.pct >= {BREACHED_AT_PERCENT} THEN 'BREACHED'
                      WHEN m.pct >= {WARNING_AT_PERCENT} THEN 'WARNING'
@@ -48,7 +52,8 @@ WITH scope AS (
     UPDATE tasks t
     SET sla_status = c.new_status, sla_percentage = c.pct, sla_status_changed_at = now(), sla_checked_at = now()
     FROM classified c
-    WHERE t.id = c.id AND c.new_status <> c.old_status AND t.sla_status = c.old_status
+    WHERE c.new_status <> c.old_status AND t.id = c.id
+      AND t.sla_status = c.old_status  -- re-checked under the row lock: a concurrent scan won
     RETURNING c.*
 ), events AS (
     INSERT INTO agent_events (org_id, task_id, event_type, payload)
@@ -67,20 +72,18 @@ WITH scope AS (
     WHERE ch.new_status IN ('WARNING', 'BREACHED')
     RETURNING id, org_id, event_type
 )
-SELECT c.org_id,
-       count(*) AS checked,
-       count(*) FILTER (WHERE c.new_status = 'WARNING') AS warning_now,
-       count(*) FILTER (WHERE c.new_status = 'BREACHED') AS breached_now,
-       coalesce(max(e.warnings), 0) AS new_warnings,
-       coalesce(max(e.breaches), 0) AS new_breaches,
-       coalesce(max(e.ids), '{{}}') AS event_ids
-FROM classified c
-LEFT JOIN (
-    SELECT org_id, count(*) FILTER (WHERE event_type = 'SLA_WARNING') AS warnings,
-           count(*) FILTER (WHERE event_type = 'SLA_BREACH') AS breaches, array_agg(id) AS ids
-    FROM events GROUP BY org_id
-) e ON e.org_id = c.org_id
-GROUP BY c.org_id
+SELECT org_id, count(*) FILTER (WHERE event_type = 'SLA_WARNING') AS warnings,
+       count(*) FILTER (WHERE event_type = 'SLA_BREACH') AS breaches, array_agg(id) AS event_ids
+FROM events GROUP BY org_id
+"""
+
+# Per-org totals of the scope after the update (statuses as stored now).
+_TOTALS = f"""
+SELECT t.org_id, count(*) AS checked,
+       count(*) FILTER (WHERE t.sla_status = 'WARNING') AS warning_now,
+       count(*) FILTER (WHERE t.sla_status = 'BREACHED') AS breached_now
+FROM tasks t WHERE {_SCOPE}
+GROUP BY t.org_id
 """
 
 _CHANGES = """
@@ -97,17 +100,21 @@ class SlaScan(Payload):
 
 
 async def sla_scan(job: JobContext, p: SlaScan) -> dict[str, Any]:
-    rows = await job.res.db.fetch(_SCAN, p.org_id, p.task_id)
-    orgs: dict[str, dict[str, int]] = {}
+    async with job.res.db.acquire() as conn, conn.transaction():
+        # The scan hashes every open task once; with the default 4 MB it spills to disk in batches.
+        await conn.execute(f"SET LOCAL work_mem = '{_SCAN_WORK_MEM}'")
+        changes = await conn.fetch(_CLASSIFY, p.org_id, p.task_id)
+        totals = await conn.fetch(_TOTALS, p.org_id, p.task_id)
+    orgs = {r["org_id"]: {"checked": r["checked"], "warnings": 0, "breaches": 0, "warningNow": r["warning_now"],
+                          "breachedNow": r["breached_now"], "errors": 0} for r in totals}
     event_ids: list[int] = []
-    for r in rows:  # one row per org
-        orgs[r["org_id"]] = {"checked": r["checked"], "warnings": r["new_warnings"], "breaches": r["new_breaches"],
-                             "warningNow": r["warning_now"], "breachedNow": r["breached_now"], "errors": 0}
+    for r in changes:  # one row per org that got events
+        orgs[r["org_id"]].update(warnings=r["warnings"], breaches=r["breaches"])
         event_ids.extend(r["event_ids"])
     await _notify(job, event_ids, orgs)
-    totals = {k: sum(o[k] for o in orgs.values()) for k in ("checked", "warnings", "breaches", "errors")}
-    job.log.info("sla_scanned", orgs=len(orgs), **totals)
-    return {**totals, "orgs": orgs}
+    summary = {k: sum(o[k] for o in orgs.values()) for k in ("checked", "warnings", "breaches", "errors")}
+    job.log.info("sla_scanned", orgs=len(orgs), **summary)
+    return {**summary, "orgs": orgs}
 
 
 async def _notify(job: JobContext, event_ids: list[int], orgs: dict[str, dict[str, int]]) -> None:
