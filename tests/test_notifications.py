@@ -183,3 +183,18 @@ async def test_chat_messages_are_stored_and_published_to_the_user(settings: Sett
     assert event["body"] == "Booked!" and event["data"] == {"n": 1} and event["key"] == "c1"
     row = await res.db.fetchrow("SELECT user_id, body, data FROM chat_messages")
     assert (row["user_id"], row["body"], row["data"]) == ("user-9", "Booked!", {"n": 1})
+
+
+async def test_a_pooled_smtp_connection_closed_by_the_server_is_replaced_at_once(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink) -> None:
+    """Emails reuse one connection; when the server has closed it meanwhile, the next email goes
+    out on a fresh connection in the same attempt, without a retry or a breaker failure."""
+    async with in_process_worker(make_settings(**smtp_sink.env()), [QUEUE]) as process:
+        await result_of(res, await res.enqueuer.enqueue("send_email", email("before")), QUEUE)
+        await smtp_sink.stop()  # drops the pooled connection
+        await smtp_sink.start()
+        after = await result_of(res, await res.enqueuer.enqueue("send_email", email("after")), QUEUE)
+        failures = process.res.breakers["smtp"].failures
+    assert after["status"] == "sent" and after["attempt"] == 1
+    assert failures == 0
+    assert [m["Subject"] for m in smtp_sink.messages] == ["About before", "About after"]

@@ -7,8 +7,6 @@ dominate the cost of a short message; a connection that failed is dropped, never
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from email.message import EmailMessage
 from email.utils import formataddr, formatdate, make_msgid
 
@@ -64,25 +62,25 @@ class SmtpChannel:
 
     async def deliver(self, message: Email, key: str) -> str:
         mime = build_mime(message, key, self.settings)
-        async with self._connection() as smtp:
+        async with self._slots:
+            smtp, reused = await self._checkout()
             try:
-                await smtp.send_message(mime)
-            except aiosmtplib.SMTPException as exc:
-                raise _translate(exc) from exc
+                await _send(smtp, mime, reused=reused)
+            except _StaleConnection:
+                # A pooled connection the server closed while idle (noticed at MAIL FROM, before
+                # any message went out): one more try on a fresh connection.
+                smtp = await self._connect()
+                await _send(smtp, mime, reused=False)
+            self._idle.append(smtp)
         return str(mime["Message-ID"])
 
-    @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
-        async with self._slots:
-            smtp = self._idle.pop() if self._idle else None
-            if smtp is None or not smtp.is_connected:
-                smtp = await self._connect()
-            try:
-                yield smtp
-            except BaseException:
-                smtp.close()
-                raise
-            self._idle.append(smtp)
+    async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
+        """An idle connection that still looks open (reused=True), or a new one."""
+        while self._idle:
+            smtp = self._idle.pop()
+            if smtp.is_connected:
+                return smtp, True
+        return await self._connect(), False
 
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -104,6 +102,23 @@ class SmtpChannel:
                 await smtp.quit()
             except (aiosmtplib.SMTPException, OSError):
                 smtp.close()
+
+
+class _StaleConnection(Exception):
+    """A reused connection turned out to be closed by the server."""
+
+
+async def _send(smtp: aiosmtplib.SMTP, mime: EmailMessage, *, reused: bool) -> None:
+    """Send on `smtp`; on any failure the connection is closed, never returned to the pool."""
+    try:
+        await smtp.send_message(mime)
+    except BaseException as exc:
+        smtp.close()
+        if reused and isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+            raise _StaleConnection from exc
+        if isinstance(exc, aiosmtplib.SMTPException):
+            raise _translate(exc) from exc
+        raise
 
 
 def _translate(exc: BaseException) -> Exception:
