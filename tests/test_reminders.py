@@ -131,3 +131,21 @@ async def test_two_processes_scanning_at_once_send_each_reminder_exactly_once(
     recipients = sorted(str(m["To"]) for m in smtp_sink.messages)
     assert recipients == sorted({f"p{n}@example.com" for n in range(count)})
     assert await res.db.fetchval("SELECT count(*) FROM event_reminders WHERE status = 'SENT'") == count
+
+
+async def test_a_reminder_that_fails_for_good_is_marked_failed_with_its_count_and_error(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink) -> None:
+    """When the last attempt fails (here the SMTP server is down and one attempt is allowed), the
+    reminder ends FAILED with its retry count and the error, and the job is dead-lettered."""
+    ids = await due_event(res, "ev-fail", starts_in=dt.timedelta(minutes=90),
+                          participants=[{"email": "c@example.com"}])
+    await smtp_sink.stop()
+    settings = make_settings(**smtp_sink.env(), scheduling_reminders_attempts=1)
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("send_reminder", {"reminderId": ids["2h"]})
+        async with asyncio.timeout(15):
+            while not await res.dlq.list():
+                await asyncio.sleep(0.05)
+    row = await res.db.fetchrow("SELECT status, retry_count, error FROM event_reminders WHERE id = $1", ids["2h"])
+    assert row["status"] == "FAILED" and row["retry_count"] == 1
+    assert "SMTP unavailable" in row["error"]

@@ -54,7 +54,7 @@ WITH measured AS (
     FROM classified c
     WHERE c.new_status <> c.old_status AND t.id = c.id
       AND t.sla_status = c.old_status  -- re-checked under the row lock: a concurrent scan won
-    RETURNING c.*
+    RETURNING c.*, (t.assignee_email IS NOT NULL OR t.escalation_email IS NOT NULL) AS has_contact
 ), events AS (
     INSERT INTO agent_events (org_id, task_id, event_type, payload)
     SELECT ch.org_id, ch.id,
@@ -70,11 +70,13 @@ WITH measured AS (
            END
     FROM changed ch
     WHERE ch.new_status IN ('WARNING', 'BREACHED')
-    RETURNING id, org_id, event_type
+    RETURNING id, org_id, task_id, event_type
 )
-SELECT org_id, count(*) FILTER (WHERE event_type = 'SLA_WARNING') AS warnings,
-       count(*) FILTER (WHERE event_type = 'SLA_BREACH') AS breaches, array_agg(id) AS event_ids
-FROM events GROUP BY org_id
+SELECT e.org_id, count(*) FILTER (WHERE e.event_type = 'SLA_WARNING') AS warnings,
+       count(*) FILTER (WHERE e.event_type = 'SLA_BREACH') AS breaches,
+       coalesce(array_agg(e.id) FILTER (WHERE ch.has_contact), '{{}}') AS event_ids  -- the ones to notify
+FROM events e JOIN changed ch ON ch.id = e.task_id
+GROUP BY e.org_id
 """
 
 # Per-org totals of the scope after the update (statuses as stored now).
