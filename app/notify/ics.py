@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import cache
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import Calendar, Event, Timezone, vCalAddress, vText
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,12 @@ def build_ics(invite: Invite, *, now: dt.datetime | None = None) -> bytes:
         if name:
             attendee.params["cn"] = vText(name)
         ev.add("attendee", attendee, encode=False)
+    cal.add_component(_vtimezone(invite.time_zone))
     cal.add_component(ev)
-    if hasattr(cal, "add_missing_timezones"):
-        cal.add_missing_timezones()  # VTIMEZONE for the TZID used (icalendar >= 6)
     return bytes(cal.to_ical())
+
+
+@cache
+def _vtimezone(tzid: str) -> Timezone:
+    """The VTIMEZONE that defines `tzid` for calendar clients; built once per zone (it costs ms)."""
+    return Timezone.from_tzid(tzid)

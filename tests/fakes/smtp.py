@@ -31,16 +31,16 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.sink.messages.append(message)
+        self.sink.raw.append(envelope.content)
         self.sink.changed.set()
         return "250 Message accepted"
 
 
 class SmtpSink:
     def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
+        self.raw: list[bytes] = []
+        """Each accepted message as received; `messages` parses them on first use."""
+        self._parsed: list[EmailMessage] = []
         self.port = 0
         self.gate = asyncio.Event()
         self.gate.set()
@@ -83,6 +83,14 @@ class SmtpSink:
             while not predicate(self):
                 self.changed.clear()
                 await self.changed.wait()
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        for content in self.raw[len(self._parsed):]:
+            message = email.message_from_bytes(content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            self._parsed.append(message)
+        return self._parsed
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
