@@ -37,6 +37,7 @@ async def test_the_same_key_is_sent_once_whatever_enqueues_it(
     assert len(smtp_sink.messages) == 1
     assert smtp_sink.messages[0]["Message-ID"] == first["providerId"]
     row = await res.db.fetchrow("SELECT status, channel, recipient FROM notifications WHERE idempotency_key = 'k1'")
+    assert row is not None
     assert dict(row) == {"status": "SENT", "channel": "email", "recipient": "ana@example.com"}
 
 
@@ -178,10 +179,11 @@ async def test_chat_messages_are_stored_and_published_to_the_user(settings: Sett
             while (message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
                 pass
     finally:
-        await pubsub.aclose()
+        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's stub lacks annotations
     event = json.loads(message["data"])
     assert event["body"] == "Booked!" and event["data"] == {"n": 1} and event["key"] == "c1"
     row = await res.db.fetchrow("SELECT user_id, body, data FROM chat_messages")
+    assert row is not None
     assert (row["user_id"], row["body"], row["data"]) == ("user-9", "Booked!", {"n": 1})
 
 

@@ -80,6 +80,7 @@ async def test_a_due_reminder_arrives_once_with_a_valid_ics_in_local_time(
     assert [m["to"] for m in twilio.messages] == ["+14155550100"]
     assert f"{local:%H:%M}" in twilio.messages[0]["body"]
     row = await res.db.fetchrow("SELECT status, sent_at FROM event_reminders WHERE id = $1", ids["2h"])
+    assert row is not None
     assert row["status"] == "SENT" and row["sent_at"] is not None
 
 
@@ -147,5 +148,6 @@ async def test_a_reminder_that_fails_for_good_is_marked_failed_with_its_count_an
             while not await res.dlq.list():
                 await asyncio.sleep(0.05)
     row = await res.db.fetchrow("SELECT status, retry_count, error FROM event_reminders WHERE id = $1", ids["2h"])
+    assert row is not None
     assert row["status"] == "FAILED" and row["retry_count"] == 1
     assert "SMTP unavailable" in row["error"]

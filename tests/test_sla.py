@@ -74,6 +74,7 @@ async def test_transitions_emit_exactly_one_event_each_across_repeated_scans(
     assert 1.9 * 3600 <= warning["remainingSeconds"] <= 2.1 * 3600
     assert breach["escalationRequired"] is True and "breachedAt" in breach
     task = await res.db.fetchrow("SELECT sla_status, sla_percentage FROM tasks WHERE id = 't1'")
+    assert task is not None
     assert task["sla_status"] == "BREACHED" and task["sla_percentage"] >= 100
     by_recipient = sorted((str(m["To"]), str(m["Subject"])) for m in smtp_sink.messages)
     assert by_recipient == [("amy@example.com", "SLA breached: Call back ACME"),

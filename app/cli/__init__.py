@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from app import logs
-from app.cli import dlq_cmd, jobs_cmd, queues_cmd, run_cmd
+from app.cli import dlq_cmd, jobs_cmd, queues_cmd, run_cmd, search_cmd
 from app.errors import AppError
 from app.settings import Settings, SettingsError
 
@@ -24,7 +24,7 @@ Handler = Callable[[Settings, argparse.Namespace], Awaitable[int]]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workhorse", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (run_cmd, queues_cmd, dlq_cmd, jobs_cmd):
+    for module in (run_cmd, queues_cmd, dlq_cmd, jobs_cmd, search_cmd):
         module.add_parsers(sub)
     return parser
 

