@@ -8,6 +8,9 @@
          ├─ InvalidPayload   the payload does not match the job's model; names the fields
          └─ NotFound         the row or file the job is about does not exist
 
+    JobTimedOut            a TimeoutError: the job ran past its queue's timeout and was
+                           cancelled; retried like any timeout
+
     JobSkipped             not an error: the job finished without doing its work (the reason
                            is the result), e.g. a provider that is not configured
 
@@ -78,6 +81,14 @@ class UnknownJob(PermanentError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         super().__init__(f"unknown job {name!r}; known jobs: {', '.join(sorted(known))}")
         self.name = name
+
+
+class JobTimedOut(TimeoutError):
+    """The registry cancelled a job that ran past its timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the job ran past its timeout of {timeout_s:g} s and was cancelled")
+        self.timeout_s = timeout_s
 
 
 class JobSkipped(Exception):

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from app import codec, keys
-from app.retries import RetryPolicy, decide
 
 if TYPE_CHECKING:
     from app.resources import Resources
@@ -26,13 +25,6 @@ class JobContext:
     """1 for the first run; arq's job_try."""
     enqueued_at: dt.datetime
     log: structlog.stdlib.BoundLogger = field(repr=False)
-    policy: RetryPolicy = field(default_factory=RetryPolicy, repr=False)
-    """The retry policy this job runs under (its queue's, or its own override)."""
-
-    def will_retry(self, error: BaseException) -> bool:
-        """Whether the registry will run this job again after `error` (for recording final
-        failures on the job's own rows; the registry still makes the decision)."""
-        return not decide(error, self.attempt, self.policy, rand=0.5).dead_letter
 
     async def progress(self, percent: int, **detail: Any) -> None:
         """Report progress (0-100), readable with `workhorse jobs show ID` while the job runs."""

@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import structlog
 from arq.worker import Function, Retry, func
 
 from app import keys
-from app.errors import InvalidPayload, JobSkipped, UnknownJob
+from app.errors import InvalidPayload, JobSkipped, JobTimedOut, UnknownJob
 from app.jobctx import JobContext
 from app.payload import Payload, parse
 from app.retries import RetryPolicy, classify, decide
@@ -52,6 +52,9 @@ class JobSpec(Generic[P]):
     retry: RetryPolicy | None = None
     """Overrides the queue's policy (config/queues.toml [jobs.NAME] overrides both)."""
     timeout_s: float | None = None
+    on_dead_letter: Callable[[JobContext, P, BaseException], Awaitable[None]] | None = None
+    """Called once the job is dead-lettered (a permanent error, a bug, or its last attempt failed
+    or timed out), so it can record the failure on its own rows, e.g. a document FAILED."""
 
 
 class DeadLettered(Exception):
@@ -158,11 +161,13 @@ class _Wrapped:
         attempt: int = ctx["job_try"]
         bound = log.bind(queue=self.queue, job=self.spec.name, job_id=job_id, attempt=attempt)
         started = time.perf_counter()
+        job = JobContext(self.rt.res, job_id, self.spec.name, self.queue, attempt,
+                         ctx.get("enqueue_time") or datetime.now(UTC), bound)
+        parsed: Payload | None = None
+        deadline = asyncio.timeout(self.timeout_s)
         try:
             parsed = parse(self.spec.name, self.spec.payload, payload)
-            job = JobContext(self.rt.res, job_id, self.spec.name, self.queue, attempt,
-                             ctx.get("enqueue_time") or datetime.now(UTC), bound, self.policy)
-            async with asyncio.timeout(self.timeout_s):
+            async with deadline:
                 result = await self.spec.run(job, parsed)
         except JobSkipped as skip:
             self._finished(started, "skipped")
@@ -174,9 +179,15 @@ class _Wrapped:
                 await self._refund_attempt(ctx, job_id)
                 bound.info("job_requeued_on_shutdown")
             raise
-        except Exception as exc:
+        except Exception as caught:
+            exc: Exception = caught
+            if deadline.expired():  # ours, not a TimeoutError from inside the job
+                exc = JobTimedOut(self.timeout_s)
+                exc.__cause__ = caught  # the dead letter's traceback shows where it was cancelled
             self._finished(started, "failed")
-            await self._failed(ctx, job_id, attempt, payload, exc, bound)
+            await self._failed(ctx, job, payload, exc)
+            await self._on_dead_letter(job, parsed, exc)
+            raise DeadLettered(f"{classify(exc)}: {exc}") from exc
         self._finished(started, "completed")
         bound.info("job_completed", duration_s=round(time.perf_counter() - started, 4))
         return result
@@ -194,9 +205,9 @@ class _Wrapped:
     async def _refund_attempt(self, ctx: dict[str, Any], job_id: str) -> None:
         await ctx["redis"].decr(keys.RETRY_PREFIX + job_id)
 
-    async def _failed(self, ctx: dict[str, Any], job_id: str, attempt: int, payload: Any,
-                      exc: Exception, bound: structlog.stdlib.BoundLogger) -> NoReturn:
-        """Raise arq's Retry, or store the dead letter and raise DeadLettered."""
+    async def _failed(self, ctx: dict[str, Any], job: JobContext, payload: Any, exc: Exception) -> None:
+        """Raise arq's Retry, or store the dead letter and return."""
+        job_id, attempt, bound = job.job_id, job.attempt, job.log
         decision = decide(exc, attempt, self.policy)
         error_class = classify(exc)
         if not decision.dead_letter:
@@ -226,4 +237,12 @@ class _Wrapped:
         log_method = bound.error if error_class == "bug" else bound.warning
         log_method("job_dead_lettered", dead_letter_id=dl_id, reason=decision.reason,
                    error_class=error_class, error=str(exc))
-        raise DeadLettered(f"{error_class}: {exc}") from exc
+
+    async def _on_dead_letter(self, job: JobContext, parsed: Payload | None, exc: Exception) -> None:
+        """The job's own failure hook; its errors are logged: the dead letter is already stored."""
+        if self.spec.on_dead_letter is None or parsed is None:
+            return
+        try:
+            await self.spec.on_dead_letter(job, parsed, exc)
+        except Exception as hook_exc:
+            job.log.error("dead_letter_hook_failed", error=f"{type(hook_exc).__name__}: {hook_exc}")

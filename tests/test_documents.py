@@ -178,6 +178,21 @@ async def test_bad_files_fail_once_with_a_clear_reason(make_settings: Callable[.
     assert letters["no-such-doc"].error_class == "NotFound"
 
 
+async def test_a_document_whose_last_attempt_times_out_ends_failed(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """OCR that outlasts the queue's job timeout on its last attempt is cancelled, dead-lettered,
+    and the document says FAILED instead of staying PROCESSING."""
+    settings = make_settings(document_processing_timeout_s=0.3, document_processing_attempts=1)
+    await files.add_document(res, "slow", files.tiff([["page one"], ["page two"]]))
+    async with in_process_worker(settings, [QUEUE]):
+        ok, _ = await process(res, "slow")
+    doc = await row(res, "slow")
+    assert not ok and doc["status"] == "FAILED"
+    assert doc["processing_error"] == "the job ran past its timeout of 0.3 s and was cancelled"
+    [letter] = await res.dlq.list()
+    assert letter.error_class == "Timeout" and letter.attempts == 1
+
+
 async def test_vision_extraction_stores_fields_that_fit_the_schema(
         make_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
     """The page images go to the vision model with the invoice schema; a reply that fits is stored,

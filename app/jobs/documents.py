@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any, Literal
 
 from pydantic import Field
@@ -18,7 +16,7 @@ from app.errors import PermanentError
 from app.jobctx import JobContext
 from app.payload import Payload
 from app.registry import JobSpec
-from app.retries import classify, decide
+from app.retries import classify
 
 
 class ProcessDocument(Payload):
@@ -35,22 +33,21 @@ async def process_document(job: JobContext, p: ProcessDocument) -> dict[str, Any
     res = job.res
     doc = await store.load(res.db, p.document_id, p.org_id)
     doc_type = _document_type(p.document_type or doc.document_type)
-    async with _failure_recorded(job, doc.id):
-        await store.start(res.db, doc.id, 10)
-        await job.progress(10, step="loading")
-        data = await storage.read(res, doc.storage_key)
-        await _step(job, doc.id, 30, "reading")
-        extraction = await ocr_engine(res).extract(data, language=p.language, perform_ocr=p.perform_ocr)
-        await _step(job, doc.id, 60, "extracting")
-        structured, vision_error = None, None
-        if p.perform_vision_extraction:
-            structured, vision_error = await _vision(job, data, doc_type)
-        await _step(job, doc.id, 90, "saving")
-        text = sanitize(extraction.text)
-        await store.complete(res.db, doc.id, text=text, confidence=extraction.confidence,
-                             page_count=extraction.page_count, document_type=doc_type, structured=structured)
-        embed_job_id = await _queue_embedding(job, p, text)
-        await job.progress(100, step="done")
+    await store.start(res.db, doc.id, 10)
+    await job.progress(10, step="loading")
+    data = await storage.read(res, doc.storage_key)
+    await _step(job, doc.id, 30, "reading")
+    extraction = await ocr_engine(res).extract(data, language=p.language, perform_ocr=p.perform_ocr)
+    await _step(job, doc.id, 60, "extracting")
+    structured, vision_error = None, None
+    if p.perform_vision_extraction:
+        structured, vision_error = await _vision(job, data, doc_type)
+    await _step(job, doc.id, 90, "saving")
+    text = sanitize(extraction.text)
+    await store.complete(res.db, doc.id, text=text, confidence=extraction.confidence,
+                         page_count=extraction.page_count, document_type=doc_type, structured=structured)
+    embed_job_id = await _queue_embedding(job, p, text)
+    await job.progress(100, step="done")
     return _result(doc.id, extraction, text, structured, vision_error, embed_job_id)
 
 
@@ -66,18 +63,10 @@ async def _step(job: JobContext, document_id: str, percent: int, step: str) -> N
     await job.progress(percent, step=step)
 
 
-@asynccontextmanager
-async def _failure_recorded(job: JobContext, document_id: str) -> AsyncIterator[None]:
-    """Mark the document FAILED when this failure is final (the registry will dead-letter it)."""
-    try:
-        yield
-    except Exception as exc:
-        registry = job.res.registry
-        policy = registry.policy(registry.spec(job.name), job.queue)
-        if decide(exc, job.attempt, policy, rand=0.5).dead_letter:
-            reason = str(exc) if classify(exc) != "bug" else f"internal error ({type(exc).__name__})"
-            await store.fail(job.res.db, document_id, reason)
-        raise
+async def record_failure(job: JobContext, p: ProcessDocument, exc: BaseException) -> None:
+    """Dead-lettered (a bad file, a missing row, the last attempt failed or timed out): FAILED."""
+    reason = str(exc) if classify(exc) != "bug" else f"internal error ({type(exc).__name__})"
+    await store.fail(job.res.db, p.document_id, reason or type(exc).__name__)
 
 
 async def _vision(job: JobContext, data: bytes, doc_type: DocumentType) -> tuple[dict[str, Any] | None, str | None]:
@@ -120,4 +109,5 @@ def _result(document_id: str, extraction: Extraction, text: str, structured: dic
 
 
 SPEC = JobSpec(name="process_document", queue="document-processing", payload=ProcessDocument,
-               run=process_document, description="OCR / text layer, optional vision extraction, then embed")
+               run=process_document, on_dead_letter=record_failure,
+               description="OCR / text layer, optional vision extraction, then embed")

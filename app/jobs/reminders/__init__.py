@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.jobs.reminders.scan import ScanReminders, scan_reminders
-from app.jobs.reminders.send import SendReminder, send_reminder
+from app.jobs.reminders.send import SendReminder, record_failure, send_reminder
 from app.registry import JobSpec
 
 QUEUE = "scheduling-reminders"
@@ -11,7 +11,7 @@ QUEUE = "scheduling-reminders"
 SPECS = (
     JobSpec(name="scan_reminders", queue=QUEUE, payload=ScanReminders, run=scan_reminders,
             description="queue every due PENDING reminder (cron every 5 min)"),
-    JobSpec(name="send_reminder", queue=QUEUE, payload=SendReminder, run=send_reminder,
+    JobSpec(name="send_reminder", queue=QUEUE, payload=SendReminder, run=send_reminder, on_dead_letter=record_failure,
             description="send one reminder by email (.ics) and SMS"),
 )
 

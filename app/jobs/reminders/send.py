@@ -55,13 +55,7 @@ async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
     if skip:
         await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=skip)
         raise JobSkipped(skip)
-    try:
-        counts = await _send_all(job, row)
-    except Exception as exc:
-        final = not job.will_retry(exc)
-        await _mark(job.res.db, p.reminder_id, "FAILED" if final else None,
-                    error=f"{type(exc).__name__}: {exc}", retry_count=job.attempt)
-        raise
+    counts = await _send_all(job, row)
     if counts["sent"] + counts["duplicate"] == 0:
         reason = "; ".join(sorted(set(counts.pop("reasons")))) or "no participant to remind"
         await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=reason)
@@ -69,6 +63,11 @@ async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
     counts.pop("reasons")
     await _mark(job.res.db, p.reminder_id, "SENT", retry_count=job.attempt - 1)
     return {"status": "sent", **counts}
+
+
+async def record_failure(job: JobContext, p: SendReminder, exc: BaseException) -> None:
+    """Dead-lettered (its last attempt failed, or a permanent error): FAILED, with count and error."""
+    await _mark(job.res.db, p.reminder_id, "FAILED", error=f"{type(exc).__name__}: {exc}", retry_count=job.attempt)
 
 
 def _skip_reason(row: asyncpg.Record) -> str | None:
@@ -134,11 +133,10 @@ def _invite(row: asyncpg.Record, people: list[Participant]) -> Invite:
     )
 
 
-async def _mark(db: asyncpg.Pool, reminder_id: int, status: str | None, *, skip_reason: str | None = None,
+async def _mark(db: asyncpg.Pool, reminder_id: int, status: str, *, skip_reason: str | None = None,
                 error: str | None = None, retry_count: int | None = None) -> None:
-    """Update the reminder; a None status keeps it (a failure that will be retried)."""
     await db.execute(
-        "UPDATE event_reminders SET status = COALESCE($2, status), skip_reason = COALESCE($3, skip_reason),"
+        "UPDATE event_reminders SET status = $2, skip_reason = COALESCE($3, skip_reason),"
         " error = $4, retry_count = COALESCE($5, retry_count),"
         " sent_at = CASE WHEN $2 = 'SENT' THEN now() ELSE sent_at END WHERE id = $1",
         reminder_id, status, skip_reason, error, retry_count)
