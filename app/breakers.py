@@ -58,11 +58,6 @@ class Breaker:
             return 0.0
         return max(0.0, self.reset_timeout_s - (self.clock() - self.opened_at))
 
-    def raise_if_open(self) -> None:
-        """Raise CircuitOpen while open; unlike before_call, takes no half-open probe."""
-        if self.state is State.OPEN:
-            raise CircuitOpen(self.provider, self.retry_after_s())
-
     def before_call(self) -> None:
         """Raise CircuitOpen unless a call may go out now (closed, or the one half-open probe)."""
         state = self.state
@@ -74,6 +69,10 @@ class Breaker:
                 raise CircuitOpen(self.provider, min(5.0, self.reset_timeout_s))
             self._probing = True
             self._notify(State.HALF_OPEN)
+
+    def release(self) -> None:
+        """A call that before_call let through did not go out after all: free the probe slot."""
+        self._probing = False
 
     def record_success(self) -> None:
         was_open = self.opened_at is not None
@@ -121,8 +120,14 @@ class Breakers:
     @asynccontextmanager
     async def guard(self, provider: str) -> AsyncIterator[None]:
         """Run the block as one call to `provider`, counted by its breaker."""
+        self._breakers[provider].before_call()
+        async with self.outcome(provider):
+            yield
+
+    @asynccontextmanager
+    async def outcome(self, provider: str) -> AsyncIterator[None]:
+        """Count the block's outcome for a call already let through by `before_call()`."""
         breaker = self._breakers[provider]
-        breaker.before_call()
         try:
             yield
         except PermanentError:

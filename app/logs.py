@@ -26,7 +26,8 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
-        processors=[*_SHARED, structlog.processors.format_exc_info,
+        # filter_by_level first: an event below LOG_LEVEL costs a level check, not the whole chain.
+        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.processors.format_exc_info,
                     structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,

@@ -2,8 +2,12 @@
 
 Every enqueue publishes on its queue's wake channel; the hub sets that queue's event so its
 Worker polls at once instead of at the next fallback poll. Pub/sub may drop a message (or the
-connection): the workers' fallback poll keeps correctness, and the paused set is re-read
-every few seconds as well as on each control message.
+connection, or a producer may not publish at all): the fallback poll keeps correctness. So that
+an idle process costs Redis less than one arq worker, the fallback is one sweep per process,
+not one poll per queue: a single `EXISTS` over every unpaused queue, which wakes the workers
+of queues they last saw empty when more queues hold jobs than their workers know of. A worker
+whose queue holds jobs, or that has seen no sweep since its last look, still polls by itself.
+The paused set is re-read on each control message, on reconnect and every few seconds.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from app import control, keys
 
 log = structlog.get_logger(__name__)
 
-PAUSED_REFRESH_S = 2.0
+# Only a safety net: control messages and reconnects re-read the paused set at once.
+PAUSED_REFRESH_S = 5.0
+DEFAULT_SWEEP_S = 1.0
 
 
 class WakeHub:
@@ -30,20 +36,62 @@ class WakeHub:
         self.events: dict[str, asyncio.Event] = {q: asyncio.Event() for q in queues}
         self.paused: set[str] = set()
         self.connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.sweep_every_s = DEFAULT_SWEEP_S
+        self.swept_at = float("-inf")
+        """Monotonic time at which the latest successful sweep began."""
+        self._has_jobs = dict.fromkeys(queues, False)
+        self._registered = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
 
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused
 
+    def register(self, queue: str, fallback_s: float) -> None:
+        """A worker of `queue` waits at most `fallback_s` for work it was not told about."""
+        first = not self._registered.is_set()
+        self.sweep_every_s = fallback_s if first else min(self.sweep_every_s, fallback_s)
+        self._registered.set()
+
+    def saw(self, queue: str, *, has_jobs: bool) -> None:
+        """What a worker found when it last read its queue (running jobs count as jobs)."""
+        self._has_jobs[queue] = has_jobs
+
+    def swept_since(self, monotonic_t: float) -> bool:
+        return self.swept_at > monotonic_t
+
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="wake-hub")
+        self._tasks = [asyncio.create_task(self._run(), name="wake-hub"),
+                       asyncio.create_task(self._sweep_forever(), name="wake-sweep")]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+
+    async def sweep(self) -> None:
+        """Wake the workers that think their queue is empty if more queues hold jobs than known."""
+        started = time.monotonic()
+        active = [q for q in self.queues if q not in self.paused]
+        if active:
+            holding = int(await self.redis.exists(*active))
+            if holding > sum(self._has_jobs[q] for q in active):
+                for q in active:
+                    if not self._has_jobs[q]:
+                        self.events[q].set()
+        self.swept_at = started
+
+    async def _sweep_forever(self) -> None:
+        await self._registered.wait()  # the workers' fallback sets the pace
+        while True:
+            await asyncio.sleep(self.sweep_every_s)
+            try:
+                await self.sweep()
+            except (RedisError, OSError) as exc:
+                # The workers see no fresh sweep and poll by themselves meanwhile.
+                log.debug("wake_sweep_failed", error=str(exc))
 
     async def _run(self) -> None:
         delay = 0.2

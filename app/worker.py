@@ -2,11 +2,14 @@
 
 Overrides of arq's private hooks (stable across 0.26-0.28, pinned in pyproject):
 - `_poll_iteration`: waits for a wake-up (or the next deferred job's time, or a fallback
-  poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors.
+  poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors. A fallback
+  poll of a queue last seen empty is skipped when the process's sweep (app/wake.py) has
+  looked since: an idle process sends one command per fallback, not one per queue.
 - `start_jobs`: claims many due jobs in one Lua round trip instead of a WATCH/MULTI per id.
 - `finish_failed_job`: failures that never reach the job function go to the dead-letter queue.
 - `heart_beat`: extends running jobs' short in-progress locks, so a killed process's jobs run
   again within `JOB_LOCK_TTL_S` whatever their timeout.
+- `record_health`: writes arq's health key (`arq --check`) without arq's extra ZCARD.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import time
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -81,6 +85,12 @@ class QueueWorker(Worker):
         self.last_poll = time.monotonic()
         self._wake = hub.events[queue.name]
         self._fallback_s = settings.poll_fallback_ms / 1000
+        hub.register(queue.name, self._fallback_s)
+        self._looked_at = float("-inf")
+        self._seen_jobs: int | None = None
+        """Jobs (waiting, deferred, running anywhere) the last read of the queue found."""
+        self.queue_reads = 0
+        """How often this worker has read its queue (the idle sweep makes most reads needless)."""
         self._heartbeat_s = settings.job_heartbeat_s
         self._last_lock_refresh = 0.0
         self._last_running_sync = 0.0
@@ -122,9 +132,10 @@ class QueueWorker(Worker):
     async def _poll_iteration(self) -> None:
         next_due_ms: float | None = None
         try:
+            woken = self._wake.is_set()
             self._wake.clear()
             self.allow_pick_jobs = self.accepting and not self.hub.is_paused(self.queue_name)
-            if self.allow_pick_jobs and self.job_counter < self.max_jobs:
+            if self.allow_pick_jobs and self.job_counter < self.max_jobs and self._must_look(woken):
                 next_due_ms = await self._start_due_jobs()
             self._reap_finished()
             await self.heart_beat()
@@ -138,13 +149,22 @@ class QueueWorker(Worker):
         self._gauge_up.set(1)
         await self._wait_for_work(next_due_ms)
 
+    def _must_look(self, woken: bool) -> bool:
+        """Whether to read the queue now: always, unless this is a fallback poll of a queue last
+        seen empty and the sweep has looked since (it wakes us when a queue fills unannounced)."""
+        return woken or self._seen_jobs != 0 or not self.hub.swept_since(self._looked_at)
+
     async def _start_due_jobs(self) -> float | None:
         """Start due jobs; return the score (ms) of the next deferred job, if any."""
+        self._looked_at = time.monotonic()
+        self.queue_reads += 1
         now = timestamp_ms()
         rows = await self.pool.zrange(
             self.queue_name, "-inf", "+inf",  # type: ignore[arg-type]  # stubs omit byscore bounds
             byscore=True, offset=0, num=self.queue_read_limit, withscores=True,
         )
+        self._seen_jobs = len(rows)
+        self.hub.saw(self.queue_name, has_jobs=bool(rows))
         due: list[bytes] = []
         for job_id, score in rows:
             if score > now:
@@ -194,6 +214,17 @@ class QueueWorker(Worker):
                     exc = task.exception()
                     log.error("job_bookkeeping_failed", queue=self.queue_name, job_id=job_id,
                               error=f"{type(exc).__name__}: {exc}")
+
+    async def record_health(self) -> None:
+        """arq's health record; `queued` is what the last read saw (at most queue_read_limit)."""
+        now_s = time.time()
+        if now_s - self._last_health_check < self.health_check_interval:
+            return
+        self._last_health_check = now_s
+        ongoing = sum(not t.done() for t in self.tasks.values())
+        info = (f"{datetime.now():%b-%d %H:%M:%S} j_complete={self.jobs_complete} j_failed={self.jobs_failed} "
+                f"j_retried={self.jobs_retried} j_ongoing={ongoing} queued={self._seen_jobs or 0}")
+        await self.pool.psetex(self.health_check_key, int((self.health_check_interval + 1) * 1000), info.encode())
 
     async def heart_beat(self) -> None:
         await super().heart_beat()

@@ -54,6 +54,23 @@ async def test_breaker_opens_after_threshold_and_recovers_through_half_open() ->
     assert changes[-1] == ("smtp", State.CLOSED)
 
 
+async def test_a_probe_slot_that_was_not_used_is_released() -> None:
+    """A half-open probe let through but not sent (say, the message was already sent) frees the
+    slot, so the next call probes instead of the breaker waiting half-open forever."""
+    clock = Clock()
+    breakers = Breakers(failure_threshold=1, reset_timeout_s=10, clock=clock)
+    await _fail(breakers, TransientError("down"))
+    clock.now += 10
+    breaker = breakers["smtp"]
+    breaker.before_call()
+    with pytest.raises(CircuitOpen):
+        breaker.before_call()
+    breaker.release()
+    async with breakers.guard("smtp"):
+        pass
+    assert breaker.state is State.CLOSED
+
+
 async def test_failed_probe_reopens_and_permanent_errors_do_not_count() -> None:
     """A failing half-open probe opens the breaker again; 4xx-like errors prove the provider is up."""
     clock = Clock()

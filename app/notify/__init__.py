@@ -59,13 +59,18 @@ class Notifier:
             skipped_id = await self.ledger.skipped(key, message.channel, message.recipient, reason)
             counter.labels(message.channel, "skipped").inc()
             return Delivery("skipped", skipped_id, reason=reason)
-        if channel.provider is not None:
-            self.res.breakers[channel.provider].raise_if_open()  # before claiming a row for nothing
+        breaker = self.res.breakers[channel.provider] if channel.provider else None
+        if breaker is not None:
+            breaker.before_call()  # an open breaker defers the send before it claims anything
         try:
             claim = await self.ledger.claim(key, message.channel, message.recipient, message.subject, job_id)
-        except AlreadySent as done:
-            counter.labels(message.channel, "duplicate").inc()
-            return Delivery("duplicate", done.notification_id, reason="already sent")
+        except BaseException as refused:
+            if breaker is not None:
+                breaker.release()  # nothing went out: a half-open probe slot is free again
+            if isinstance(refused, AlreadySent):
+                counter.labels(message.channel, "duplicate").inc()
+                return Delivery("duplicate", refused.notification_id, reason="already sent")
+            raise
         if claim.in_doubt:
             counter.labels(message.channel, "in_doubt_resend").inc()
             log.warning("notification_in_doubt_resend", key=key, channel=message.channel, job_id=job_id)
@@ -82,7 +87,7 @@ class Notifier:
     async def _deliver(self, channel: ChannelImpl, message: Message, key: str) -> str:
         if channel.provider is None:
             return await channel.deliver(message, key)
-        async with self.res.breakers.guard(channel.provider):
+        async with self.res.breakers.outcome(channel.provider):  # before_call() was made in send()
             return await channel.deliver(message, key)
 
     async def aclose(self) -> None:

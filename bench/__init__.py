@@ -1,0 +1,1 @@
+"""Benchmarks that print figures: Workhorse against its peers, and the job families' own."""

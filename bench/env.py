@@ -1,0 +1,159 @@
+"""Where the benchmarks run: the Redis DB, a PostgreSQL with pgvector, the peers' separate venv."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import zlib
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.embedded import Embedded
+from app.settings import PROJECT_ROOT
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+PEER_VENV = PROJECT_ROOT / ".bench-venv"
+# Celery 5.6's kombu wants redis-py >= 6.1, arq 0.28 wants redis < 6: Celery 5.5 satisfies both.
+# kombu's Redis transport imports `packaging` without declaring it.
+PEER_PACKAGES = ("saq", "celery>=5.5,<5.6", "rq", "arq>=0.28,<0.29", "packaging")
+PEERS_DIR = Path(__file__).resolve().parent / "peers"
+BENCH_HOME = PROJECT_ROOT / ".workhorse" / "bench"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchEnv:
+    redis_url: str
+    database_url: str
+    database_note: str
+    peer_python: Path
+
+
+def peer_python() -> Path:
+    """The .bench-venv interpreter, created on first use: the peers never become our dependencies."""
+    python = PEER_VENV / "bin" / "python"
+    # The marker names the package list, so adding a peer reinstalls once.
+    marker = PEER_VENV / f".installed-{zlib.crc32(' '.join(PEER_PACKAGES).encode()):08x}"
+    if not marker.exists():
+        print(f"bench: installing {', '.join(PEER_PACKAGES)} into {PEER_VENV}", file=sys.stderr)
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
+        marker.touch()
+    return python
+
+
+async def _has_pgvector(url: str) -> bool:
+    """Our migrations create the `vector` extension; a server without it cannot run Workhorse."""
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    try:
+        found = await conn.fetchval("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+        return bool(found)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def _embedded_postgres() -> Iterator[str]:
+    embedded = Embedded(BENCH_HOME)
+    BENCH_HOME.mkdir(parents=True, exist_ok=True)
+    try:
+        yield embedded.start_postgres()
+    finally:
+        embedded.stop()
+
+
+@asynccontextmanager
+async def bench_env() -> AsyncIterator[BenchEnv]:
+    """BENCH_REDIS_URL (default DB 14 of the machine's Redis); DATABASE_URL or the machine's
+    PostgreSQL when it has pgvector, else the embedded pgserver (PostgreSQL 16 with pgvector)."""
+    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    candidate = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
+    python = await asyncio.to_thread(peer_python)
+    if await _has_pgvector(candidate):
+        yield BenchEnv(redis_url, candidate, "PostgreSQL from DATABASE_URL", python)
+        return
+    with _embedded_postgres() as url:  # blocks while it starts; nothing else runs yet
+        note = "embedded pgserver (the configured PostgreSQL has no pgvector)"
+        yield BenchEnv(redis_url, url, note, python)
+
+
+async def flush(redis_url: str) -> None:
+    redis = Redis.from_url(redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
+async def commands_processed(redis_url: str) -> int:
+    redis = Redis.from_url(redis_url)
+    try:
+        info = await redis.info("stats")
+        return int(info["total_commands_processed"])
+    finally:
+        await redis.aclose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without Workhorse settings, plus `extra`."""
+    prefixes = ("REDIS_", "DATABASE_", "WORKHORSE_", "LOG_", "HEALTH_", "POLL_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(extra)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+async def run_json(argv: Sequence[str], env: Mapping[str, str], timeout_s: float = 600) -> dict[str, Any]:
+    """Run a measuring script; its last stdout line is its JSON answer."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=dict(env), cwd=PROJECT_ROOT, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise RuntimeError(f"{' '.join(argv[1:3])} took longer than {timeout_s:.0f}s") from None
+    lines = out.decode().strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{' '.join(argv[1:3])} failed ({proc.returncode}): {err.decode()[-2000:]}")
+    answer: dict[str, Any] = json.loads(lines[-1])
+    return answer
+
+
+def peer_argv(env: BenchEnv, script: str, *args: str) -> list[str]:
+    return [str(env.peer_python), str(PEERS_DIR / script), *args]
+
+
+def peer_environ(env: BenchEnv) -> dict[str, str]:
+    return clean_environ({"BENCH_REDIS_URL": env.redis_url, "PYTHONPATH": str(PEERS_DIR)})
+
+
+async def peer_versions(env: BenchEnv) -> str:
+    script = ("import importlib.metadata as m; "
+              "print(', '.join(f'{p} {m.version(p)}' for p in ('arq', 'saq', 'celery', 'rq', 'redis')))")
+    proc = await asyncio.create_subprocess_exec(str(env.peer_python), "-c", script, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return out.decode().strip()

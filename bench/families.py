@@ -1,0 +1,55 @@
+"""The job families' own benchmarks (OCR, SLA scan, reminders), included when their module exists.
+
+Each is `bench/<name>.py` with an `async def run(...)`: either `run()` returning (measure,
+figure) pairs, or `run(env)` returning table rows. A missing module is a "not present" row; a
+failing one is a row that says why, so one family never hides the others' figures.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
+
+from bench.env import BenchEnv
+from bench.report import Row
+
+FAMILIES = ("ocr", "sla", "reminders")
+
+Runner = Callable[..., Awaitable[Sequence[Row | tuple[str, str]]]]
+
+
+def _load(name: str) -> Runner | None:
+    module_name = f"bench.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    # The modules are written to the contract above; the import system cannot say so.
+    return cast(Runner, module.run)
+
+
+async def _rows(name: str, runner: Runner, env: BenchEnv) -> list[Row]:
+    wants_env = any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+                    for p in inspect.signature(runner).parameters.values())
+    found = await (runner(env) if wants_env else runner())
+    return [r if isinstance(r, Row) else Row(f"family: {name}", r[0], r[1]) for r in found]
+
+
+async def run(env: BenchEnv, *, load_only: bool = False) -> list[Row]:
+    """Every family's rows; with `load_only`, only whether each module loads (a smoke run)."""
+    rows: list[Row] = []
+    for name in FAMILIES:
+        try:
+            runner = _load(name)
+            if runner is None or load_only:
+                figure = "not present" if runner is None else "present (not run with --quick)"
+                rows.append(Row(f"family: {name}", f"bench/{name}.py", figure))
+                continue
+            rows += await _rows(name, runner, env)
+        except Exception as exc:  # one family's failure must not lose the rest of the table
+            rows.append(Row(f"family: {name}", f"bench/{name}.py", f"failed: {type(exc).__name__}: {exc}"))
+    return rows

@@ -1,0 +1,120 @@
+"""Pickup latency: how long a job enqueued into an idle, waiting worker waits before it starts.
+
+Jobs are enqueued one at a time, 20 ms apart, each timed from just before its enqueue call to
+the moment the job function started (the job reports it). Workhorse runs as deployed: one
+process serving all seven queues with default settings. For Workhorse, deferred jobs are timed
+too: from their scheduled time to their start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from dataclasses import dataclass
+
+from app.client import Enqueuer
+from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
+from bench.report import Row, median, percentile
+from bench.workhorse import THROUGHPUT_QUEUE, drain_times, enqueuer, running
+
+P50_GOAL_MS = 5.0
+P99_GOAL_MS = 20.0
+DEFERRED_GOAL_MS = 20.0
+DEFER_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    name: str
+    script: str
+    args: tuple[str, ...]
+
+
+PEERS = (
+    Peer("arq 0.28 defaults (poll_delay 0.5 s)", "arq_peer.py", ("--poll-delay", "0.5")),
+    Peer("SAQ (concurrency 20)", "saq_peer.py", ()),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timings:
+    pickup_ms: list[float]
+    deferred_ms: list[float]
+    """Start minus scheduled time of deferred jobs (negative would mean early)."""
+    loop_lag_s: float
+
+
+async def _paced(enq: Enqueuer, jobs: int, interval_s: float, defer_s: float | None) -> list[tuple[str, float]]:
+    """(job id, wall time it may start: just before the enqueue, or its scheduled time)."""
+    sent: list[tuple[str, float]] = []
+    start = time.perf_counter()
+    for i in range(jobs):
+        await asyncio.sleep(max(0.0, start + i * interval_s - time.perf_counter()))
+        before = time.time()
+        done = await enq.enqueue("ping", queue=THROUGHPUT_QUEUE, defer_s=defer_s)
+        assert done is not None
+        sent.append((done.job_id, done.run_at_ms / 1000 if defer_s else before))
+    return sent
+
+
+async def _waits_ms(enq: Enqueuer, sent: list[tuple[str, float]]) -> list[float]:
+    await drain_times(lambda: enq.redis.zcard(THROUGHPUT_QUEUE), len(sent))
+    waits = []
+    for job_id, since in sent:
+        info = await enq.job(job_id, THROUGHPUT_QUEUE).result_info()
+        assert info is not None and isinstance(info.result, dict)
+        started = dt.datetime.fromisoformat(info.result["startedAt"]).timestamp()
+        waits.append((started - since) * 1000)
+    return waits
+
+
+async def workhorse_once(env: BenchEnv, jobs: int, interval_s: float) -> Timings:
+    await flush(env.redis_url)
+    async with enqueuer(env) as enq, running(env) as worker:
+        await worker.wait_ready()
+        pickup = await _waits_ms(enq, await _paced(enq, jobs, interval_s, None))
+        deferred = await _waits_ms(enq, await _paced(enq, jobs // 4, interval_s, DEFER_S))
+        return Timings(pickup, deferred, await worker.loop_lag_max_s())
+
+
+async def peer_once(env: BenchEnv, peer: Peer, jobs: int, interval_s: float) -> list[float]:
+    await flush(env.redis_url)
+    args = ("latency", "--jobs", str(jobs), "--interval-ms", str(interval_s * 1000), *peer.args)
+    answer = await run_json(peer_argv(env, peer.script, *args), peer_environ(env))
+    return [float(v) for v in answer["latencies_ms"]]
+
+
+def _summary(runs: list[list[float]]) -> tuple[float, float, float]:
+    """Median over runs of each run's p50, p95 and p99."""
+    return (median([percentile(r, 50) for r in runs]), median([percentile(r, 95) for r in runs]),
+            median([percentile(r, 99) for r in runs]))
+
+
+def _figure(p: tuple[float, float, float]) -> str:
+    return f"p50 {p[0]:.1f} ms, p95 {p[1]:.1f} ms, p99 {p[2]:.1f} ms"
+
+
+async def run(env: BenchEnv, *, jobs: int, runs: int, interval_s: float = 0.02) -> tuple[list[Row], float]:
+    ours: list[Timings] = []
+    theirs: dict[str, list[list[float]]] = {p.name: [] for p in PEERS}
+    for _ in range(runs):
+        ours.append(await workhorse_once(env, jobs, interval_s))
+        for peer in PEERS:
+            theirs[peer.name].append(await peer_once(env, peer, jobs, interval_s))
+    mine = _summary([t.pickup_ms for t in ours])
+    label = f"pickup ({jobs} jobs, {interval_s * 1000:.0f} ms apart)"
+    rows = [
+        Row(label, "Workhorse (7 queues, defaults)", _figure(mine),
+            f"p50 <= {P50_GOAL_MS:.0f} ms", mine[0] <= P50_GOAL_MS),
+        Row(label, "", "", f"p99 <= {P99_GOAL_MS:.0f} ms", mine[2] <= P99_GOAL_MS),
+    ]
+    rows += [Row(label, name, _figure(_summary(results))) for name, results in theirs.items()]
+    deferred = [d for t in ours for d in t.deferred_ms]
+    early, late = min(deferred), max(deferred)
+    # Scores are whole milliseconds and arq rounds its clock to them: up to 1 ms early is on time.
+    on_time = early >= -1 and late <= DEFERRED_GOAL_MS
+    rows.append(Row(f"deferred start ({len(deferred)} jobs, +{DEFER_S} s)", "Workhorse: start - scheduled time",
+                    f"min {early:.1f} ms, p50 {percentile(deferred, 50):.1f} ms, max {late:.1f} ms",
+                    f"within 0..{DEFERRED_GOAL_MS:.0f} ms", on_time))
+    return rows, max(t.loop_lag_s for t in ours)

@@ -1,0 +1,92 @@
+# mypy: ignore-errors
+"""Raw arq 0.28 (pickle, its own claiming and polling) as a peer: worker, throughput, latency."""
+
+import argparse
+import asyncio
+import time
+
+from arq import create_pool
+from arq.connections import RedisSettings
+from arq.constants import default_queue_name
+from arq.worker import Worker
+from common import (
+    CHUNK,
+    REDIS_URL,
+    answer,
+    drain_times,
+    paced,
+    start_worker,
+    stop_worker,
+    throughput_answer,
+    wait_for_signal,
+)
+
+
+async def noop(ctx):
+    return time.time()
+
+
+def queue_names(count):
+    return [default_queue_name] if count == 1 else [f"arq:bench:{i}" for i in range(count)]
+
+
+async def worker(args):
+    """`queues` Workers in one process (one per queue, as Workhorse does), until SIGTERM."""
+    settings = RedisSettings.from_dsn(REDIS_URL)
+    workers = [Worker(functions=[noop], redis_settings=settings, queue_name=q, max_jobs=args.concurrency,
+                      poll_delay=args.poll_delay, handle_signals=False)
+               for q in queue_names(args.queues)]
+    stop = wait_for_signal()
+    tasks = [asyncio.create_task(w.async_run()) for w in workers]
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def worker_args(args):
+    return ("--poll-delay", str(args.poll_delay), "--concurrency", str(args.concurrency))
+
+
+async def throughput(args):
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    t0 = time.perf_counter()
+    for start in range(0, args.jobs, CHUNK):
+        await asyncio.gather(*(redis.enqueue_job("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
+    enqueue_s = time.perf_counter() - t0
+    proc = start_worker(__file__, *worker_args(args))
+    try:
+        first, last = await drain_times(lambda: redis.zcard(default_queue_name), args.jobs)
+    finally:
+        stop_worker(proc)
+    throughput_answer(args.jobs, enqueue_s, first, last)
+
+
+async def latency(args):
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    proc = start_worker(__file__, *worker_args(args))
+    try:
+        warm = await redis.enqueue_job("noop")
+        await warm.result(timeout=60, poll_delay=0.05)  # the worker is up and polling
+        sent = await paced(lambda: redis.enqueue_job("noop"), args.jobs, args.interval_ms / 1000)
+        await drain_times(lambda: redis.zcard(default_queue_name), args.jobs)
+        started = [(await job.result_info()).result for job, _ in sent]
+    finally:
+        stop_worker(proc)
+    answer(latencies_ms=[(s - t) * 1000 for s, (_, t) in zip(started, sent, strict=True)])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--poll-delay", type=float, default=0.5)
+    parser.add_argument("--queues", type=int, default=1)
+    parser.add_argument("--interval-ms", type=float, default=20)
+    args = parser.parse_args()
+    asyncio.run({"worker": worker, "throughput": throughput, "latency": latency}[args.mode](args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+# mypy: ignore-errors
+"""What every peer script shares: worker subprocesses, drain timing, latency pacing, the answer.
+
+The peer scripts run under .bench-venv's interpreter (the peers are not project dependencies),
+so they import only the standard library, redis and the peer they drive.
+"""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+CHUNK = 100
+"""Concurrent enqueue calls of the async clients (arq, SAQ)."""
+
+
+def answer(**fields):
+    print(json.dumps(fields), flush=True)
+
+
+def start_worker(script, *args):
+    """The same script in `worker` mode, in its own process (as it runs in production)."""
+    return subprocess.Popen([sys.executable, script, "worker", *args], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+
+
+def stop_worker(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def drain_times(remaining, jobs, timeout_s=600):
+    """perf_counter times when the first and the last of `jobs` finished (polled every 5 ms)."""
+    first = None
+    async with asyncio.timeout(timeout_s):
+        while True:
+            left = await remaining()
+            now = time.perf_counter()
+            if first is None and left < jobs:
+                first = now
+            if left == 0:
+                return first, now
+            await asyncio.sleep(0.005)
+
+
+async def paced(enqueue_one, jobs, interval_s):
+    """Enqueue `jobs` jobs `interval_s` apart; [(handle, wall time just before the call)]."""
+    out = []
+    start = time.perf_counter()
+    for i in range(jobs):
+        delay = start + i * interval_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent = time.time()
+        out.append((await enqueue_one(), sent))
+    return out
+
+
+def throughput_answer(jobs, enqueue_s, first, last):
+    answer(jobs=jobs, enqueue_per_s=jobs / enqueue_s, process_per_s=(jobs - 1) / (last - first))
+
+
+def wait_for_signal():
+    """An event set on SIGTERM/SIGINT, for async workers that stop on their own terms."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,0 +1,50 @@
+# mypy: ignore-errors
+"""RQ (a forked process per job) as a peer: worker and throughput."""
+
+import argparse
+import asyncio
+import time
+
+from common import REDIS_URL, drain_times, start_worker, stop_worker, throughput_answer
+from redis import Redis
+from rq import Queue, Worker
+
+
+def noop():
+    return time.time()
+
+
+def worker(args):
+    connection = Redis.from_url(REDIS_URL)
+    Worker([Queue(connection=connection)], connection=connection).work(logging_level="WARNING")
+
+
+def throughput(args):
+    queue = Queue(connection=Redis.from_url(REDIS_URL))
+    t0 = time.perf_counter()
+    # The function by import path: the worker imports this module, not the driver's __main__.
+    queue.enqueue_many([Queue.prepare_data("rq_peer.noop") for _ in range(args.jobs)])
+    enqueue_s = time.perf_counter() - t0
+    finished = queue.finished_job_registry
+
+    async def remaining():
+        return args.jobs - finished.count
+
+    proc = start_worker(__file__)
+    try:
+        first, last = asyncio.run(drain_times(remaining, args.jobs))
+    finally:
+        stop_worker(proc)
+    throughput_answer(args.jobs, enqueue_s, first, last)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["worker", "throughput"])
+    parser.add_argument("--jobs", type=int, default=500)
+    args = parser.parse_args()
+    {"worker": worker, "throughput": throughput}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

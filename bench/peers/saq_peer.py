@@ -1,0 +1,65 @@
+# mypy: ignore-errors
+"""SAQ (Redis lists with blocking pops) as a peer: worker, throughput, latency."""
+
+import argparse
+import asyncio
+import time
+
+from common import CHUNK, REDIS_URL, answer, drain_times, paced, start_worker, stop_worker, throughput_answer
+from saq import Queue, Worker
+
+
+async def noop(ctx):
+    return time.time()
+
+
+async def connected_queue():
+    queue = Queue.from_url(REDIS_URL)
+    await queue.connect()
+    return queue
+
+
+async def worker(args):
+    """SAQ's own worker; it stops on SIGTERM by itself."""
+    await Worker(await connected_queue(), functions=[noop], concurrency=args.concurrency).start()
+
+
+async def throughput(args):
+    queue = await connected_queue()
+    t0 = time.perf_counter()
+    for start in range(0, args.jobs, CHUNK):
+        await asyncio.gather(*(queue.enqueue("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
+    enqueue_s = time.perf_counter() - t0
+    proc = start_worker(__file__, "--concurrency", str(args.concurrency))
+    try:
+        first, last = await drain_times(lambda: queue.count("incomplete"), args.jobs)
+    finally:
+        stop_worker(proc)
+    throughput_answer(args.jobs, enqueue_s, first, last)
+
+
+async def latency(args):
+    queue = await connected_queue()
+    proc = start_worker(__file__, "--concurrency", str(args.concurrency))
+    try:
+        await queue.apply("noop", timeout=60)  # the worker is up and waiting
+        sent = await paced(lambda: queue.enqueue("noop"), args.jobs, args.interval_ms / 1000)
+        await drain_times(lambda: queue.count("incomplete"), args.jobs)
+        jobs = await queue.jobs([job.key for job, _ in sent])
+    finally:
+        stop_worker(proc)
+    answer(latencies_ms=[(job.result - t) * 1000 for job, (_, t) in zip(jobs, sent, strict=True)])
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--interval-ms", type=float, default=20)
+    args = parser.parse_args()
+    asyncio.run({"worker": worker, "throughput": throughput, "latency": latency}[args.mode](args))
+
+
+if __name__ == "__main__":
+    main()
