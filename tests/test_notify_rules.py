@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
+from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from app.jobs.reminders.when import describe, relative, zone
+from app.notify.email import build_mime
 from app.notify.ledger import Existing, judge
+from app.notify.messages import Attachment, Email
 from app.notify.sms import MAX_SMS_CHARS, fit_sms
 from app.notify.webhook import is_public
 from app.scheduling_events import reminder_times
+from app.settings import Settings
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -68,3 +74,20 @@ def test_reminders_in_the_past_are_not_created() -> None:
 def test_only_public_addresses_receive_webhooks(address: str, public: bool) -> None:
     """Loopback, private, link-local (cloud metadata), unspecified and multicast are refused."""
     assert is_public(address) is public
+
+
+def test_an_email_resent_after_a_crash_carries_the_same_message_id() -> None:
+    """The Message-ID depends on the idempotency key only; keys differ, ids differ."""
+    settings = Settings.load({"SMTP_FROM_EMAIL": "reminders@example.com"})
+    message = Email(to="ana@example.com", to_name="Zoë", subject="Réunion", text="hé", html="<p>hé</p>",
+                    attachments=(Attachment("invite.ics", b"BEGIN:VCALENDAR", "text/calendar; method=REQUEST"),))
+    first, again = (build_mime(message, "reminder:1:email:ana@example.com", settings) for _ in range(2))
+    other = build_mime(message, "reminder:2:email:ana@example.com", settings)
+    assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
+    assert first["Message-ID"].endswith("@example.com>")
+    parsed = email.message_from_bytes(first.as_bytes(), policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    assert (parsed["To"], parsed["Subject"]) == ("Zoë <ana@example.com>", "Réunion")
+    [invite] = parsed.iter_attachments()
+    assert invite.get_content_type() == "text/calendar" and invite.get_param("method") == "REQUEST"
+    assert invite.get_filename() == "invite.ics"

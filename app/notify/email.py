@@ -7,45 +7,73 @@ dominate the cost of a short message; a connection that failed is dropped, never
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
+import hashlib
+from email import encoders
+from email.header import Header
+from email.message import Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr, formatdate
 
 import aiosmtplib
 
 from app.errors import PermanentError, TransientError
-from app.notify.messages import Email
+from app.notify.messages import Attachment, Email
 from app.settings import Settings
 
 POOL_SIZE = 5
 
 
-def build_mime(message: Email, key: str, settings: Settings) -> EmailMessage:
-    """The MIME message: plain text, optional HTML alternative, attachments."""
-    mime = EmailMessage()
-    mime["From"] = formataddr((settings.smtp_from_name, settings.smtp_from_email))
-    mime["To"] = formataddr((message.to_name or "", message.to))
-    mime["Subject"] = message.subject
-    mime["Date"] = formatdate(localtime=False)
-    # Derived from the idempotency key: a resend after an in-doubt crash carries the same id.
-    mime["Message-ID"] = make_msgid(idstring=_safe_id(key), domain=settings.smtp_from_email.rpartition("@")[2])
-    mime.set_content(message.text)
+def build_mime(message: Email, key: str, settings: Settings) -> Message:
+    """The MIME message: plain text, optional HTML alternative, attachments.
+
+    Built with the compat32 classes rather than EmailMessage: same wire format, a fraction of
+    the CPU (the modern header registry dominated the cost of a reminder).
+    """
+    body: Message = MIMEText(message.text, "plain", "utf-8")
     if message.html:
-        mime.add_alternative(message.html, subtype="html")
-    for att in message.attachments:
-        maintype, _, rest = att.mime_type.partition("/")
-        subtype, _, params = rest.partition(";")
-        mime.add_attachment(att.content, maintype=maintype, subtype=subtype.strip(), filename=att.filename,
-                            params=_params(params))
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(body)
+        alternative.attach(MIMEText(message.html, "html", "utf-8"))
+        body = alternative
+    mime = body
+    if message.attachments:
+        mime = MIMEMultipart("mixed")
+        mime.attach(body)
+        for att in message.attachments:
+            mime.attach(_attachment(att))
+    mime["From"] = formataddr((settings.smtp_from_name, settings.smtp_from_email), charset="utf-8")
+    mime["To"] = formataddr((message.to_name or "", message.to), charset="utf-8")
+    mime["Subject"] = Header(message.subject, "utf-8").encode()
+    mime["Date"] = formatdate(localtime=False)
+    mime["Message-ID"] = message_id(key, settings.smtp_from_email)
     return mime
+
+
+def message_id(key: str, from_email: str) -> str:
+    """Derived from the idempotency key alone: a resend after an in-doubt crash carries the same
+    Message-ID, so mail clients fold the two into one."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    safe = "".join(c if c.isalnum() or c in "-." else "." for c in key)[:80]
+    return f"<{safe}.{digest}@{from_email.rpartition('@')[2] or 'workhorse'}>"
+
+
+def _attachment(att: Attachment) -> Message:
+    maintype, _, rest = att.mime_type.partition("/")
+    subtype, _, raw_params = rest.partition(";")
+    part = MIMEBase(maintype, subtype.strip())
+    for name, value in _params(raw_params).items():
+        part.set_param(name, value)
+    part.set_payload(att.content)
+    encoders.encode_base64(part)
+    part.add_header("Content-Disposition", "attachment", filename=att.filename)
+    return part
 
 
 def _params(raw: str) -> dict[str, str]:
     pairs = (p.split("=", 1) for p in raw.split(";") if "=" in p)
     return {k.strip(): v.strip() for k, v in pairs}
-
-
-def _safe_id(key: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "." for c in key)[:120]
 
 
 class SmtpChannel:
@@ -108,7 +136,7 @@ class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server."""
 
 
-async def _send(smtp: aiosmtplib.SMTP, mime: EmailMessage, *, reused: bool) -> None:
+async def _send(smtp: aiosmtplib.SMTP, mime: Message, *, reused: bool) -> None:
     """Send on `smtp`; on any failure the connection is closed, never returned to the pool."""
     try:
         await smtp.send_message(mime)

@@ -30,6 +30,11 @@ from app.errors import TransientError
 
 ClaimVerdict = Literal["claim", "already_sent", "busy"]
 
+_INSERT_CLAIM = (
+    "INSERT INTO notifications (idempotency_key, channel, recipient, subject, job_id)"
+    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Existing:
@@ -71,16 +76,18 @@ class Ledger:
 
     async def claim(self, key: str, channel: str, recipient: str, subject: str | None, job_id: str) -> Claim:
         """Claim `key` for a send by `job_id`; AlreadySent or TransientError (busy) otherwise."""
+        # The common case, a key never seen, in one round trip; anything else takes the row lock.
+        new_id: int | None = await self.db.fetchval(_INSERT_CLAIM, key, channel, recipient, subject, job_id)
+        if new_id is not None:
+            return Claim(new_id, in_doubt=False)
         async with self.db.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "SELECT id, status, job_id, claimed_at, now() AS now FROM notifications"
                 " WHERE idempotency_key = $1 FOR UPDATE", key)
             if row is None:
-                new_id = await conn.fetchval(
-                    "INSERT INTO notifications (idempotency_key, channel, recipient, subject, job_id)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                    key, channel, recipient, subject, job_id)
-                if new_id is None:  # another run inserted it between our SELECT and INSERT
+                # Deleted since our INSERT found it (a purge): claim it afresh.
+                new_id = await conn.fetchval(_INSERT_CLAIM, key, channel, recipient, subject, job_id)
+                if new_id is None:
                     raise TransientError(f"notification {key!r} is being claimed by another job")
                 return Claim(new_id, in_doubt=False)
             existing = Existing(row["status"], row["job_id"], row["claimed_at"])

@@ -27,7 +27,6 @@ SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.locat
        e.participants, e.sequence, now() AS now
 FROM event_reminders r JOIN scheduling_events e ON e.id = r.event_id
 WHERE r.id = $1
-FOR UPDATE OF r
 """
 
 
@@ -44,9 +43,9 @@ class Participant:
 
 
 async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
-    # Waits for a scan still holding the row (it commits right after enqueueing).
-    async with job.res.db.acquire() as conn, conn.transaction():
-        row = await conn.fetchrow(_LOAD, p.reminder_id)
+    # The scan that queued this job may not have committed yet: the row then still reads PENDING,
+    # which is as sendable as QUEUED (and our SENT mark waits for its commit).
+    row = await job.res.db.fetchrow(_LOAD, p.reminder_id)
     if row is None:
         raise NotFound(f"reminder {p.reminder_id} does not exist")
     if row["status"] in ("SENT", "SKIPPED"):
