@@ -74,8 +74,8 @@ WITH measured AS (
 )
 SELECT e.org_id, count(*) FILTER (WHERE e.event_type = 'SLA_WARNING') AS warnings,
        count(*) FILTER (WHERE e.event_type = 'SLA_BREACH') AS breaches,
-       coalesce(array_agg(e.id) FILTER (WHERE ch.has_contact), '{{}}') AS event_ids  -- the ones to notify
-FROM events e JOIN changed ch ON ch.id = e.task_id
+       coalesce(array_agg(e.id) FILTER (WHERE n.id IS NOT NULL), '{{}}') AS event_ids  -- the ones to notify
+FROM events e LEFT JOIN (SELECT id FROM changed WHERE has_contact) n ON n.id = e.task_id
 GROUP BY e.org_id
 """
 
