@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import zlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from app.embedded import Embedded
 from app.settings import PROJECT_ROOT
+from bench.report import Row, render
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -157,3 +158,13 @@ async def peer_versions(env: BenchEnv) -> str:
     proc = await asyncio.create_subprocess_exec(str(env.peer_python), "-c", script, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     return out.decode().strip()
+
+
+def run_alone(run: Callable[[BenchEnv], Awaitable[list[Row]]], *notes: str) -> None:
+    """`python -m bench.<family>`: one family's rows printed as the table, on the bench environment."""
+    async def measure() -> None:
+        async with bench_env() as env:
+            rows = await run(env)
+        print(render(rows, [f"database: {env.database_note}", *notes]))
+
+    asyncio.run(measure())

@@ -19,8 +19,8 @@ from pathlib import Path
 import asyncpg
 
 from app.documents.pages import NICE
-from bench.env import BenchEnv, bench_env, flush
-from bench.report import Row, render
+from bench.env import BenchEnv, flush, run_alone
+from bench.report import Row
 from bench.workhorse import Worker, enqueuer, running
 from tests.fakes.documents import encode, page_image, text_pdf
 
@@ -122,14 +122,8 @@ async def run(env: BenchEnv, *, pages: int = PAGES) -> list[Row]:
     ]
 
 
-async def _main() -> None:
-    async with bench_env() as env:
-        rows = await run(env)
-    print(render(rows, [f"database: {env.database_note}", "OMP_THREAD_LIMIT=1 for every tesseract"]))
-
-
 def main() -> None:
-    asyncio.run(_main())
+    run_alone(run, "OMP_THREAD_LIMIT=1 for every tesseract")
 
 
 if __name__ == "__main__":

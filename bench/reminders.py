@@ -13,8 +13,8 @@ import time
 import asyncpg
 
 from app.db import migrate
-from bench.env import BenchEnv, bench_env, flush
-from bench.report import Row, render
+from bench.env import BenchEnv, flush, run_alone
+from bench.report import Row
 from bench.workhorse import enqueuer, running
 from tests.fakes.smtp import SmtpSink
 
@@ -73,14 +73,8 @@ async def run(env: BenchEnv, *, reminders: int = REMINDERS) -> list[Row]:
     ]
 
 
-async def _main() -> None:
-    async with bench_env() as env:
-        rows = await run(env)
-    print(render(rows, [f"database: {env.database_note}"]))
-
-
 def main() -> None:
-    asyncio.run(_main())
+    run_alone(run)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,13 @@ so every warning and breach is found and evented at once). `python -m bench.sla`
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import asyncpg
 
 from app.db import migrate
-from bench.env import BenchEnv, bench_env, flush
-from bench.report import Row, render
+from bench.env import BenchEnv, flush, run_alone
+from bench.report import Row
 from bench.workhorse import enqueuer, running
 
 TASKS = 1_000_000
@@ -77,14 +76,8 @@ async def run(env: BenchEnv, *, tasks: int = TASKS) -> list[Row]:
     return rows
 
 
-async def _main() -> None:
-    async with bench_env() as env:
-        rows = await run(env)
-    print(render(rows, [f"database: {env.database_note}"]))
-
-
 def main() -> None:
-    asyncio.run(_main())
+    run_alone(run)
 
 
 if __name__ == "__main__":
