@@ -124,6 +124,22 @@ class RedisServer:
         self._proc = None
 
 
+def forget_dead_handles(pgdata: Path) -> None:
+    """Drop pids of processes that are gone from pgserver's list of server users.
+
+    pgserver stops its PostgreSQL when the last process on its list exits; a process killed -9
+    never takes itself off (pgserver does not check), so the server would never stop again.
+    """
+    path = pgdata / ".handle_pids.json"  # pgserver's own file: a JSON list of pids
+    try:
+        pids = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        path.write_text(json.dumps(alive))
+
+
 @dataclass
 class Embedded:
     """What this process started; stop() undoes it."""
@@ -148,6 +164,7 @@ class Embedded:
                 "DATABASE_URL is not set and the embedded default is not installed: "
                 "pip install 'workhorse[embedded]' (or set DATABASE_URL)"
             ) from None
+        forget_dead_handles(self.home / "pg")
         self._pg = pgserver.get_server(self.home / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
         url = str(self._pg.get_uri())
         self.urls["database_url"] = url

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from app.embedded import Embedded
 from app.settings import PROJECT_ROOT
 from tests.support.http import wait_for_status
 from tests.support.services import free_port
@@ -39,3 +40,22 @@ async def test_worker_starts_the_embedded_default_and_the_trigger_finds_it(tmp_p
         assert await worker.stop() == 0
     assert not (home / "embedded.json").exists()
     assert not (home / "redis" / "redis.sock").exists()
+
+
+async def test_embedded_postgres_stops_even_after_a_user_was_killed(tmp_path: Path) -> None:
+    """pgserver keeps the pid of every process using its server and stops it after the last one;
+    the pid of a process killed -9 stays on that list. Starting again forgets such pids, so the
+    server still stops with the process that started it."""
+    home = tmp_path / "wh"
+    home.mkdir()
+    first = Embedded(home)
+    await asyncio.to_thread(first.start_postgres)
+    await asyncio.to_thread(first.stop)
+    dead = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await dead.wait()
+    (home / "pg" / ".handle_pids.json").write_text(json.dumps([dead.pid]))
+    second = Embedded(home)
+    await asyncio.to_thread(second.start_postgres)
+    assert (home / "pg" / "postmaster.pid").exists()
+    await asyncio.to_thread(second.stop)
+    assert not (home / "pg" / "postmaster.pid").exists()
