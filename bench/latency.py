@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from app.client import Enqueuer
 from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
+from bench.peers.common import drain_times
 from bench.report import Row, median, percentile
-from bench.workhorse import THROUGHPUT_QUEUE, drain_times, enqueuer, running
+from bench.workhorse import THROUGHPUT_QUEUE, enqueuer, running
 
 P50_GOAL_MS = 5.0
 P99_GOAL_MS = 20.0

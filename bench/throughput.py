@@ -12,8 +12,9 @@ from time import perf_counter
 
 from app.client import JobRequest
 from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
+from bench.peers.common import drain_times
 from bench.report import Row, median, rate
-from bench.workhorse import THROUGHPUT_QUEUE, drain_times, enqueuer, running
+from bench.workhorse import THROUGHPUT_QUEUE, enqueuer, running
 
 CONCURRENCY = 20
 _BATCH = 500

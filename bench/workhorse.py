@@ -8,8 +8,7 @@ import re
 import signal
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -108,19 +107,3 @@ async def enqueuer(env: BenchEnv) -> AsyncIterator[Enqueuer]:
         yield Enqueuer(redis, build_registry(settings))
     finally:
         await redis.aclose(close_connection_pool=True)
-
-
-async def drain_times(remaining: Callable[[], Awaitable[int]], jobs: int,
-                      timeout_s: float = 600) -> tuple[float, float]:
-    """perf_counter times when the first and the last of `jobs` finished (polled every 5 ms)."""
-    first: float | None = None
-    async with asyncio.timeout(timeout_s):
-        while True:
-            left = await remaining()
-            now = time.perf_counter()
-            if first is None and left < jobs:
-                first = now
-            if left == 0:
-                assert first is not None
-                return first, now
-            await asyncio.sleep(0.005)

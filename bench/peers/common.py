@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CHUNK = 100
@@ -37,9 +38,13 @@ def stop_worker(proc):
         proc.wait()
 
 
-async def drain_times(remaining, jobs, timeout_s=600):
-    """perf_counter times when the first and the last of `jobs` finished (polled every 5 ms)."""
-    first = None
+async def drain_times(remaining: Callable[[], Awaitable[int]], jobs: int,
+                      timeout_s: float = 600) -> tuple[float, float]:
+    """perf_counter times when the first and the last of `jobs` finished (polled every 5 ms).
+
+    Shared with bench/workhorse.py, which imports it from here: this module needs only the
+    standard library, so both interpreters can load it."""
+    first: float | None = None
     async with asyncio.timeout(timeout_s):
         while True:
             left = await remaining()
@@ -47,6 +52,7 @@ async def drain_times(remaining, jobs, timeout_s=600):
             if first is None and left < jobs:
                 first = now
             if left == 0:
+                assert first is not None
                 return first, now
             await asyncio.sleep(0.005)
 

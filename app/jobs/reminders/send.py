@@ -7,6 +7,7 @@ re-run after a crash or a retry sends only what did not go out before.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from pydantic import Field
 from app.errors import JobSkipped, NotFound
 from app.jobctx import JobContext
 from app.jobs.reminders.when import When, describe, zone
-from app.notify import Attachment, Email, Sms, notifier
+from app.notify import Attachment, Delivery, Email, Sms, notifier
 from app.notify.ics import Invite, build_ics
 from app.notify.render import render
 from app.payload import Payload
@@ -54,14 +55,15 @@ async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
     if skip:
         await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=skip)
         raise JobSkipped(skip)
-    counts = await _send_all(job, row)
+    deliveries = await _send_all(job, row)
+    counts = Counter(d.status for d in deliveries)
     if counts["sent"] + counts["duplicate"] == 0:
-        reason = "; ".join(sorted(set(counts.pop("reasons")))) or "no participant to remind"
+        reasons = sorted({d.reason for d in deliveries if d.status == "skipped" and d.reason})
+        reason = "; ".join(reasons) or "no participant to remind"
         await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=reason)
         raise JobSkipped(reason)
-    counts.pop("reasons")
     await _mark(job.res.db, p.reminder_id, "SENT", retry_count=job.attempt - 1)
-    return {"status": "sent", **counts}
+    return {"status": "sent", **{status: counts[status] for status in ("sent", "duplicate", "skipped")}}
 
 
 async def record_failure(job: JobContext, p: SendReminder, exc: BaseException) -> None:
@@ -82,25 +84,22 @@ def participants(raw: Any) -> list[Participant]:
     return [Participant(i.get("email"), i.get("name"), i.get("phone"), i.get("timeZone")) for i in items]
 
 
-async def _send_all(job: JobContext, row: asyncpg.Record) -> dict[str, Any]:
-    counts: dict[str, Any] = {"sent": 0, "duplicate": 0, "skipped": 0, "reasons": []}
+async def _send_all(job: JobContext, row: asyncpg.Record) -> list[Delivery]:
+    """Each participant's email and SMS, one idempotency key per message."""
     send = notifier(job.res).send
     link = f"{job.res.settings.app_base_url.rstrip('/')}/events/{row['event_id']}"
+    key = f"reminder:{row['id']}"
     people = participants(row["participants"])
+    deliveries = []
     for person in people:
         when = describe(row["start_at"], row["now"], zone(person.time_zone, row["time_zone"]))
-        key = f"reminder:{row['id']}"
-        messages: list[tuple[Any, str]] = []
         if person.email:
-            messages.append((_email(row, person, when, link, people), f"{key}:email:{person.email.lower()}"))
+            email = _email(row, person, when, link, people)
+            deliveries.append(await send(email, key=f"{key}:email:{person.email.lower()}", job_id=job.job_id))
         if person.phone:
-            messages.append((_sms(row, person.phone, when, link), f"{key}:sms:{person.phone}"))
-        for message, message_key in messages:
-            delivery = await send(message, key=message_key, job_id=job.job_id)
-            counts[delivery.status] += 1
-            if delivery.reason and delivery.status == "skipped":
-                counts["reasons"].append(delivery.reason)
-    return counts
+            sms = _sms(row, person.phone, when, link)
+            deliveries.append(await send(sms, key=f"{key}:sms:{person.phone}", job_id=job.job_id))
+    return deliveries
 
 
 def _email(row: asyncpg.Record, person: Participant, when: When, link: str, people: list[Participant]) -> Email:
