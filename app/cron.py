@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.schedule import CronExpr
+from app.queue.crontab import CronExpr
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.retries import RetryPolicy
+from app.queue.retries import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"

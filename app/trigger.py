@@ -19,8 +19,8 @@ from app.cli.jobs_cmd import describe_job
 from app.cli.table import print_json
 from app.errors import AppError
 from app.jobs import build_registry
-from app.registry import ANY_QUEUE, Registry
-from app.resources import open_resources
+from app.queue.registry import ANY_QUEUE, Registry
+from app.runtime.resources import open_resources
 from app.settings import Settings, SettingsError
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
-from app.embedded import Embedded
+from app.runtime.embedded import Embedded
 from app.settings import PROJECT_ROOT
 from bench.report import Row, render
 

@@ -13,7 +13,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass
 
-from app.client import Enqueuer
+from app.queue.enqueue import Enqueuer
 from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
 from bench.peers.common import drain_times
 from bench.report import Row, median, percentile

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from time import perf_counter
 
-from app.client import JobRequest
+from app.queue.enqueue import JobRequest
 from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
 from bench.peers.common import drain_times
 from bench.report import Row, median, rate

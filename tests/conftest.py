@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from app.db import migrate
 from app.jobs import build_registry
-from app.resources import Resources, open_resources
+from app.runtime.resources import Resources, open_resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake

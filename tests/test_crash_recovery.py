@@ -9,12 +9,12 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from app.awaitable import awaited
-from app.client import JobRequest
 from app.cron import CronEntry
 from app.jobs import build_registry
-from app.resources import Resources, open_resources
-from app.schedule import CronExpr, CronTicker
+from app.queue.awaitable import awaited
+from app.queue.crontab import CronExpr, CronTicker
+from app.queue.enqueue import JobRequest
+from app.runtime.resources import Resources, open_resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import RUNS_KEY

@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 from arq.jobs import serialize_job
 
-from app import codec, keys
-from app.resources import Resources
+from app.queue import codec, keys
+from app.runtime.resources import Resources
 from app.settings import PROJECT_ROOT, Settings
 from tests.support.worker import in_process_worker, subprocess_env, wait_for_runs
 

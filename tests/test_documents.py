@@ -16,15 +16,15 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from app import keys
-from app.clients.ocr import OcrEngine
-from app.clients.s3 import S3Storage
 from app.documents import schemas
+from app.documents.ocr import OcrEngine
 from app.documents.pages import Limits, sniff
 from app.documents.text import sanitize
 from app.errors import NotFound, PermanentError, TransientError
-from app.process import Process
-from app.resources import Resources
+from app.providers.s3 import S3Storage
+from app.queue import keys
+from app.runtime.process import Process
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.conftest import require_binary
 from tests.fakes import documents as files

@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from app.embedded import Embedded
+from app.runtime.embedded import Embedded
 from app.settings import PROJECT_ROOT
 from tests.support.http import wait_for_status
 from tests.support.services import free_port

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from app.breakers import Breakers, State
-from app.clients.embedding import local_available
-from app.clients.openai import OpenAIClient
 from app.documents.chunking import MAX_TOKENS, MIN_TOKENS, chunk_text, count_tokens
 from app.errors import PermanentError, RateLimited, TransientError
-from app.resources import Resources
+from app.providers.breakers import Breakers, State
+from app.providers.embedding import local_available
+from app.providers.openai import OpenAIClient
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, running_fake_openai

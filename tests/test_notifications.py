@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from app.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from app.resources import Resources
+from app.providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import INVALID_NUMBER, TwilioFake

@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.jobs.reminders.when import describe, relative, zone
-from app.notify.email import build_mime
+from app.calendar.events import reminder_times
+from app.calendar.when import describe, relative, zone
 from app.notify.ledger import Existing, judge
-from app.notify.messages import Attachment, Email
-from app.notify.sms import MAX_SMS_CHARS, fit_sms
-from app.notify.webhook import is_public
-from app.scheduling_events import reminder_times
+from app.providers.messages import Attachment, Email
+from app.providers.smtp import build_mime
+from app.providers.twilio import MAX_SMS_CHARS, fit_sms
+from app.providers.webhook import is_public
 from app.settings import Settings
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)

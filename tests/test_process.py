@@ -14,10 +14,10 @@ from pathlib import Path
 
 from arq.jobs import serialize_job
 
-from app import keys
-from app.awaitable import awaited
-from app.embedded import RedisServer
-from app.resources import Resources
+from app.queue import keys
+from app.queue.awaitable import awaited
+from app.runtime.embedded import RedisServer
+from app.runtime.resources import Resources
 from app.settings import PROJECT_ROOT
 from tests.support.http import get, wait_for_status
 from tests.support.jobs import RUNS_KEY

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from arq.utils import timestamp_ms
 
-from app import control, keys, stats
-from app.awaitable import awaited
-from app.resources import Resources
+from app.queue import control, keys, stats
+from app.queue.awaitable import awaited
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
 from tests.test_dead_letters import cli

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
-from app.resources import Resources
-from app.scheduling_events import NewEvent, cancel_event, create_event
+from app.calendar.events import NewEvent, cancel_event, create_event
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake

@@ -7,7 +7,7 @@ import pytest
 import redis.exceptions
 
 from app.errors import CircuitOpen, InvalidPayload, NotFound, PermanentError, RateLimited, TransientError
-from app.retries import MIN_RATE_LIMIT_DELAY_S, RetryPolicy, classify, decide
+from app.queue.retries import MIN_RATE_LIMIT_DELAY_S, RetryPolicy, classify, decide
 
 POLICY = RetryPolicy(attempts=3, base_delay_s=5, max_delay_s=600, jitter=0.0)
 

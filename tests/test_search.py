@@ -1,5 +1,5 @@
 """Similarity search: a question is embedded like the chunks and answered with the org's
-closest chunks, from Python (`app.search.similar`) and from `workhorse search`."""
+closest chunks, from Python (`app.documents.search.similar`) and from `workhorse search`."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from app.documents.search import similar
 from app.documents.vectors import nearest_sql
 from app.errors import PermanentError
-from app.resources import Resources
-from app.search import similar
+from app.runtime.resources import Resources
 from app.settings import PROJECT_ROOT, Settings
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, embed, running_fake_openai

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.resources import Resources
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import result_of

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.resources import Resources
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.worker import in_process_worker
 

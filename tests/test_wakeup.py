@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
-from app import keys
-from app.resources import Resources
+from app.queue import keys
+from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
 

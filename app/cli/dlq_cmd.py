@@ -8,9 +8,9 @@ import re
 from typing import Any
 
 from app.cli.table import print_json, print_table
-from app.dlq import DeadLetter
 from app.jobs import build_registry
-from app.resources import open_resources
+from app.queue.dead_letters import DeadLetter
+from app.runtime.resources import open_resources
 from app.settings import Settings
 
 _AGE = re.compile(r"^(\d+)([smhdw])$")

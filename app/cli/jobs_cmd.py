@@ -9,10 +9,10 @@ from typing import Any
 from arq.jobs import JobStatus
 from arq.utils import timestamp_ms
 
-from app import keys, stats
 from app.cli.table import print_json, print_table
 from app.jobs import build_registry
-from app.resources import Resources, open_resources
+from app.queue import keys, stats
+from app.runtime.resources import Resources, open_resources
 from app.settings import Settings
 
 

@@ -6,10 +6,10 @@ import argparse
 import sys
 from typing import Any
 
-from app import control, stats
 from app.cli.table import print_json, print_table
 from app.jobs import build_registry
-from app.resources import open_resources
+from app.queue import control, stats
+from app.runtime.resources import open_resources
 from app.settings import Settings
 
 

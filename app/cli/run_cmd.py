@@ -7,10 +7,10 @@ import sys
 from typing import Any
 
 from app.db import migrate
-from app.embedded import EmbeddedUnavailable
 from app.jobs import build_registry
-from app.process import serve
-from app.resources import open_resources
+from app.runtime.embedded import EmbeddedUnavailable
+from app.runtime.process import serve
+from app.runtime.resources import open_resources
 from app.settings import Settings
 
 

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from app.cli.table import print_json, print_table
+from app.documents.search import similar
 from app.jobs import build_registry
-from app.resources import open_resources
-from app.search import similar
+from app.runtime.resources import open_resources
 from app.settings import Settings
 
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from app import codec
+from app.queue import codec
 
 
 def print_json(value: Any) -> None:

@@ -1,1 +1,1 @@
-"""The document pipeline's cores: page reading, chunking, extraction schemas and its SQL."""
+"""Documents: pages, the OCR pool, chunking, extraction schemas, vectors and search."""

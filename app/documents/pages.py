@@ -1,6 +1,6 @@
 """Reading a file's pages: text layers, limits, rendering and tesseract — run inside OCR processes.
 
-Everything here is synchronous and CPU-bound, and pdfium is not thread-safe, so app.clients.ocr
+Everything here is synchronous and CPU-bound, and pdfium is not thread-safe, so app.documents.ocr
 calls these functions in worker processes of its own, never on the event loop. Each function
 takes the path of a spooled copy of the file (not its bytes) so a page task pickles a few
 bytes, not the document. Errors are ours (PermanentError) so they cross the process boundary.

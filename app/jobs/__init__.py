@@ -6,7 +6,7 @@ import importlib
 from typing import Any
 
 from app.jobs import calendar_sync, documents, embeddings, intake, notifications, ping, reminders, scheduling, sla
-from app.registry import JobSpec, Registry
+from app.queue.registry import JobSpec, Registry
 from app.settings import Settings, SettingsError
 
 ALL: tuple[JobSpec[Any], ...] = (

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import NoReturn
 
 from app.errors import JobSkipped
-from app.jobctx import JobContext
-from app.payload import Payload
+from app.queue.context import JobContext
+from app.queue.payload import Payload
 
 
 async def not_built_yet(job: JobContext, p: Payload) -> NoReturn:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from app.jobs._pending import not_built_yet
-from app.payload import Payload
-from app.registry import JobSpec
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
 
 
 class SyncCalendar(Payload):

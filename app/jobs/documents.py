@@ -6,17 +6,17 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from app.clients import storage
-from app.clients.ocr import Extraction, ocr_engine
-from app.clients.openai import openai_client
 from app.documents import schemas, store
+from app.documents.ocr import Extraction, ocr_engine
 from app.documents.schemas import DocumentType
 from app.documents.text import sanitize
 from app.errors import PermanentError
-from app.jobctx import JobContext
-from app.payload import Payload
-from app.registry import JobSpec
-from app.retries import classify
+from app.providers import storage
+from app.providers.openai import openai_client
+from app.queue.context import JobContext
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
+from app.queue.retries import classify
 
 
 class ProcessDocument(Payload):

@@ -7,13 +7,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from app.clients.embedding import EmbeddingProvider, embedding_provider, no_provider_reason
 from app.documents import store, vectors
 from app.documents.chunking import Chunk, chunk_text
 from app.errors import JobSkipped, PermanentError
-from app.jobctx import JobContext
-from app.payload import Payload
-from app.registry import JobSpec
+from app.providers.embedding import EmbeddingProvider, embedding_provider, no_provider_reason
+from app.queue.context import JobContext
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
 
 
 class EmbedDocument(Payload):

@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import Field, HttpUrl
 
 from app.errors import JobSkipped
-from app.jobctx import JobContext
 from app.notify import Chat, Delivery, Email, Message, Sms, Webhook, notifier
-from app.payload import Payload
-from app.registry import JobSpec
+from app.queue.context import JobContext
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
 
 QUEUE = "scheduling-reminders"
 

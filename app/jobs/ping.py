@@ -7,9 +7,9 @@ import datetime as dt
 
 from pydantic import Field
 
-from app.jobctx import JobContext
-from app.payload import Payload
-from app.registry import ANY_QUEUE, JobSpec
+from app.queue.context import JobContext
+from app.queue.payload import Payload
+from app.queue.registry import ANY_QUEUE, JobSpec
 
 MAX_SLEEP_MS = 600_000
 

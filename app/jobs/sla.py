@@ -14,11 +14,11 @@ from typing import Any
 
 import asyncpg
 
-from app.client import JobRequest
-from app.jobctx import JobContext
 from app.notify.render import render
-from app.payload import Payload
-from app.registry import JobSpec
+from app.queue.context import JobContext
+from app.queue.enqueue import JobRequest
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
 
 WARNING_AT_PERCENT = 75.0
 BREACHED_AT_PERCENT = 100.0

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from app.notify.chat import ChatChannel
-from app.notify.email import SmtpChannel
 from app.notify.ledger import AlreadySent, Ledger
-from app.notify.messages import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
-from app.notify.sms import TwilioChannel
-from app.notify.webhook import WebhookChannel
+from app.providers.messages import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
+from app.providers.smtp import SmtpChannel
+from app.providers.twilio import TwilioChannel
+from app.providers.webhook import WebhookChannel
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 log = structlog.get_logger(__name__)
 

@@ -7,8 +7,8 @@ import json
 import asyncpg
 from arq.connections import ArqRedis
 
-from app import keys
-from app.notify.messages import Chat
+from app.providers.messages import Chat
+from app.queue import keys
 
 
 class ChatChannel:

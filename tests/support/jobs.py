@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-from app.awaitable import awaited
 from app.errors import NotFound, RateLimited, TransientError
-from app.jobctx import JobContext
-from app.payload import Payload
-from app.registry import ANY_QUEUE, JobSpec
+from app.queue.awaitable import awaited
+from app.queue.context import JobContext
+from app.queue.payload import Payload
+from app.queue.registry import ANY_QUEUE, JobSpec
 
 if TYPE_CHECKING:
-    from app.client import Enqueued
-    from app.resources import Resources
+    from app.queue.enqueue import Enqueued
+    from app.runtime.resources import Resources
 
 RUNS_KEY = "test:runs"
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.embedded import Embedded
+from app.runtime.embedded import Embedded
 
 
 @dataclass(frozen=True)

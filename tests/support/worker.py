@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from app.awaitable import awaited
 from app.jobs import build_registry
-from app.process import Process
-from app.resources import Resources, open_resources
+from app.queue.awaitable import awaited
+from app.runtime.process import Process
+from app.runtime.resources import Resources, open_resources
 from app.settings import PROJECT_ROOT, Settings
 
 

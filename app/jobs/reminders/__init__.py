@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.jobs.reminders.scan import ScanReminders, scan_reminders
 from app.jobs.reminders.send import SendReminder, record_failure, send_reminder
-from app.registry import JobSpec
+from app.queue.registry import JobSpec
 
 QUEUE = "scheduling-reminders"
 

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 from pydantic import Field
 
-from app.client import JobRequest
-from app.jobctx import JobContext
-from app.payload import Payload
+from app.queue.context import JobContext
+from app.queue.enqueue import JobRequest
+from app.queue.payload import Payload
 
 # Claim, judge and mark one batch. Reminders of cancelled events, and 24 h / 2 h reminders
 # that came due only after their event started, are SKIPPED with the reason instead.

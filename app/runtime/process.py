@@ -19,16 +19,16 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from app import stats
 from app.cron import CRON
-from app.registry import Registry, Runtime
-from app.resources import Resources, open_resources
-from app.schedule import CronTicker
+from app.queue import stats
+from app.queue.crontab import CronTicker
+from app.queue.registry import Registry, Runtime
+from app.queue.wake import WakeHub
+from app.queue.worker import QueueWorker
+from app.runtime.resources import Resources, open_resources
+from app.runtime.sd_notify import Notifier
+from app.runtime.sidecar import create_app
 from app.settings import Settings, SettingsError
-from app.sidecar import create_app
-from app.systemd import Notifier
-from app.wake import WakeHub
-from app.worker import QueueWorker
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from app.errors import PermanentError, RateLimited, TransientError
-from app.notify.messages import Webhook
+from app.providers.messages import Webhook
 from app.settings import Settings
 
 SIGNATURE_HEADER = "X-Signature"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from app.clients.embedding import embedding_provider, no_provider_reason
 from app.documents import vectors
 from app.documents.vectors import Match
 from app.errors import PermanentError
-from app.resources import Resources
+from app.providers.embedding import embedding_provider, no_provider_reason
+from app.runtime.resources import Resources
 
 MAX_K = 1000
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from arq.connections import ArqRedis
 
-from app import keys, stats
-from app.awaitable import awaited
+from app.queue import keys, stats
+from app.queue.awaitable import awaited
 
 
 async def pause(redis: ArqRedis, queue: str) -> None:

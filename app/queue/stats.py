@@ -17,8 +17,8 @@ from typing import Any
 from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 
-from app import keys
-from app.awaitable import awaited
+from app.queue import keys
+from app.queue.awaitable import awaited
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
 COUNTERS = ("completed", "failed", "retried", "dead_lettered", "skipped")

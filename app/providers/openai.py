@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
-from app.breakers import Breakers
 from app.errors import PermanentError, RateLimited, TransientError
+from app.providers.breakers import Breakers
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 CLIENT_KEY = "openai"
 # Statuses the API documents as worth retrying although they are 4xx.

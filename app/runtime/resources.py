@@ -19,15 +19,16 @@ import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
 
-from app import codec, embedded
-from app.breakers import Breakers, State
-from app.client import Enqueuer
 from app.db import migrate, pool
-from app.dlq import DeadLetters
 from app.metrics import Metrics
-from app.registry import Registry
+from app.providers.breakers import Breakers, State
+from app.queue import codec
+from app.queue.dead_letters import DeadLetters
+from app.queue.enqueue import Enqueuer
+from app.queue.registry import Registry
+from app.queue.stats import StatsBuffer
+from app.runtime import embedded
 from app.settings import Settings
-from app.stats import StatsBuffer
 
 log = structlog.get_logger(__name__)
 

@@ -27,10 +27,10 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
-from app import codec, keys, stats
-from app.registry import Registry, Runtime
+from app.queue import codec, keys, stats
+from app.queue.registry import Registry, Runtime
+from app.queue.wake import WakeHub
 from app.settings import QueueConfig
-from app.wake import WakeHub
 
 log = structlog.get_logger(__name__)
 

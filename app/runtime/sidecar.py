@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from app import __version__, stats
+from app import __version__
+from app.queue import stats
 from app.settings import redact_url
 
 if TYPE_CHECKING:
-    from app.process import Process
+    from app.runtime.process import Process
 
 PROCESS_KEY: web.AppKey[Process] = web.AppKey("process")
 # A dependency check that takes longer than this counts as down.

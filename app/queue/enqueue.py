@@ -19,8 +19,8 @@ from arq.connections import ArqRedis
 from arq.jobs import Job, serialize_job
 from arq.utils import timestamp_ms
 
-from app import codec, keys
-from app.registry import Registry
+from app.queue import codec, keys
+from app.queue.registry import Registry
 
 # arq's default: a job not started within a day after its time expires.
 EXPIRES_EXTRA_MS = 86_400_000

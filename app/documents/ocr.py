@@ -27,7 +27,7 @@ from app.errors import TransientError
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 CLIENT_KEY = "ocr"
 T = TypeVar("T")

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import structlog
 from arq.worker import Function, Retry, func
 
-from app import keys
 from app.errors import InvalidPayload, JobSkipped, JobTimedOut, UnknownJob
-from app.jobctx import JobContext
-from app.payload import Payload, parse
-from app.retries import RetryPolicy, classify, decide
+from app.queue import keys
+from app.queue.context import JobContext
+from app.queue.payload import Payload, parse
+from app.queue.retries import RetryPolicy, classify, decide
 from app.settings import QueueTable
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 log = structlog.get_logger("app.jobs")
 

@@ -15,7 +15,7 @@ from app.errors import NotFound, PermanentError, TransientError
 from app.settings import Settings
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 CLIENT_KEY = "storage"
 
@@ -80,7 +80,7 @@ def _write(path: Path, data: bytes) -> None:
 
 def build_storage(settings: Settings) -> Storage:
     if settings.storage_backend == "s3":
-        from app.clients.s3 import S3Storage
+        from app.providers.s3 import S3Storage
 
         return S3Storage.from_settings(settings)
     return LocalStorage(settings.storage_dir)

@@ -20,7 +20,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from app import control, keys
+from app.queue import control, keys
 
 log = structlog.get_logger(__name__)
 

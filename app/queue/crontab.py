@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from redis.exceptions import RedisError
 
-from app import keys
-from app.awaitable import awaited
+from app.queue import keys
+from app.queue.awaitable import awaited
 
 if TYPE_CHECKING:
     from app.cron import CronEntry
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 log = structlog.get_logger(__name__)
 

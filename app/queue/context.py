@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from app import codec, keys
+from app.queue import codec, keys
 
 if TYPE_CHECKING:
-    from app.resources import Resources
+    from app.runtime.resources import Resources
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
 from app.errors import PermanentError, RateLimited, TransientError
-from app.notify.messages import Sms
+from app.providers.messages import Sms
 from app.settings import Settings
 
 # A GSM-7 message of up to 306 characters goes as two concatenated segments (153 each);

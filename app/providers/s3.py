@@ -10,8 +10,8 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.clients.storage import too_large
 from app.errors import NotFound, PermanentError, TransientError
+from app.providers.storage import too_large
 from app.settings import Settings
 
 # S3 error codes that mean "try again later" even though some arrive with a 4xx status.

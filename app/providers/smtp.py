@@ -19,7 +19,7 @@ from email.utils import formataddr, formatdate
 import aiosmtplib
 
 from app.errors import PermanentError, TransientError
-from app.notify.messages import Attachment, Email
+from app.providers.messages import Attachment, Email
 from app.settings import Settings
 
 POOL_SIZE = 5

@@ -1,1 +1,0 @@
-"""One module per external service; each translates its library's failures into app.errors."""
