@@ -20,6 +20,7 @@ from app.queue.retries import RetryPolicy
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"
+DEFAULT_CRON_FILE = PROJECT_ROOT / "config" / "cron.toml"
 
 # Per-queue values that the environment may override: suffix -> (field, type).
 _QUEUE_OVERRIDES: dict[str, tuple[str, type]] = {
@@ -90,6 +91,7 @@ class Settings(BaseSettings):
     )
     workhorse_home: Path = PROJECT_ROOT / ".workhorse"
     queues_file: Path = DEFAULT_QUEUES_FILE
+    cron_file: Path = Field(DEFAULT_CRON_FILE, description="cron table overrides (schedule, time zone, enabled)")
 
     # How the worker waits and how fast a crashed process's jobs come back.
     poll_fallback_ms: int = Field(1000, ge=10, le=60_000)
