@@ -10,13 +10,13 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.queue.retries import RetryPolicy
+from app.backoff import Backoff
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"
@@ -34,8 +34,39 @@ _RETRY_OVERRIDES: dict[str, tuple[str, type]] = {
 }
 
 
+def _log_level(value: object) -> object:
+    """The runbooks write `warn`; Python says WARNING. Any case is accepted."""
+    if isinstance(value, str):
+        upper = value.strip().upper()
+        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(upper, upper)
+    return value
+
+
+LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)]
+
+
 class SettingsError(Exception):
     """A setting that cannot be used; the message names the variable."""
+
+
+class RetryPolicy(BaseModel):
+    """Attempts and exponential backoff of one queue or job (from config/queues.toml)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int = Field(3, ge=1, le=100, description="runs in all, the first included")
+    base_delay_s: float = Field(5.0, ge=0, description="delay before the second attempt")
+    max_delay_s: float = Field(600.0, ge=0, description="cap on any one delay")
+    factor: float = Field(2.0, ge=1, description="growth of the delay per attempt")
+    jitter: float = Field(0.1, ge=0, le=1, description="± fraction of the delay, spreads herds")
+
+    def backoff_s(self, attempt: int, *, rand: float = 0.5) -> float:
+        """Delay after failed attempt `attempt` (1-based); `rand` in [0, 1) places the jitter."""
+        return Backoff(self.base_delay_s, self.factor, self.max_delay_s, self.jitter).delay_s(attempt, rand=rand)
+
+
+class UnknownQueue(SettingsError):
+    """A queue name the queue table does not have."""
 
 
 class QueueConfig(BaseModel):
@@ -68,7 +99,7 @@ class QueueTable(BaseModel):
         try:
             return self.queues[name]
         except KeyError:
-            raise SettingsError(f"unknown queue {name!r}; known: {', '.join(self.queues)}") from None
+            raise UnknownQueue(f"unknown queue {name!r}; known: {', '.join(self.queues)}") from None
 
 
 class Settings(BaseSettings):
@@ -76,9 +107,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis:// or rediss:// (TLS); else REDIS_HOST and friends")
+    redis_host: str | None = None
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_password: SecretStr | None = None
+    redis_username: str | None = None
+    redis_db: int = Field(0, ge=0, le=1000)
+    redis_tls: bool = False
     database_url: str | None = None
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"] = "INFO"
+    log_level: LogLevel = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
     health_host: str = "127.0.0.1"
@@ -168,6 +205,36 @@ class Settings(BaseSettings):
     # Filled from queues_file and the environment by load(); not an environment variable.
     queue_table: QueueTable | None = Field(None, exclude=True)
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix"), "redis://host:6379/0")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgres", "postgresql"), "postgresql://user@host:5432/db")
+
+    @property
+    def redis_dsn(self) -> str | None:
+        """REDIS_URL, else a URL built from REDIS_HOST (and PORT, PASSWORD, USERNAME, DB, TLS)."""
+        if self.redis_url:
+            return self.redis_url
+        if not self.redis_host:
+            return None
+        auth = ""
+        if self.redis_password is not None:
+            user = quote(self.redis_username or "", safe="")
+            auth = f"{user}:{quote(self.redis_password.get_secret_value(), safe='')}@"
+        scheme = "rediss" if self.redis_tls else "redis"
+        host = f"[{self.redis_host}]" if ":" in self.redis_host else self.redis_host
+        return f"{scheme}://{auth}{host}:{self.redis_port}/{self.redis_db}"
+
+    @property
+    def services_configured(self) -> bool:
+        """Whether any Redis or database variable is set: then the embedded default never starts."""
+        return bool(self.redis_dsn or self.database_url)
+
     @property
     def queues(self) -> QueueTable:
         assert self.queue_table is not None, "Settings.load() fills the queue table"
@@ -199,6 +266,23 @@ class Settings(BaseSettings):
         return base.model_copy(update={"queue_table": table})
 
 
+def _check_url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
+    """A URL with one of `schemes` and a host (or a socket path); the message never echoes it,
+    since it may hold a password."""
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(f"not a URL; expected e.g. {example}") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in schemes)}; e.g. {example}")
+    if not (parts.hostname or parts.path):
+        raise ValueError(f"no host; expected e.g. {example}")
+    return value
+
+
 def _env_fields(cls: type[Settings], env: Mapping[str, str]) -> dict[str, str]:
     """The environment's values for our fields (explicit, so tests can pass their own env)."""
     upper = {k.upper(): v for k, v in env.items()}
@@ -212,7 +296,13 @@ def _env_fields(cls: type[Settings], env: Mapping[str, str]) -> dict[str, str]:
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     var = str(first["loc"][0]).upper() if first["loc"] else "?"
+    if var in _SECRET_BEARING:
+        return f"invalid setting {var}: {first['msg']}"
     return f"invalid setting {var}: {first['msg']} (got {first.get('input')!r})"
+
+
+# Variables whose value may hold a password: an error message names them but never echoes them.
+_SECRET_BEARING = {"REDIS_URL", "DATABASE_URL", "REDIS_PASSWORD"}
 
 
 def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
@@ -262,15 +352,29 @@ def _override(row: dict[str, Any], field: str, kind: type, env: Mapping[str, str
     row[field] = value
 
 
+# Query parameters of a DSN that carry a secret (libpq's and redis-py's names).
+_SECRET_PARAMS = {"password", "sslpassword", "sslkey", "passfile", "token", "secret", "access_token", "auth"}
+
+
 def redact_url(url: str | None) -> str | None:
-    """A connection URL fit for logs and endpoints: the password replaced by ***."""
+    """A connection URL fit for logs and endpoints: every credential replaced by ***.
+
+    Covers the userinfo password and query parameters such as `?password=` and `sslpassword=`;
+    a URL that cannot be parsed is hidden whole rather than shown."""
     if not url:
         return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    try:
+        parts = urlsplit(url)
+        password, host, port = parts.password, parts.hostname or "", parts.port
+    except ValueError:
+        return "***"
+    netloc = parts.netloc
+    if password is not None:
+        if port:
+            host = f"{host}:{port}"
+        netloc = f"{parts.username or ''}:***@{host}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))

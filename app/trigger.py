@@ -7,18 +7,17 @@ every job with its payload fields. The payload is validated before anything is e
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from app import logs
-from app.cli import run_async
-from app.cli.jobs_cmd import describe_job
+from app.cli import run_reporting
 from app.cli.table import print_json
 from app.errors import AppError
 from app.jobs import build_registry
+from app.queue.payload import loads_limited
 from app.queue.registry import ANY_QUEUE, Registry
 from app.runtime.resources import open_resources
 from app.settings import Settings, SettingsError
@@ -66,14 +65,13 @@ async def trigger(settings: Settings, registry: Registry, args: argparse.Namespa
         print(enqueued.job_id, flush=True)
         if not args.wait:
             return 0
+        handle = res.enqueuer.job(enqueued.job_id, enqueued.queue)
         try:
-            await res.enqueuer.job(enqueued.job_id, enqueued.queue).result(timeout=args.timeout, poll_delay=0.05)
-        except TimeoutError:
-            print(f"job {enqueued.job_id} did not finish within {args.timeout:.0f}s", file=sys.stderr)
+            await handle.wait(timeout_s=args.timeout, poll_delay=0.05)
+        except TimeoutError as exc:
+            print(f"trigger: {exc}", file=sys.stderr)
             return 1
-        except Exception:
-            pass
-        outcome = await describe_job(res, enqueued.job_id, enqueued.queue)
+        outcome = await handle.describe()
         print_json(outcome)
         return 0 if outcome.get("success") else 1
 
@@ -88,20 +86,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(registry).parse_args(argv)
     logs.configure(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING", settings.log_format)
     try:
-        payload = json.loads(args.payload)
-    except json.JSONDecodeError as exc:
-        print(f"trigger: --json is not valid JSON: {exc}", file=sys.stderr)
-        return 2
-    try:
+        payload = loads_limited(args.job, args.payload)
         # Validate before connecting: a bad payload never waits for Redis.
+        spec = registry.spec(args.job)
+        if spec.queue == ANY_QUEUE and args.queue is None:
+            args.queue = registry.default_queue
+            print(f"trigger: {args.job} runs on any queue; using {args.queue} (choose with --queue)", file=sys.stderr)
         registry.validate(args.job, payload, args.queue)
-        result: int = run_async(trigger(settings, registry, args, payload))
-        return result
-    except AppError as exc:
+    except (AppError, SettingsError) as exc:
         print(f"trigger: {exc}", file=sys.stderr)
         return 2
-    except asyncio.CancelledError:
-        return 130
+    return run_reporting("trigger", trigger(settings, registry, args, payload))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ async def _waits_ms(enq: Enqueuer, sent: list[tuple[str, float]]) -> list[float]
     await drain_times(lambda: enq.redis.zcard(THROUGHPUT_QUEUE), len(sent))
     waits = []
     for job_id, since in sent:
-        info = await enq.job(job_id, THROUGHPUT_QUEUE).result_info()
+        info = await enq.job(job_id, THROUGHPUT_QUEUE).outcome()
         assert info is not None and isinstance(info.result, dict)
         started = dt.datetime.fromisoformat(info.result["startedAt"]).timestamp()
         waits.append((started - since) * 1000)

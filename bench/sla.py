@@ -52,7 +52,7 @@ async def timed_scan(env: BenchEnv) -> tuple[float, dict[str, int]]:
         started = time.perf_counter()
         job = await enq.enqueue("sla_scan", {})
         assert job is not None
-        result = await enq.job(job.job_id, "sla-monitor").result(timeout=600, poll_delay=0.01)
+        result = await enq.job(job.job_id, "sla-monitor").result(timeout_s=600, poll_delay=0.01)
         return time.perf_counter() - started, result
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 
 from app.jobs import build_registry
+from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer
-from app.runtime.resources import connect_redis
 from app.settings import PROJECT_ROOT, Settings
 from bench.env import BenchEnv, clean_environ, free_port
 

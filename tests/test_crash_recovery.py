@@ -12,8 +12,8 @@ from pathlib import Path
 from app.cron import CronEntry
 from app.jobs import build_registry
 from app.queue.awaitable import awaited
-from app.queue.crontab import CronExpr, CronTicker
 from app.queue.enqueue import JobRequest
+from app.queue.ticker import CronTicker
 from app.runtime.resources import Resources, open_resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
@@ -113,7 +113,7 @@ async def test_jobs_needing_postgres_retry_until_it_returns(
 async def test_two_processes_fire_each_cron_tick_once(settings: Settings, res: Resources) -> None:
     """Two schedulers (two connections, as two processes) firing the same ticks enqueue each once;
     a tick whose previous run is still queued is skipped, not stacked."""
-    entry = CronEntry("test-tick", CronExpr.parse("* * * * *"), job="sla_scan")
+    entry = CronEntry("test-tick", "* * * * *", job="sla_scan")
     registry = build_registry(settings)
     async with open_resources(settings, registry, start_embedded=False) as other:
         tickers = [CronTicker(res, [entry]), CronTicker(other, [entry])]
@@ -163,7 +163,7 @@ async def test_kill_9_with_2000_jobs_queued_loses_none_and_sends_each_email_once
                 await asyncio.sleep(0.1)
         for e in emails:
             assert e.job_id is not None
-            await res.enqueuer.job(e.job_id, "scheduling-reminders").result(timeout=30, poll_delay=0.05)
+            await res.enqueuer.job(e.job_id, "scheduling-reminders").result(timeout_s=30, poll_delay=0.05)
     finally:
         await second.stop()
     assert 20 <= delivered_before_kill < 100

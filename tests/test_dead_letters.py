@@ -79,8 +79,8 @@ async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res
     retried = await res.dlq.get(letter.id)
     assert retried.status == "RETRIED" and retried.retried_job_id == "fixme-1"
     assert await res.dlq.list() == []
-    info = await res.enqueuer.job("fixme-1", QUEUE).result_info()
-    assert info is not None and info.success and info.job_try == 1
+    info = await res.enqueuer.job("fixme-1", QUEUE).outcome()
+    assert info is not None and info.success and info.attempt == 1
 
 
 async def cli(settings_env: dict[str, str], *args: str) -> tuple[int, str]:

@@ -63,7 +63,7 @@ async def embed(res: Resources, doc_id: str, *, force: bool = False, timeout_s: 
     assert queued is not None
     job = res.enqueuer.job(queued.job_id, QUEUE)
     async with asyncio.timeout(timeout_s):
-        while (info := await job.result_info()) is None:
+        while (info := await job.outcome()) is None:
             await asyncio.sleep(0.05)
     return info.success, info.result
 
@@ -191,7 +191,7 @@ async def test_429_is_retried_after_retry_after_then_succeeds(
 async def embed_outcome(res: Resources, job_id: str) -> tuple[bool, Any]:
     job = res.enqueuer.job(job_id, QUEUE)
     async with asyncio.timeout(20):
-        while (info := await job.result_info()) is None:
+        while (info := await job.outcome()) is None:
             await asyncio.sleep(0.05)
     return info.success, info.result
 

@@ -97,7 +97,7 @@ async def test_smtp_down_opens_the_breaker_defers_without_burning_attempts_then_
                 await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)  # retries and later jobs meet the open breaker meanwhile
         await smtp_sink.start()  # back before the breaker half-opens: its probe succeeds
-        results = [await res.enqueuer.job(key, QUEUE).result(timeout=30, poll_delay=0.02) for key in keys]
+        results = [await res.enqueuer.job(key, QUEUE).result(timeout_s=30, poll_delay=0.02) for key in keys]
         metrics = process.res.metrics.render().decode()
     assert sorted(str(m["To"]) for m in smtp_sink.messages) == sorted(f"{k}@example.com" for k in keys)
     claims = {r["idempotency_key"]: r["attempts"] for r in await res.db.fetch("SELECT * FROM notifications")}

@@ -59,7 +59,7 @@ async def test_a_due_reminder_arrives_once_with_a_valid_ics_in_local_time(
         scan = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
         assert scan == {"scanned": 1, "queued": 1, "skipped": 0, "errors": 0}
         await smtp_sink.wait_for(lambda s: len(s.messages) == 1)
-        first = await res.enqueuer.job(f"reminder:{ids['2h']}", QUEUE).result(timeout=20, poll_delay=0.02)
+        first = await res.enqueuer.job(f"reminder:{ids['2h']}", QUEUE).result(timeout_s=20, poll_delay=0.02)
         sent = await result_of(res, await _enqueued_again(res, ids["2h"]), QUEUE)
         again = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
     assert first == {"status": "sent", "sent": 2, "duplicate": 0, "skipped": 0}

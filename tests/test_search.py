@@ -41,7 +41,7 @@ async def embed_all(res: Resources, docs: dict[str, tuple[str, str]]) -> None:
         queued = await res.enqueuer.enqueue("embed_document", {"documentId": doc_id, "orgId": org})
         assert queued is not None
         async with asyncio.timeout(20):
-            while await res.enqueuer.job(queued.job_id, "document-embedding").result_info() is None:
+            while await res.enqueuer.job(queued.job_id, "document-embedding").outcome() is None:
                 await asyncio.sleep(0.05)
 
 
@@ -54,8 +54,8 @@ async def test_the_closest_chunk_of_the_org_comes_first(
     docs["other-org"] = ("org-2", QUESTION)
     async with in_process_worker(settings, ["document-embedding"]) as worker:
         await embed_all(res, docs)
-        matches = await similar(worker.res, "org-1", QUESTION, k=3)
-        only_one = await similar(worker.res, "org-1", QUESTION, k=1)
+        matches = await similar(worker.res.db, worker.res.providers.embedding, "org-1", QUESTION, k=3)
+        only_one = await similar(worker.res.db, worker.res.providers.embedding, "org-1", QUESTION, k=1)
     assert matches[0].document_id == "billing"
     assert {m.document_id for m in matches} == set(TOPICS)
     assert [m.distance for m in matches] == sorted(m.distance for m in matches)
@@ -77,7 +77,7 @@ async def test_search_query_can_use_the_hnsw_index(res: Resources) -> None:
 async def test_search_without_a_provider_says_why(res: Resources) -> None:
     """With no embedding provider the search is refused with the reason, not an empty answer."""
     with pytest.raises(PermanentError, match="cannot search: no embedding provider"):
-        await similar(res, "org-1", QUESTION)
+        await similar(res.db, res.providers.embedding, "org-1", QUESTION)
 
 
 async def test_workhorse_search_prints_the_matches(

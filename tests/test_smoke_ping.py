@@ -12,7 +12,7 @@ async def test_ping_runs_on_the_named_queue(settings: Settings, res: Resources) 
     async with in_process_worker(settings):
         enqueued = await res.enqueuer.enqueue("ping", {"note": "hi"}, queue="sla-monitor")
         assert enqueued is not None
-        result = await res.enqueuer.job(enqueued.job_id, "sla-monitor").result(timeout=10, poll_delay=0.02)
+        result = await res.enqueuer.job(enqueued.job_id, "sla-monitor").result(timeout_s=10, poll_delay=0.02)
     assert result["pong"] is True
     assert result["queue"] == "sla-monitor"
     assert result["note"] == "hi"

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
+import time
 from typing import Any
-
-from arq.jobs import JobStatus
-from arq.utils import timestamp_ms
 
 from app.cli.table import print_json, print_table
 from app.jobs import build_registry
-from app.queue import keys, stats
-from app.runtime.resources import Resources, open_resources
+from app.queue import stats
+from app.runtime.resources import open_resources
 from app.settings import Settings
 
 
@@ -28,37 +25,16 @@ def add_parsers(sub: Any) -> None:
     st.set_defaults(handler=stuck)
 
 
-async def describe_job(res: Resources, job_id: str, queue: str | None = None) -> dict[str, Any]:
-    """What Redis knows of a job: status, progress, and result or error once it finished."""
-    queues = [queue] if queue else list(res.settings.queues.queues)
-    status, found_queue = JobStatus.not_found, queue
-    for q in queues:
-        status = await res.enqueuer.job(job_id, q).status()
-        if status is not JobStatus.not_found:
-            found_queue = q
-            break
-    out: dict[str, Any] = {"jobId": job_id, "queue": found_queue, "status": status.value}
-    progress = await res.redis.get(keys.progress_key(job_id))
-    if progress:
-        out["progress"] = json.loads(progress)
-    if status is JobStatus.complete and found_queue:
-        info = await res.enqueuer.job(job_id, found_queue).result_info()
-        if info is not None:
-            out.update(success=info.success, result=info.result, attempt=info.job_try,
-                       job=info.function, finishedAt=info.finish_time)
-    return out
-
-
 async def show(settings: Settings, args: argparse.Namespace) -> int:
     async with open_resources(settings, build_registry(settings)) as res:
-        print_json(await describe_job(res, args.job_id, args.queue))
+        print_json(await res.enqueuer.job(args.job_id, args.queue).describe())
     return 0
 
 
 async def stuck(settings: Settings, args: argparse.Namespace) -> int:
     names = list(settings.queues.queues)
     async with open_resources(settings, build_registry(settings)) as res:
-        now = timestamp_ms()
+        now = int(time.time() * 1000)
         late = [r for r in await stats.running_jobs(res.redis, names)
                 if now - r.started_ms > settings.queues.queue(r.queue).timeout_s * 1000]
     rows = [{"jobId": r.job_id, "queue": r.queue, "process": r.process,

@@ -6,8 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from app.db import migrate
+import asyncpg
+
+from app.db import migrate, pool
 from app.jobs import build_registry
+from app.runtime import embedded
 from app.runtime.embedded import EmbeddedUnavailable
 from app.runtime.process import serve
 from app.runtime.resources import open_resources
@@ -34,12 +37,19 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    registry = build_registry(settings)
-    async with open_resources(settings, registry, apply_migrations=not args.status) as res:
-        async with res.db.acquire() as conn:
-            waiting = await migrate.pending(conn)  # type: ignore[arg-type]  # a pool proxy is a Connection
-        if args.status:
-            print("pending: " + (", ".join(waiting) if waiting else "none"))
-        else:
-            print("database is up to date")
+    if args.status:
+        _, database_url = embedded.configured_or_discovered(settings)
+        if not database_url:
+            print("workhorse: no database: set DATABASE_URL or start the worker (embedded default)", file=sys.stderr)
+            return 2
+        await pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s)
+        conn = await asyncpg.connect(database_url)
+        try:
+            waiting = await migrate.pending(conn)
+        finally:
+            await conn.close()
+        print("pending: " + (", ".join(waiting) if waiting else "none"))
+        return 0
+    async with open_resources(settings, build_registry(settings), apply_migrations=True):
+        print("database is up to date")
     return 0

@@ -8,6 +8,7 @@ from typing import Any
 from app.cli.table import print_json, print_table
 from app.documents.search import similar
 from app.jobs import build_registry
+from app.providers.embedding import no_provider_reason
 from app.runtime.resources import open_resources
 from app.settings import Settings
 
@@ -23,7 +24,8 @@ def add_parsers(sub: Any) -> None:
 
 async def search(settings: Settings, args: argparse.Namespace) -> int:
     async with open_resources(settings, build_registry(settings)) as res:
-        matches = await similar(res, args.org, args.question, args.top)
+        matches = await similar(res.db, res.providers.embedding, args.org, args.question, args.top,
+                                why_no_provider=no_provider_reason(settings))
     if args.json:
         print_json([{"documentId": m.document_id, "chunkIndex": m.chunk_index, "distance": m.distance,
                      "startChar": m.start_char, "endChar": m.end_char, "content": m.content} for m in matches])

@@ -14,6 +14,8 @@ from pathlib import Path
 import asyncpg
 import structlog
 
+from app.errors import AppError
+
 log = structlog.get_logger(__name__)
 
 # Arbitrary but fixed: the advisory lock key shared by every Workhorse process.
@@ -24,6 +26,10 @@ MIGRATIONS_DIR = Path(str(resources.files("app.db") / "migrations"))
 
 class MigrationError(RuntimeError):
     pass
+
+
+class SchemaMissing(AppError):
+    """A read-only command met a database whose schema is not (fully) applied."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +52,17 @@ def available(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 async def apply(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply what is missing; return the versions applied now."""
-    await conn.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version text PRIMARY KEY,
-               checksum text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
     applied_now: list[str] = []
+    # The lock comes first: two processes creating schema_migrations at once would otherwise
+    # race on the catalog (CREATE TABLE IF NOT EXISTS is not safe against a concurrent create).
     await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
     try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version text PRIMARY KEY,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
         done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
         for m in available(directory):
             if m.version in done:
@@ -87,3 +95,16 @@ async def migrate(url: str) -> list[str]:
         return await apply(conn)
     finally:
         await conn.close()
+
+
+async def require_schema(url: str) -> None:
+    """Raise SchemaMissing, changing nothing, unless every migration is applied."""
+    conn = await asyncpg.connect(url)
+    try:
+        waiting = await pending(conn)
+    finally:
+        await conn.close()
+    if waiting:
+        raise SchemaMissing(
+            f"the database has no Workhorse schema yet ({len(waiting)} migration(s) pending: {', '.join(waiting)});"
+            " run `workhorse migrate` or start the worker once")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import asyncpg
 import structlog
+
+from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
 
 log = structlog.get_logger(__name__)
 
@@ -38,20 +38,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def wait_for(url: str, *, timeout_s: float) -> None:
     """Return once PostgreSQL accepts a connection; retry with backoff until `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
-    while True:
-        try:
-            conn = await asyncpg.connect(url, timeout=min(10.0, timeout_s))
-        except CONNECT_ERRORS as exc:
-            if time.monotonic() + delay > deadline:
-                raise DatabaseUnavailable(f"PostgreSQL did not answer within {timeout_s:.0f}s: {exc}") from exc
-            log.warning("database_unavailable_retrying", error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        else:
-            await conn.close()
-            return
+    async def connect() -> None:
+        conn = await asyncpg.connect(url, timeout=min(10.0, timeout_s))
+        await conn.close()
+
+    try:
+        await retry_until(connect, backoff=CONNECT_BACKOFF, timeout_s=timeout_s, retry_on=CONNECT_ERRORS,
+                          on_retry=lambda exc, delay: log.warning("database_unavailable_retrying",
+                                                                  error=str(exc), retry_in_s=delay))
+    except Deadline as exc:
+        raise DatabaseUnavailable(f"PostgreSQL did not answer within {timeout_s:.0f}s: {exc}") from exc
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 20, **kwargs: Any) -> asyncpg.Pool:

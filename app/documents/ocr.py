@@ -19,17 +19,13 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from app.documents import pages
 from app.documents.pages import Kind, Layout, Limits, PageText
 from app.errors import TransientError
 from app.settings import Settings
 
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
-
-CLIENT_KEY = "ocr"
 T = TypeVar("T")
 
 
@@ -161,11 +157,3 @@ def _write_temp(data: bytes) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     return Path(name)
-
-
-def ocr_engine(res: Resources) -> OcrEngine:
-    """This process's OCR engine, built on first use and closed with the resources."""
-    found: OcrEngine | None = res.clients.get(CLIENT_KEY)
-    if found is None:
-        found = res.clients[CLIENT_KEY] = OcrEngine.from_settings(res.settings)
-    return found

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import NoReturn
 
 from app.errors import JobSkipped
-from app.queue.context import JobContext
 from app.queue.payload import Payload
+from app.runtime.resources import Job
 
 
-async def not_built_yet(job: JobContext, p: Payload) -> NoReturn:
+async def not_built_yet(job: Job, p: Payload) -> NoReturn:
     raise JobSkipped(f"{job.name} is not implemented in this version; payload accepted")

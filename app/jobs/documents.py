@@ -7,16 +7,14 @@ from typing import Any, Literal
 from pydantic import Field
 
 from app.documents import schemas, store
-from app.documents.ocr import Extraction, ocr_engine
+from app.documents.ocr import Extraction
 from app.documents.schemas import DocumentType
 from app.documents.text import sanitize
 from app.errors import PermanentError
-from app.providers import storage
-from app.providers.openai import openai_client
-from app.queue.context import JobContext
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
 from app.queue.retries import classify
+from app.runtime.resources import Job
 
 
 class ProcessDocument(Payload):
@@ -28,16 +26,17 @@ class ProcessDocument(Payload):
     language: str = Field("eng", pattern=r"^[a-z_]{3,8}(\+[a-z_]{3,8})*$")
 
 
-async def process_document(job: JobContext, p: ProcessDocument) -> dict[str, Any]:
+async def process_document(job: Job, p: ProcessDocument) -> dict[str, Any]:
     """Load, read (text layer or OCR), optionally extract fields, store, queue the embedding."""
     res = job.res
     doc = await store.load(res.db, p.document_id, p.org_id)
     doc_type = _document_type(p.document_type or doc.document_type)
     await store.start(res.db, doc.id, 10)
     await job.progress(10, step="loading")
-    data = await storage.read(res, doc.storage_key)
+    async with res.breakers.guard("storage"):
+        data = await res.providers.storage.get(doc.storage_key, max_bytes=res.settings.document_max_bytes)
     await _step(job, doc.id, 30, "reading")
-    extraction = await ocr_engine(res).extract(data, language=p.language, perform_ocr=p.perform_ocr)
+    extraction = await res.providers.ocr.extract(data, language=p.language, perform_ocr=p.perform_ocr)
     await _step(job, doc.id, 60, "extracting")
     structured, vision_error = None, None
     if p.perform_vision_extraction:
@@ -58,25 +57,25 @@ def _document_type(value: str) -> DocumentType:
     return "generic"
 
 
-async def _step(job: JobContext, document_id: str, percent: int, step: str) -> None:
+async def _step(job: Job, document_id: str, percent: int, step: str) -> None:
     await store.set_progress(job.res.db, document_id, percent)
     await job.progress(percent, step=step)
 
 
-async def record_failure(job: JobContext, p: ProcessDocument, exc: BaseException) -> None:
+async def record_failure(job: Job, p: ProcessDocument, exc: BaseException) -> None:
     """Dead-lettered (a bad file, a missing row, the last attempt failed or timed out): FAILED."""
     reason = str(exc) if classify(exc) != "bug" else f"internal error ({type(exc).__name__})"
     await store.fail(job.res.db, p.document_id, reason or type(exc).__name__)
 
 
-async def _vision(job: JobContext, data: bytes, doc_type: DocumentType) -> tuple[dict[str, Any] | None, str | None]:
+async def _vision(job: Job, data: bytes, doc_type: DocumentType) -> tuple[dict[str, Any] | None, str | None]:
     """Fields from the vision model, or why there are none. Transient failures propagate (retry);
     a refused request or a reply that breaks the schema keeps the text and reports the reason."""
-    client = openai_client(job.res)
+    client = job.res.providers.openai
     if client is None:
         return None, "vision extraction needs OPENAI_API_KEY"
     pages = range(job.res.settings.vision_max_pages)
-    images = await ocr_engine(job.res).page_images(data, pages)
+    images = await job.res.providers.ocr.page_images(data, pages)
     try:
         reply = await client.extract_json(images=images, instructions=schemas.instructions(doc_type),
                                           schema_name=doc_type, schema=schemas.json_schema(doc_type))
@@ -86,7 +85,7 @@ async def _vision(job: JobContext, data: bytes, doc_type: DocumentType) -> tuple
         return None, str(exc)
 
 
-async def _queue_embedding(job: JobContext, p: ProcessDocument, text: str) -> str | None:
+async def _queue_embedding(job: Job, p: ProcessDocument, text: str) -> str | None:
     if not text:
         return None
     # The text was just (re)written, so older vectors are stale: replace them. The id is tied to

@@ -10,10 +10,10 @@ from typing import Any
 from app.documents import store, vectors
 from app.documents.chunking import Chunk, chunk_text
 from app.errors import JobSkipped, PermanentError
-from app.providers.embedding import EmbeddingProvider, embedding_provider, no_provider_reason
-from app.queue.context import JobContext
+from app.providers.embedding import EmbeddingProvider, no_provider_reason
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
+from app.runtime.resources import Job
 
 
 class EmbedDocument(Payload):
@@ -23,7 +23,7 @@ class EmbedDocument(Payload):
     """Replace existing embeddings (otherwise a document that has them is skipped)."""
 
 
-async def embed_document(job: JobContext, p: EmbedDocument) -> dict[str, Any]:
+async def embed_document(job: Job, p: EmbedDocument) -> dict[str, Any]:
     """Skip if done, chunk, embed batch by batch, replace the stored vectors in one transaction."""
     started = time.perf_counter()
     res = job.res
@@ -32,9 +32,9 @@ async def embed_document(job: JobContext, p: EmbedDocument) -> dict[str, Any]:
         raise JobSkipped(f"document {doc.id} already has embeddings; enqueue with force to replace them")
     if not doc.ocr_text or not doc.ocr_text.strip():
         raise PermanentError(f"document {doc.id} has no text to embed (status {doc.status}); process it first")
-    provider = embedding_provider(res)
+    provider = res.providers.embedding
     if provider is None:
-        raise JobSkipped(no_provider_reason(res))
+        raise JobSkipped(no_provider_reason(res.settings))
     settings = res.settings
     # Tokenizing a long text takes a while; the loop keeps serving meanwhile.
     chunks = await asyncio.to_thread(chunk_text, doc.ocr_text, size=settings.chunk_tokens,
@@ -56,7 +56,7 @@ async def embed_document(job: JobContext, p: EmbedDocument) -> dict[str, Any]:
     }
 
 
-async def _embed(job: JobContext, provider: EmbeddingProvider, chunks: Sequence[Chunk],
+async def _embed(job: Job, provider: EmbeddingProvider, chunks: Sequence[Chunk],
                  batch_size: int) -> tuple[list[list[float]], int]:
     """Every chunk's vector, one request per `batch_size` chunks, in order."""
     out: list[list[float]] = []

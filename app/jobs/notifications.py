@@ -11,10 +11,10 @@ from typing import Any
 from pydantic import Field, HttpUrl
 
 from app.errors import JobSkipped
-from app.notify import Chat, Delivery, Email, Message, Sms, Webhook, notifier
-from app.queue.context import JobContext
+from app.notify import Chat, Delivery, Email, Message, Sms, Webhook
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
+from app.runtime.resources import Job
 
 QUEUE = "scheduling-reminders"
 
@@ -54,8 +54,8 @@ class SendChat(Keyed):
     data: dict[str, Any] | None = None
 
 
-async def _send(job: JobContext, message: Message, key: str) -> dict[str, Any]:
-    delivery = await notifier(job.res).send(message, key=key, job_id=job.job_id)
+async def _send(job: Job, message: Message, key: str) -> dict[str, Any]:
+    delivery = await job.res.providers.notifier.send(message, key=key, job_id=job.job_id)
     if delivery.status == "skipped":
         raise JobSkipped(delivery.reason or "channel not configured")
     return {**as_result(delivery), "attempt": job.attempt}
@@ -66,20 +66,20 @@ def as_result(delivery: Delivery) -> dict[str, Any]:
             "providerId": delivery.provider_id, "reason": delivery.reason}
 
 
-async def send_email(job: JobContext, p: SendEmail) -> dict[str, Any]:
+async def send_email(job: Job, p: SendEmail) -> dict[str, Any]:
     return await _send(job, Email(to=p.to, to_name=p.to_name, subject=p.subject, text=p.text, html=p.html),
                        p.idempotency_key)
 
 
-async def send_sms(job: JobContext, p: SendSms) -> dict[str, Any]:
+async def send_sms(job: Job, p: SendSms) -> dict[str, Any]:
     return await _send(job, Sms(to=p.to, body=p.body, link=p.link), p.idempotency_key)
 
 
-async def send_webhook(job: JobContext, p: SendWebhook) -> dict[str, Any]:
+async def send_webhook(job: Job, p: SendWebhook) -> dict[str, Any]:
     return await _send(job, Webhook(url=str(p.url), event=p.event, data=p.data), p.idempotency_key)
 
 
-async def send_chat(job: JobContext, p: SendChat) -> dict[str, Any]:
+async def send_chat(job: Job, p: SendChat) -> dict[str, Any]:
     return await _send(job, Chat(user_id=p.user_id, org_id=p.org_id, body=p.body, data=p.data),
                        p.idempotency_key)
 

@@ -7,9 +7,9 @@ import datetime as dt
 
 from pydantic import Field
 
-from app.queue.context import JobContext
 from app.queue.payload import Payload
 from app.queue.registry import ANY_QUEUE, JobSpec
+from app.runtime.resources import Job
 
 MAX_SLEEP_MS = 600_000
 
@@ -19,7 +19,7 @@ class Ping(Payload):
     note: str | None = Field(None, max_length=200)
 
 
-async def ping(job: JobContext, p: Ping) -> dict[str, object]:
+async def ping(job: Job, p: Ping) -> dict[str, object]:
     started = dt.datetime.now(dt.UTC)
     if p.sleep_ms:
         await asyncio.sleep(p.sleep_ms / 1000)

@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 
 from app.notify.render import render
-from app.queue.context import JobContext
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
+from app.runtime.resources import Job
 
 WARNING_AT_PERCENT = 75.0
 BREACHED_AT_PERCENT = 100.0
@@ -101,7 +101,7 @@ class SlaScan(Payload):
     task_id: str | None = None
 
 
-async def sla_scan(job: JobContext, p: SlaScan) -> dict[str, Any]:
+async def sla_scan(job: Job, p: SlaScan) -> dict[str, Any]:
     async with job.res.db.acquire() as conn, conn.transaction():
         # The scan hashes every open task once; with the default 4 MB it spills to disk in batches.
         await conn.execute(f"SET LOCAL work_mem = '{_SCAN_WORK_MEM}'")
@@ -119,7 +119,7 @@ async def sla_scan(job: JobContext, p: SlaScan) -> dict[str, Any]:
     return {**summary, "orgs": orgs}
 
 
-async def _notify(job: JobContext, event_ids: list[int], orgs: dict[str, dict[str, int]]) -> None:
+async def _notify(job: Job, event_ids: list[int], orgs: dict[str, dict[str, int]]) -> None:
     """Queue one email per recipient of each change. A failure is counted, not fatal: the events
     are stored, and the idempotency keys make a re-run of this fan-out harmless."""
     for start in range(0, len(event_ids), _NOTIFY_PAGE):

@@ -7,19 +7,21 @@ counted in metrics, and skipped with a reason when its channel is not configured
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import asyncpg
 import structlog
+from redis.asyncio import Redis
 
+from app.metrics import Metrics
 from app.notify.chat import ChatChannel
 from app.notify.ledger import AlreadySent, Ledger
+from app.providers.breakers import Breakers
 from app.providers.messages import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
 from app.providers.smtp import SmtpChannel
 from app.providers.twilio import TwilioChannel
 from app.providers.webhook import WebhookChannel
-
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
+from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -40,26 +42,27 @@ class ChannelImpl(Protocol):
 
 
 class Notifier:
-    def __init__(self, res: Resources) -> None:
-        self.res = res
-        self.ledger = Ledger(res.db, stale_after_s=CLAIM_STALE_S)
+    def __init__(self, settings: Settings, db: asyncpg.Pool, redis: Redis, breakers: Breakers,
+                 metrics: Metrics) -> None:
+        self.breakers, self.metrics = breakers, metrics
+        self.ledger = Ledger(db, stale_after_s=CLAIM_STALE_S)
         self.channels: dict[str, ChannelImpl] = {
-            "email": SmtpChannel(res.settings),
-            "sms": TwilioChannel(res.settings),
-            "webhook": WebhookChannel(res.settings),
-            "chat": ChatChannel(res.db, res.redis),
+            "email": SmtpChannel(settings),
+            "sms": TwilioChannel(settings),
+            "webhook": WebhookChannel(settings),
+            "chat": ChatChannel(db, redis),
         }
 
     async def send(self, message: Message, *, key: str, job_id: str) -> Delivery:
         """Send `message` once per `key`: "sent", "duplicate" (sent before) or "skipped"."""
         channel = self.channels[message.channel]
-        counter = self.res.metrics.notifications
+        counter = self.metrics.notifications
         reason = channel.unconfigured_reason()
         if reason is not None:
             skipped_id = await self.ledger.skipped(key, message.channel, message.recipient, reason)
             counter.labels(message.channel, "skipped").inc()
             return Delivery("skipped", skipped_id, reason=reason)
-        breaker = self.res.breakers[channel.provider] if channel.provider else None
+        breaker = self.breakers[channel.provider] if channel.provider else None
         if breaker is not None:
             breaker.before_call()  # an open breaker defers the send before it claims anything
         try:
@@ -87,7 +90,7 @@ class Notifier:
     async def _deliver(self, channel: ChannelImpl, message: Message, key: str) -> str:
         if channel.provider is None:
             return await channel.deliver(message, key)
-        async with self.res.breakers.outcome(channel.provider):  # before_call() was made in send()
+        async with self.breakers.outcome(channel.provider):  # before_call() was made in send()
             return await channel.deliver(message, key)
 
     async def aclose(self) -> None:
@@ -95,13 +98,4 @@ class Notifier:
             await channel.aclose()
 
 
-def notifier(res: Resources) -> Notifier:
-    """The process's Notifier, built on first use and closed with the resources."""
-    found = res.clients.get("notifier")
-    if found is None:
-        found = res.clients["notifier"] = Notifier(res)
-    assert isinstance(found, Notifier)
-    return found
-
-
-__all__ = ["Attachment", "Chat", "Delivery", "Email", "Message", "Notifier", "Sms", "Webhook", "notifier"]
+__all__ = ["Attachment", "Chat", "Delivery", "Email", "Message", "Notifier", "Sms", "Webhook"]

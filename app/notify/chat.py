@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import asyncpg
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.providers.messages import Chat
 from app.queue import keys
@@ -16,7 +16,7 @@ class ChatChannel:
     provider = None
     """Our own database and Redis: no external provider, no breaker."""
 
-    def __init__(self, db: asyncpg.Pool, redis: ArqRedis) -> None:
+    def __init__(self, db: asyncpg.Pool, redis: Redis) -> None:
         self.db = db
         self.redis = redis
 

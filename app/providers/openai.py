@@ -9,24 +9,19 @@ policy alone decides when to try again.
 from __future__ import annotations
 
 import base64
-import email.utils
-import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import openai
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.breakers import Breakers
+from app.providers.retry_after import retry_after_s
 from app.settings import Settings
 
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
-
-CLIENT_KEY = "openai"
 # Statuses the API documents as worth retrying although they are 4xx.
 _RETRYABLE_4XX = {408, 409}
 
@@ -103,39 +98,8 @@ class OpenAIClient:
         await self.sdk.close()
 
 
-def retry_after_s(headers: Mapping[str, str]) -> float | None:
-    """Seconds from `retry-after-ms` or `retry-after` (seconds or an HTTP date); None if absent."""
-    if ms := headers.get("retry-after-ms"):
-        try:
-            return float(ms) / 1000
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _detail(exc: openai.APIStatusError) -> str:
     body = exc.body
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
     return exc.message
-
-
-def openai_client(res: Resources) -> OpenAIClient | None:
-    """This process's OpenAI client, or None when OPENAI_API_KEY is not set."""
-    if res.settings.openai_api_key is None:
-        return None
-    found: OpenAIClient | None = res.clients.get(CLIENT_KEY)
-    if found is None:
-        found = res.clients[CLIENT_KEY] = OpenAIClient(res.settings, res.breakers)
-    return found

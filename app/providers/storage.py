@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from app.errors import NotFound, PermanentError, TransientError
 from app.settings import Settings
-
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
-
-CLIENT_KEY = "storage"
 
 
 class Storage(Protocol):
@@ -84,18 +79,3 @@ def build_storage(settings: Settings) -> Storage:
 
         return S3Storage.from_settings(settings)
     return LocalStorage(settings.storage_dir)
-
-
-def storage(res: Resources) -> Storage:
-    """This process's storage client, built on first use and closed with the resources."""
-    found: Storage | None = res.clients.get(CLIENT_KEY)
-    if found is None:
-        found = res.clients[CLIENT_KEY] = build_storage(res.settings)
-    return found
-
-
-async def read(res: Resources, key: str) -> bytes:
-    """A file's bytes through the storage breaker."""
-    async with res.breakers.guard("storage"):
-        return await storage(res).get(key, max_bytes=res.settings.document_max_bytes)
-

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+from typing import Any
+
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.messages import Sms
+from app.providers.retry_after import retry_after_s
 from app.settings import Settings
 
 # A GSM-7 message of up to 306 characters goes as two concatenated segments (153 each);
@@ -45,7 +50,7 @@ class TwilioChannel:
         if self._client is None:
             s = self.settings
             assert s.twilio_auth_token is not None
-            self._http = AsyncTwilioHttpClient(timeout=s.webhook_timeout_s)
+            self._http = _HeaderKeepingHttpClient(timeout=s.webhook_timeout_s)
             self._client = Client(s.twilio_account_sid, s.twilio_auth_token.get_secret_value(),
                                   http_client=self._http)
             if s.twilio_base_url:
@@ -67,9 +72,22 @@ class TwilioChannel:
             await self._http.close()
 
 
+class _HeaderKeepingHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]  # twilio is untyped
+    """Twilio's client drops response headers before raising; this keeps the last response's
+    headers in a context variable of the sending task, so a 429 can honour Retry-After."""
+
+    async def request(self, *args: Any, **kwargs: Any) -> Response:
+        response: Response = await super().request(*args, **kwargs)
+        _last_headers.set(dict(response.headers or {}))
+        return response
+
+
+_last_headers: ContextVar[dict[str, str]] = ContextVar("twilio_last_headers", default={})  # noqa: B039  # never mutated
+
+
 def _translate(exc: TwilioRestException) -> Exception:
     if exc.status == 429:
-        return RateLimited(f"Twilio rate limit: {exc.msg}")
+        return RateLimited(f"Twilio rate limit: {exc.msg}", retry_after_s=retry_after_s(_last_headers.get()))
     if exc.status >= 500:
         return TransientError(f"Twilio error {exc.status}: {exc.msg}")
     return PermanentError(f"Twilio refused the message ({exc.status}, code {exc.code}): {exc.msg}")

@@ -22,6 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from app.errors import PermanentError, RateLimited, TransientError
+from app.providers import retry_after
 from app.providers.messages import Webhook
 from app.settings import Settings
 
@@ -154,12 +155,11 @@ class WebhookChannel:
             await self._session.close()
 
 
-def _raise_for_status(status: int, retry_after: str | None, url: str) -> None:
+def _raise_for_status(status: int, retry_after_value: str | None, url: str) -> None:
     if 200 <= status < 300:
         return
     if status == 429:
-        delay = float(retry_after) if retry_after and retry_after.isdigit() else None
-        raise RateLimited(f"webhook {url} answered 429", retry_after_s=delay)
+        raise RateLimited(f"webhook {url} answered 429", retry_after_s=retry_after.parse(retry_after_value))
     if status >= 500:
         raise TransientError(f"webhook {url} answered {status}")
     if 300 <= status < 400:

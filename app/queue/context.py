@@ -1,23 +1,28 @@
-"""What a job function receives besides its payload: its identity, resources and a logger."""
+"""What a job function receives besides its payload: its identity, the process's resources and
+a logger bound to the job.
+
+`JobContext` is generic in the resources type so that the engine does not import the runtime
+that builds them: jobs annotate `Job` (app/runtime/resources.py), i.e. `JobContext[Resources]`.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Generic, TypeVar
 
 import structlog
+from redis.asyncio import Redis
 
 from app.queue import codec, keys
 
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
+R = TypeVar("R")
 
 
 @dataclass(slots=True)
-class JobContext:
-    res: Resources
-    """Pools, clients, breakers, metrics and settings of this process."""
+class JobContext(Generic[R]):
+    res: R
+    """Pools, providers, breakers, metrics and settings of this process."""
     job_id: str
     name: str
     queue: str
@@ -25,10 +30,11 @@ class JobContext:
     """1 for the first run; arq's job_try."""
     enqueued_at: dt.datetime
     log: structlog.stdlib.BoundLogger = field(repr=False)
+    redis: Redis = field(repr=False)
+    progress_ttl_s: int = 3600
 
     async def progress(self, percent: int, **detail: Any) -> None:
         """Report progress (0-100), readable with `workhorse jobs show ID` while the job runs."""
         body = codec.dumps({"percent": percent, **detail})
-        ttl_s = max(self.res.settings.keep_result_s, 60)
-        await self.res.redis.set(keys.progress_key(self.job_id), body, ex=ttl_s)
+        await self.redis.set(keys.progress_key(self.job_id), body, ex=max(self.progress_ttl_s, 60))
         self.log.debug("job_progress", percent=percent)

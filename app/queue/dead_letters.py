@@ -10,14 +10,12 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import asyncpg
 
 from app.errors import NotFound
-
-if TYPE_CHECKING:
-    from app.queue.enqueue import Enqueuer
+from app.queue.enqueue import Enqueuer
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.jobs import Job, serialize_job
+from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
 from app.queue import codec, keys
+from app.queue.handles import JobHandle
 from app.queue.registry import Registry
 
 # arq's default: a job not started within a day after its time expires.
@@ -102,9 +103,10 @@ class Enqueuer:
         flags = await self._script(args=argv)
         return [p if flag else None for p, flag in zip(planned, flags, strict=True)]
 
-    def job(self, job_id: str, queue: str) -> Job:
-        """arq's handle for a job: status, result (our codec), for `--wait` and `jobs show`."""
-        return Job(job_id, self.redis, _queue_name=queue, _deserializer=codec.loads)
+    def job(self, job_id: str, queue: str | None = None) -> JobHandle:
+        """A handle on a job: status, progress, result, abort. Without `queue`, every queue is
+        searched where it matters (status, abort)."""
+        return JobHandle(self.redis, job_id, [queue] if queue else list(self.registry.table.queues))
 
 
 def _score(now_ms: int, defer_s: float | None, run_at: dt.datetime | None) -> int:

@@ -1,45 +1,24 @@
-"""The job registry and the arq boundary: the only code that touches arq's ctx or Retry.
+"""The job registry: every JobSpec by name, with its effective retry policy and timeout.
 
 A JobSpec names a job, its queue, its payload model and its function. The registry validates
-payloads for enqueuers and wraps every function for arq: it parses the payload, enforces the
-timeout, and on failure asks `retries.decide()` whether to retry (arq `Retry`) or to
-dead-letter. This is the one broad `except` in the project.
+payloads for enqueuers; app/queue/execution.py wraps each spec for arq.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-import structlog
-from arq.worker import Function, Retry, func
-
-from app.errors import InvalidPayload, JobSkipped, JobTimedOut, UnknownJob
-from app.queue import keys
+from app.errors import InvalidPayload, UnknownJob
 from app.queue.context import JobContext
 from app.queue.payload import Payload, parse
-from app.queue.retries import RetryPolicy, classify, decide
-from app.settings import QueueTable
-
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
-
-log = structlog.get_logger("app.jobs")
+from app.settings import QueueTable, RetryPolicy
 
 P = TypeVar("P", bound=Payload)
 
 ANY_QUEUE = "*"
 """A JobSpec queue that means: whichever queue the enqueuer names (the `ping` probe)."""
-
-# arq's own timeout is only a backstop behind ours, so a timeout is always decided by policy.
-_ARQ_TIMEOUT_MARGIN_S = 10.0
-# How long past its scheduled time a retried job's definition is kept (arq's is one day, fixed).
-_JOB_KEY_EXTRA_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +26,14 @@ class JobSpec(Generic[P]):
     name: str
     queue: str
     payload: type[P]
-    run: Callable[[JobContext, P], Awaitable[Any]]
+    run: Callable[[JobContext[Any], P], Awaitable[Any]]
     description: str = ""
     retry: RetryPolicy | None = None
     """Overrides the queue's policy (config/queues.toml [jobs.NAME] overrides both)."""
     timeout_s: float | None = None
-    on_dead_letter: Callable[[JobContext, P, BaseException], Awaitable[None]] | None = None
+    on_dead_letter: Callable[[JobContext[Any], P, BaseException], Awaitable[None]] | None = None
     """Called once the job is dead-lettered (a permanent error, a bug, or its last attempt failed
     or timed out), so it can record the failure on its own rows, e.g. a document FAILED."""
-
-
-class DeadLettered(Exception):
-    """The job failed for good and its dead letter is stored; arq records this as the failure."""
 
 
 class Registry:
@@ -76,6 +51,11 @@ class Registry:
 
     def __iter__(self) -> Iterator[JobSpec[Any]]:
         return iter(self._specs.values())
+
+    @property
+    def default_queue(self) -> str:
+        """Where a job that runs on any queue goes when none is named: the table's first queue."""
+        return next(iter(self.table.queues))
 
     def names(self) -> list[str]:
         return list(self._specs)
@@ -113,136 +93,3 @@ class Registry:
         if queue is not None and queue != spec.queue:
             raise InvalidPayload(name, {"queue": f"{name} runs on {spec.queue}, not {queue}"})
         return spec, parsed, spec.queue
-
-    def arq_functions(self, queue: str, runtime: Runtime) -> list[Function]:
-        """The arq functions a queue's Worker registers."""
-        functions = []
-        for spec in self.for_queue(queue):
-            policy = self.policy(spec, queue)
-            timeout = self.timeout_s(spec, queue)
-            wrapped = _Wrapped(spec, queue, policy, timeout, runtime)
-            functions.append(
-                func(
-                    wrapped.as_coroutine_function(),  # type: ignore[arg-type]  # arq's alias wants a Protocol
-                    name=spec.name,
-                    # Our policy decides the last attempt; arq must not refuse it first.
-                    max_tries=policy.attempts + 1,
-                    timeout=timeout + _ARQ_TIMEOUT_MARGIN_S,
-                )
-            )
-        return functions
-
-
-class Runtime:
-    """What wrapped job functions share with the process that runs them."""
-
-    def __init__(self, res: Resources) -> None:
-        self.res = res
-        self.shutting_down = False
-
-
-class _Wrapped:
-    """The coroutine function arq calls for one job: parse, run, and decide on failure."""
-
-    def __init__(self, spec: JobSpec[Any], queue: str, policy: RetryPolicy, timeout_s: float, rt: Runtime):
-        self.spec, self.queue, self.policy, self.timeout_s, self.rt = spec, queue, policy, timeout_s, rt
-        self.metrics = rt.res.metrics.job(queue, spec.name)
-
-    def as_coroutine_function(self) -> Callable[..., Awaitable[Any]]:
-        # arq asserts asyncio.iscoroutinefunction(), which a callable object does not pass.
-        async def run(ctx: dict[str, Any], payload: Any = None) -> Any:
-            return await self(ctx, payload)
-
-        run.__qualname__ = run.__name__ = self.spec.name
-        return run
-
-    async def __call__(self, ctx: dict[str, Any], payload: Any = None) -> Any:
-        job_id: str = ctx["job_id"]
-        attempt: int = ctx["job_try"]
-        bound = log.bind(queue=self.queue, job=self.spec.name, job_id=job_id, attempt=attempt)
-        started = time.perf_counter()
-        job = JobContext(self.rt.res, job_id, self.spec.name, self.queue, attempt,
-                         ctx.get("enqueue_time") or datetime.now(UTC), bound)
-        parsed: Payload | None = None
-        deadline = asyncio.timeout(self.timeout_s)
-        try:
-            parsed = parse(self.spec.name, self.spec.payload, payload)
-            async with deadline:
-                result = await self.spec.run(job, parsed)
-        except JobSkipped as skip:
-            self._finished(started, "skipped")
-            bound.info("job_skipped", reason=skip.reason)
-            return {"status": "skipped", "reason": skip.reason}
-        except asyncio.CancelledError:
-            if self.rt.shutting_down:
-                # Stopped by a deploy, not by its own fault: the run does not count.
-                await self._refund_attempt(ctx, job_id)
-                bound.info("job_requeued_on_shutdown")
-            raise
-        except Exception as caught:
-            exc: Exception = caught
-            if deadline.expired():  # ours, not a TimeoutError from inside the job
-                exc = JobTimedOut(self.timeout_s)
-                exc.__cause__ = caught  # the dead letter's traceback shows where it was cancelled
-            self._finished(started, "failed")
-            await self._failed(ctx, job, payload, exc)
-            await self._on_dead_letter(job, parsed, exc)
-            raise DeadLettered(f"{classify(exc)}: {exc}") from exc
-        self._finished(started, "completed")
-        bound.info("job_completed", duration_s=round(time.perf_counter() - started, 4))
-        return result
-
-    def _finished(self, started: float, outcome: str) -> None:
-        m = self.metrics
-        m.processed.inc()
-        m.duration.observe(time.perf_counter() - started)
-        if outcome == "failed":
-            m.failed.inc()
-        elif outcome == "skipped":
-            m.skipped.inc()
-        self.rt.res.stats.count(self.queue, outcome)
-
-    async def _refund_attempt(self, ctx: dict[str, Any], job_id: str) -> None:
-        await ctx["redis"].decr(keys.RETRY_PREFIX + job_id)
-
-    async def _failed(self, ctx: dict[str, Any], job: JobContext, payload: Any, exc: Exception) -> None:
-        """Raise arq's Retry, or store the dead letter and return."""
-        job_id, attempt, bound = job.job_id, job.attempt, job.log
-        decision = decide(exc, attempt, self.policy)
-        error_class = classify(exc)
-        if not decision.dead_letter:
-            assert decision.retry_after_s is not None
-            if not decision.uses_attempt:
-                await self._refund_attempt(ctx, job_id)
-            await ctx["redis"].expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
-            self.metrics.retried.inc()
-            self.rt.res.stats.count(self.queue, "retried")
-            bound.warning("job_retry_scheduled", delay_s=round(decision.retry_after_s, 3),
-                          reason=decision.reason, error_class=error_class, error=str(exc))
-            raise Retry(defer=decision.retry_after_s) from exc
-        try:
-            dl_id = await self.rt.res.dlq.put(
-                job_id=job_id, job_name=self.spec.name, queue=self.queue, payload=payload,
-                attempts=attempt, error_class=error_class, error_message=str(exc) or repr(exc),
-                traceback="".join(traceback.format_exception(exc)),
-            )
-        except Exception as store_exc:
-            # The dead letter could not be written (PostgreSQL away): keep the job, try later.
-            await self._refund_attempt(ctx, job_id)
-            delay = self.policy.backoff_s(max(attempt, 1))
-            bound.error("dead_letter_write_failed", error=str(store_exc), retry_in_s=delay)
-            raise Retry(defer=delay) from store_exc
-        self.metrics.dead_lettered.inc()
-        self.rt.res.stats.count(self.queue, "dead_lettered")
-        log_method = bound.error if error_class == "bug" else bound.warning
-        log_method("job_dead_lettered", dead_letter_id=dl_id, reason=decision.reason,
-                   error_class=error_class, error=str(exc))
-
-    async def _on_dead_letter(self, job: JobContext, parsed: Payload | None, exc: Exception) -> None:
-        """The job's own failure hook; its errors are logged: the dead letter is already stored."""
-        if self.spec.on_dead_letter is None or parsed is None:
-            return
-        try:
-            await self.spec.on_dead_letter(job, parsed, exc)
-        except Exception as hook_exc:
-            job.log.error("dead_letter_hook_failed", error=f"{type(hook_exc).__name__}: {hook_exc}")

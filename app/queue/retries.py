@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import asyncpg
 import redis.exceptions
-from pydantic import BaseModel, ConfigDict, Field
 
 from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
+from app.settings import RetryPolicy
 
 # A 429 without a usable Retry-After still waits this long: providers punish eager retries.
 MIN_RATE_LIMIT_DELAY_S = 60.0
@@ -33,24 +33,6 @@ INFRASTRUCTURE_TRANSIENT: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
 )
-
-
-class RetryPolicy(BaseModel):
-    """Attempts and exponential backoff of one queue or job (from config/queues.toml)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    attempts: int = Field(3, ge=1, le=100, description="runs in all, the first included")
-    base_delay_s: float = Field(5.0, ge=0, description="delay before the second attempt")
-    max_delay_s: float = Field(600.0, ge=0, description="cap on any one delay")
-    factor: float = Field(2.0, ge=1, description="growth of the delay per attempt")
-    jitter: float = Field(0.1, ge=0, le=1, description="± fraction of the delay, spreads herds")
-
-    def backoff_s(self, attempt: int, *, rand: float = 0.5) -> float:
-        """Delay after failed attempt `attempt` (1-based); `rand` in [0, 1) places the jitter."""
-        raw = self.base_delay_s * self.factor ** (attempt - 1)
-        capped = min(raw, self.max_delay_s)
-        return max(0.0, capped * (1 + self.jitter * (2 * rand - 1)))
 
 
 @dataclass(frozen=True, slots=True)

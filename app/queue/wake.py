@@ -20,6 +20,7 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
+from app.backoff import CONNECT_BACKOFF
 from app.queue import control, keys
 
 log = structlog.get_logger(__name__)
@@ -94,19 +95,20 @@ class WakeHub:
                 log.debug("wake_sweep_failed", error=str(exc))
 
     async def _run(self) -> None:
-        delay = 0.2
+        failures = 0
         while True:
             try:
                 await self._listen()
             except (RedisError, OSError) as exc:
                 self.connected.clear()
-                log.warning("wake_hub_disconnected", error=str(exc), retry_in_s=delay)
+                failures += 1
+                delay = CONNECT_BACKOFF.delay_s(failures)
+                log.warning("wake_hub_disconnected", error=str(exc), retry_in_s=round(delay, 3))
                 # Workers fall back to polling meanwhile; wake them so they notice sooner.
                 self._wake_all()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
             else:
-                delay = 0.2
+                failures = 0
 
     async def _listen(self) -> None:
         pubsub = self.redis.pubsub()

@@ -27,8 +27,10 @@ from arq.utils import timestamp_ms
 from arq.worker import Worker
 from redis.exceptions import RedisError
 
+from app.backoff import Backoff
 from app.queue import codec, keys, stats
-from app.queue.registry import Registry, Runtime
+from app.queue.execution import Runtime, arq_functions
+from app.queue.registry import Registry
 from app.queue.wake import WakeHub
 from app.settings import QueueConfig
 
@@ -52,6 +54,8 @@ end
 return out
 """ % (keys.IN_PROGRESS_PREFIX, keys.IN_PROGRESS_PREFIX)
 
+# A worker that lost Redis looks again soon: jobs waiting on it are the cost of a slow retry.
+_REDIS_BACKOFF = Backoff(initial_s=0.1, factor=2.0, cap_s=5.0, jitter=0.1)
 # Running jobs are published to other processes at most this often.
 _RUNNING_SYNC_S = 1.0
 # A Worker is considered polling (for /health/ready) if it polled this recently.
@@ -63,7 +67,7 @@ class QueueWorker(Worker):
                  pool: ArqRedis) -> None:
         settings = runtime.res.settings
         super().__init__(
-            functions=registry.arq_functions(queue.name, runtime),
+            functions=arq_functions(registry, queue.name, runtime),
             queue_name=queue.name,
             redis_pool=pool,
             handle_signals=False,  # the process handles signals once, for every Worker
@@ -98,7 +102,7 @@ class QueueWorker(Worker):
         self._finished: list[str] = []
         self._synced_at_ms = 0
         self._claim = pool.register_script(_CLAIM_LUA)
-        self._redis_backoff_s = 0.0
+        self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
 
@@ -144,7 +148,7 @@ class QueueWorker(Worker):
             return
         if not self.redis_ok:
             log.info("redis_recovered", queue=self.queue_name)
-        self.redis_ok, self._redis_backoff_s = True, 0.0
+        self.redis_ok, self._redis_failures = True, 0
         self.last_poll = time.monotonic()
         self._gauge_up.set(1)
         await self._wait_for_work(next_due_ms)
@@ -277,9 +281,9 @@ class QueueWorker(Worker):
             log.warning("redis_unavailable", queue=self.queue_name, error=str(exc))
         self.redis_ok = False
         self._gauge_up.set(0)
-        self._redis_backoff_s = min(max(self._redis_backoff_s * 2, 0.1), 5.0)
+        self._redis_failures += 1
         self._reap_finished()
-        await asyncio.sleep(self._redis_backoff_s)
+        await asyncio.sleep(_REDIS_BACKOFF.delay_s(self._redis_failures))
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq failed the job before running it: store a dead letter, then let arq clean up."""

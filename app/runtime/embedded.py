@@ -22,6 +22,8 @@ from typing import Any
 
 import structlog
 
+from app.settings import Settings
+
 log = structlog.get_logger(__name__)
 
 DISCOVERY_FILE = "embedded.json"
@@ -189,18 +191,34 @@ class Embedded:
             self._pg = None
 
 
-def resolve(redis_url: str | None, database_url: str | None, home: Path) -> tuple[str, str, Embedded | None]:
-    """The URLs to use: configured ones first, then a running embedded default, else start one."""
-    found = discover(home) if not (redis_url and database_url) else {}
-    redis_url = redis_url or found.get("redis_url")
-    database_url = database_url or found.get("database_url")
+def configured_or_discovered(settings: Settings) -> tuple[str, str]:
+    """The URLs to use without starting anything: configured ones, else a running embedded default.
+
+    Raises EmbeddedUnavailable naming the variable when only one of Redis and PostgreSQL is
+    configured (the embedded default never stands in for half a production set-up)."""
+    redis_url, database_url = settings.redis_dsn, settings.database_url
+    if redis_url and database_url:
+        return redis_url, database_url
+    if settings.services_configured:
+        missing = "DATABASE_URL" if redis_url else "REDIS_URL (or REDIS_HOST)"
+        given = "REDIS_URL/REDIS_HOST" if redis_url else "DATABASE_URL"
+        raise EmbeddedUnavailable(f"invalid setting {missing}: not set while {given} is; set both, or neither "
+                                  "for the embedded default")
+    found = discover(settings.workhorse_home)
+    return found.get("redis_url", ""), found.get("database_url", "")
+
+
+def resolve(settings: Settings) -> tuple[str, str, Embedded | None]:
+    """The URLs to use: configured ones, then a running embedded default, else start one."""
+    redis_url, database_url = configured_or_discovered(settings)
     if redis_url and database_url:
         return redis_url, database_url, None
+    home = settings.workhorse_home
     home.mkdir(parents=True, exist_ok=True)
     embedded = Embedded(home)
     try:
-        redis_url = redis_url or embedded.start_redis()
-        database_url = database_url or embedded.start_postgres()
+        redis_url = embedded.start_redis()
+        database_url = embedded.start_postgres()
     except BaseException:
         embedded.stop()
         raise

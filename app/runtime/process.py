@@ -19,10 +19,11 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from app.cron import CRON
+from app.cron import cron_table
 from app.queue import stats
-from app.queue.crontab import CronTicker
-from app.queue.registry import Registry, Runtime
+from app.queue.execution import Runtime
+from app.queue.registry import Registry
+from app.queue.ticker import CronTicker
 from app.queue.wake import WakeHub
 from app.queue.worker import QueueWorker
 from app.runtime.resources import Resources, open_resources
@@ -44,7 +45,7 @@ class Process:
         self.hub = WakeHub(res.redis, queue_names)
         self.workers: list[QueueWorker] = []
         served = set(queue_names)
-        self.cron = CronTicker(res, [e for e in CRON if res.registry.spec(e.job).queue in served])
+        self.cron = CronTicker(res, [e for e in cron_table(res.settings) if res.registry.spec(e.job).queue in served])
         self.stopping = False
         self.started_monotonic = time.monotonic()
         self.loop_lag_max_s = 0.0
@@ -174,6 +175,6 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 
 async def serve(settings: Settings, registry: Registry, queues: list[str]) -> int:
     """Run the worker process until SIGTERM/SIGINT; return its exit code."""
-    async with open_resources(settings, registry) as res:
+    async with open_resources(settings, registry, apply_migrations=True) as res:
         await stats.prune_running(res.redis, queues)
         return await Process(res, queues).run()

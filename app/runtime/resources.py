@@ -1,125 +1,134 @@
-"""Resources: what jobs, the sidecar and the CLI share — pools, clients, breakers, metrics.
+"""Resources: what jobs, the sidecar and the CLI share — pools, breakers, metrics, providers.
 
-Built once per process by `open_resources()`, which also finds or starts the embedded default,
-waits for Redis and PostgreSQL to come up, and applies migrations. Provider clients are built
-lazily from settings; a provider that is not configured is None and its jobs finish `skipped`.
+Built once per process by `open_resources()`, which also finds or starts the embedded default
+and waits for Redis and PostgreSQL to come up. Only the worker and `workhorse migrate` apply
+migrations; read-only commands find a database without the schema and say so. Provider clients
+are built on first use from settings; one that is not configured is None and its jobs finish
+`skipped`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TypeAlias, TypeVar
 
 import asyncpg
 import structlog
-from arq.connections import ArqRedis, RedisSettings, create_pool
-from redis.exceptions import RedisError
 
 from app.db import migrate, pool
+from app.db.pool import DatabaseUnavailable
+from app.documents.ocr import OcrEngine
 from app.metrics import Metrics
-from app.providers.breakers import Breakers, State
-from app.queue import codec
+from app.notify import Notifier
+from app.providers.breakers import Breakers
+from app.providers.embedding import EmbeddingProvider, LocalEmbeddings, choose_embedding_provider
+from app.providers.openai import OpenAIClient
+from app.providers.storage import Storage, build_storage
+from app.queue import RedisPool
+from app.queue.connections import RedisUnavailable, wait_for_redis
+from app.queue.context import JobContext
 from app.queue.dead_letters import DeadLetters
+from app.queue.engine import Engine
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
-from app.queue.stats import StatsBuffer
 from app.runtime import embedded
-from app.settings import Settings
+from app.settings import Settings, redact_url
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
 
-class RedisUnavailable(RuntimeError):
-    """Redis did not answer within the start-up budget."""
+class ProviderClients:
+    """Each external service's client, built on first use and closed with the resources."""
+
+    def __init__(self, settings: Settings, breakers: Breakers, db: asyncpg.Pool, redis: RedisPool,
+                 metrics: Metrics) -> None:
+        self._settings, self._breakers, self._db, self._redis, self._metrics = settings, breakers, db, redis, metrics
+
+    @cached_property
+    def openai(self) -> OpenAIClient | None:
+        """None when OPENAI_API_KEY is not set."""
+        if self._settings.openai_api_key is None:
+            return None
+        return OpenAIClient(self._settings, self._breakers)
+
+    @cached_property
+    def storage(self) -> Storage:
+        return build_storage(self._settings)
+
+    @cached_property
+    def ocr(self) -> OcrEngine:
+        return OcrEngine.from_settings(self._settings)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        return Notifier(self._settings, self._db, self._redis, self._breakers, self._metrics)
+
+    @cached_property
+    def _local_embeddings(self) -> LocalEmbeddings:
+        return LocalEmbeddings()
+
+    @property
+    def embedding(self) -> EmbeddingProvider | None:
+        """The configured embedding provider, or None (app.providers.embedding says why)."""
+        return choose_embedding_provider(self._settings, self.openai, lambda: self._local_embeddings)
+
+    async def aclose(self) -> None:
+        built = [name for name in ("openai", "storage", "ocr", "notifier") if name in self.__dict__]
+        for name in built:
+            client = self.__dict__.pop(name)
+            if client is None:
+                continue
+            try:
+                await client.aclose()
+            except Exception as exc:  # closing is best effort; the process is stopping anyway
+                log.warning("client_close_failed", client=name, error=str(exc))
 
 
-@dataclass
-class Resources:
-    settings: Settings
-    registry: Registry
-    redis_url: str
-    database_url: str
-    redis: ArqRedis
-    db: asyncpg.Pool
-    metrics: Metrics
+@dataclass(frozen=True, kw_only=True)
+class Resources(Engine):
     breakers: Breakers
-    enqueuer: Enqueuer
-    dlq: DeadLetters
-    stats: StatsBuffer = field(default_factory=StatsBuffer)
-    clients: dict[str, Any] = field(default_factory=dict)
-    """Provider clients built on first use (app/clients/*), closed with the resources."""
-
-    async def new_redis(self) -> ArqRedis:
-        """A separate pool (each arq Worker closes the pool it was given)."""
-        return await connect_redis(self.redis_url)
+    providers: ProviderClients
 
 
-async def connect_redis(url: str) -> ArqRedis:
-    settings = RedisSettings.from_dsn(url)
-    settings.conn_timeout = 5
-    settings.conn_retries = 0
-    return await create_pool(settings, job_serializer=codec.dumps, job_deserializer=codec.loads)
-
-
-async def wait_for_redis(url: str, *, timeout_s: float) -> ArqRedis:
-    """A pool once Redis answers PING; retries with backoff, then RedisUnavailable."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.2
-    while True:
-        try:
-            redis = await connect_redis(url)
-            await redis.ping()
-            return redis
-        except (RedisError, OSError) as exc:
-            if time.monotonic() + delay > deadline:
-                raise RedisUnavailable(f"Redis did not answer within {timeout_s:.0f}s: {exc}") from exc
-            log.warning("redis_unavailable_retrying", error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+Job: TypeAlias = JobContext[Resources]
+"""What every job function receives: `async def run(job: Job, p: MyPayload)`."""
 
 
 @asynccontextmanager
 async def open_resources(settings: Settings, registry: Registry, *, start_embedded: bool = True,
-                         apply_migrations: bool = True) -> AsyncIterator[Resources]:
-    """Connect everything (embedded default if nothing is configured); close it all on exit."""
+                         apply_migrations: bool = False) -> AsyncIterator[Resources]:
+    """Connect everything (embedded default if nothing is configured); close it all on exit.
+
+    With `apply_migrations` False (every read-only command), a database without the schema
+    raises migrate.SchemaMissing instead of being changed."""
     started: embedded.Embedded | None = None
     if start_embedded:
-        redis_url, database_url, started = await asyncio.to_thread(
-            embedded.resolve, settings.redis_url, settings.database_url, settings.workhorse_home
-        )
+        redis_url, database_url, started = await asyncio.to_thread(embedded.resolve, settings)
     else:
-        found = embedded.discover(settings.workhorse_home)
-        redis_url = settings.redis_url or found.get("redis_url", "")
-        database_url = settings.database_url or found.get("database_url", "")
+        redis_url, database_url = embedded.configured_or_discovered(settings)
     try:
-        redis = await wait_for_redis(redis_url, timeout_s=settings.db_connect_timeout_s)
+        redis = await _named(wait_for_redis(redis_url, timeout_s=settings.db_connect_timeout_s),
+                             "REDIS_URL", redis_url)
         try:
-            await pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s)
+            await _named(pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s),
+                         "DATABASE_URL", database_url)
             if apply_migrations:
                 await migrate.migrate(database_url)
+            else:
+                await migrate.require_schema(database_url)
             db = await pool.create_pool(database_url)
             try:
-                metrics = Metrics()
-                breakers = Breakers(
-                    failure_threshold=settings.breaker_failure_threshold,
-                    reset_timeout_s=settings.breaker_reset_timeout_s,
-                    on_change=lambda p, s: metrics.breaker_state.labels(p).set(int(s)),
-                )
-                for provider, state in breakers.states().items():
-                    metrics.breaker_state.labels(provider).set(int(state))
-                res = Resources(
-                    settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
-                    redis=redis, db=db, metrics=metrics, breakers=breakers,
-                    enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db),
-                )
+                res = _build(settings, registry, redis_url, database_url, redis, db)
                 try:
                     yield res
                 finally:
-                    await _close_clients(res)
+                    await res.providers.aclose()
             finally:
                 await db.close()
         finally:
@@ -129,18 +138,32 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
             await asyncio.to_thread(started.stop)
 
 
-async def _close_clients(res: Resources) -> None:
-    for name, client in list(res.clients.items()):
-        closer = getattr(client, "aclose", None) or getattr(client, "close", None)
-        if closer is None:
-            continue
-        try:
-            result = closer()
-            if asyncio.iscoroutine(result):
-                await result
-        except Exception as exc:  # closing is best effort; the process is stopping anyway
-            log.warning("client_close_failed", client=name, error=str(exc))
-    res.clients.clear()
+async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
+    """What waiting for a server raised, as one line naming the variable and the (redacted) URL."""
+    try:
+        return await waiting
+    except RedisUnavailable as exc:
+        raise RedisUnavailable(f"{variable} {redact_url(url)}: {exc}") from None
+    except DatabaseUnavailable as exc:
+        raise DatabaseUnavailable(f"{variable} {redact_url(url)}: {exc}") from None
 
 
-__all__ = ["Resources", "State", "open_resources", "wait_for_redis"]
+def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: RedisPool,
+           db: asyncpg.Pool) -> Resources:
+    metrics = Metrics()
+    breakers = Breakers(
+        failure_threshold=settings.breaker_failure_threshold,
+        reset_timeout_s=settings.breaker_reset_timeout_s,
+        on_change=lambda p, s: metrics.breaker_state.labels(p).set(int(s)),
+    )
+    for provider, state in breakers.states().items():
+        metrics.breaker_state.labels(provider).set(int(state))
+    return Resources(
+        settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
+        redis=redis, db=db, metrics=metrics, breakers=breakers,
+        enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db),
+        providers=ProviderClients(settings, breakers, db, redis, metrics),
+    )
+
+
+__all__ = ["Job", "Resources", "open_resources"]

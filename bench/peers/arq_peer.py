@@ -67,7 +67,7 @@ async def latency(args):
     proc = start_worker(__file__, *worker_args(args))
     try:
         warm = await redis.enqueue_job("noop")
-        await warm.result(timeout=60, poll_delay=0.05)  # the worker is up and polling
+        await warm.result(timeout_s=60, poll_delay=0.05)  # the worker is up and polling
         sent = await paced(lambda: redis.enqueue_job("noop"), args.jobs, args.interval_ms / 1000)
         await drain_times(lambda: redis.zcard(default_queue_name), args.jobs)
         started = [(await job.result_info()).result for job, _ in sent]

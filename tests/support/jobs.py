@@ -17,9 +17,9 @@ from pydantic import Field
 
 from app.errors import NotFound, RateLimited, TransientError
 from app.queue.awaitable import awaited
-from app.queue.context import JobContext
 from app.queue.payload import Payload
 from app.queue.registry import ANY_QUEUE, JobSpec
+from app.runtime.resources import Job
 
 if TYPE_CHECKING:
     from app.queue.enqueue import Enqueued
@@ -37,12 +37,12 @@ class Probe(Payload):
     """Kill the worker process outright (SIGKILL) on every run: a poison pill."""
 
 
-async def _record(job: JobContext, p: Probe, event: str) -> None:
+async def _record(job: Job, p: Probe, event: str) -> None:
     entry = {"tag": p.tag, "event": event, "attempt": job.attempt, "jobId": job.job_id, "t": time.time()}
     await awaited(job.res.redis.rpush(RUNS_KEY, json.dumps(entry)))
 
 
-async def probe(job: JobContext, p: Probe) -> dict[str, object]:
+async def probe(job: Job, p: Probe) -> dict[str, object]:
     """Fails the first `failTimes` runs with `error`, sleeping `sleepMs` first; then succeeds."""
     await _record(job, p, "start")
     if p.crash:
@@ -70,7 +70,7 @@ class CallProvider(Payload):
     tag: str
 
 
-async def call_provider(job: JobContext, p: CallProvider) -> dict[str, object]:
+async def call_provider(job: Job, p: CallProvider) -> dict[str, object]:
     """One call to the "storage" provider, which fails while the Redis flag PROVIDER_DOWN_KEY is set."""
     await _record(job, Probe(tag=p.tag), "start")
     async with job.res.breakers.guard("storage"):
@@ -81,7 +81,7 @@ async def call_provider(job: JobContext, p: CallProvider) -> dict[str, object]:
     return {"tag": p.tag}
 
 
-async def db_probe(job: JobContext, p: CallProvider) -> dict[str, object]:
+async def db_probe(job: Job, p: CallProvider) -> dict[str, object]:
     """Needs PostgreSQL: fails (transiently, by the registry's rules) while it is down."""
     await _record(job, Probe(tag=p.tag), "start")
     value = await job.res.db.fetchval("SELECT 1")
@@ -101,4 +101,4 @@ SPECS = (
 async def result_of(res: Resources, enqueued: Enqueued | None, queue: str, timeout_s: float = 20.0) -> Any:
     """The result of a job enqueued through the public interface, once it finished."""
     assert enqueued is not None, "the job id was already taken"
-    return await res.enqueuer.job(enqueued.job_id, queue).result(timeout=timeout_s, poll_delay=0.02)
+    return await res.enqueuer.job(enqueued.job_id, queue).result(timeout_s=timeout_s, poll_delay=0.02)

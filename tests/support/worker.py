@@ -24,7 +24,7 @@ from app.settings import PROJECT_ROOT, Settings
 async def in_process_worker(settings: Settings, queues: list[str] | None = None) -> AsyncIterator[Process]:
     """The real Process (all of it but the signal handlers' source) in this event loop."""
     registry = build_registry(settings)
-    async with open_resources(settings, registry, start_embedded=False) as res:
+    async with open_resources(settings, registry, start_embedded=False, apply_migrations=True) as res:
         process = Process(res, queues or list(settings.queues.queues))
         task = asyncio.create_task(process.run())
         try:

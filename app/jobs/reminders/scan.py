@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 from pydantic import Field
 
-from app.queue.context import JobContext
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
+from app.runtime.resources import Job
 
 # Claim, judge and mark one batch. Reminders of cancelled events, and 24 h / 2 h reminders
 # that came due only after their event started, are SKIPPED with the reason instead.
@@ -60,7 +60,7 @@ def job_id(reminder_id: int) -> str:
     return f"reminder:{reminder_id}"
 
 
-async def scan_reminders(job: JobContext, p: ScanReminders) -> dict[str, int]:
+async def scan_reminders(job: Job, p: ScanReminders) -> dict[str, int]:
     result = ScanResult()
     for _ in range(p.max_batches):
         try:
@@ -78,7 +78,7 @@ async def scan_reminders(job: JobContext, p: ScanReminders) -> dict[str, int]:
     return asdict(result)
 
 
-async def _one_batch(job: JobContext, batch_size: int, result: ScanResult) -> int:
+async def _one_batch(job: Job, batch_size: int, result: ScanResult) -> int:
     async with job.res.db.acquire() as conn, conn.transaction():
         rows = await conn.fetch(_CLAIM_BATCH, batch_size)
         to_send = [r["id"] for r in rows if r["status"] == "QUEUED"]

@@ -16,11 +16,11 @@ from pydantic import Field
 
 from app.calendar.when import When, describe, zone
 from app.errors import JobSkipped, NotFound
-from app.notify import Attachment, Delivery, Email, Sms, notifier
+from app.notify import Attachment, Delivery, Email, Sms
 from app.notify.ics import Invite, build_ics
 from app.notify.render import render
-from app.queue.context import JobContext
 from app.queue.payload import Payload
+from app.runtime.resources import Job
 
 _LOAD = """
 SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.location, e.meeting_url,
@@ -43,7 +43,7 @@ class Participant:
     time_zone: str | None
 
 
-async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
+async def send_reminder(job: Job, p: SendReminder) -> dict[str, Any]:
     # The scan that queued this job may not have committed yet: the row then still reads PENDING,
     # which is as sendable as QUEUED (and our SENT mark waits for its commit).
     row = await job.res.db.fetchrow(_LOAD, p.reminder_id)
@@ -66,7 +66,7 @@ async def send_reminder(job: JobContext, p: SendReminder) -> dict[str, Any]:
     return {"status": "sent", **{status: counts[status] for status in ("sent", "duplicate", "skipped")}}
 
 
-async def record_failure(job: JobContext, p: SendReminder, exc: BaseException) -> None:
+async def record_failure(job: Job, p: SendReminder, exc: BaseException) -> None:
     """Dead-lettered (its last attempt failed, or a permanent error): FAILED, with count and error."""
     await _mark(job.res.db, p.reminder_id, "FAILED", error=f"{type(exc).__name__}: {exc}", retry_count=job.attempt)
 
@@ -84,9 +84,9 @@ def participants(raw: Any) -> list[Participant]:
     return [Participant(i.get("email"), i.get("name"), i.get("phone"), i.get("timeZone")) for i in items]
 
 
-async def _send_all(job: JobContext, row: asyncpg.Record) -> list[Delivery]:
+async def _send_all(job: Job, row: asyncpg.Record) -> list[Delivery]:
     """Each participant's email and SMS, one idempotency key per message."""
-    send = notifier(job.res).send
+    send = job.res.providers.notifier.send
     link = f"{job.res.settings.app_base_url.rstrip('/')}/events/{row['event_id']}"
     key = f"reminder:{row['id']}"
     people = participants(row["participants"])

@@ -1,0 +1,43 @@
+"""Redis connections for the engine: arq's pool with our JSON codec, and waiting for Redis at
+start-up with the shared backoff."""
+
+from __future__ import annotations
+
+import structlog
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis.exceptions import RedisError
+
+from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
+from app.queue import codec
+
+log = structlog.get_logger(__name__)
+
+
+class RedisUnavailable(RuntimeError):
+    """Redis did not answer within the start-up budget."""
+
+
+async def connect_redis(url: str) -> ArqRedis:
+    settings = RedisSettings.from_dsn(url)
+    settings.conn_timeout = 5
+    settings.conn_retries = 0
+    return await create_pool(settings, job_serializer=codec.dumps, job_deserializer=codec.loads)
+
+
+async def wait_for_redis(url: str, *, timeout_s: float) -> ArqRedis:
+    """A pool once Redis answers PING; retries with backoff, then RedisUnavailable."""
+    async def connect() -> ArqRedis:
+        redis = await connect_redis(url)
+        try:
+            await redis.ping()
+        except BaseException:
+            await redis.aclose(close_connection_pool=True)
+            raise
+        return redis
+
+    try:
+        return await retry_until(connect, backoff=CONNECT_BACKOFF, timeout_s=timeout_s, retry_on=(RedisError, OSError),
+                                 on_retry=lambda exc, delay: log.warning("redis_unavailable_retrying",
+                                                                         error=str(exc), retry_in_s=round(delay, 3)))
+    except Deadline as exc:
+        raise RedisUnavailable(f"Redis did not answer within {timeout_s:.0f}s: {exc}") from exc
