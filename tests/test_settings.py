@@ -35,7 +35,7 @@ def test_queue_table_defaults_and_env_overrides() -> None:
     assert {q: c.concurrency for q, c in table.queues.items()} == {
         "document-processing": 3, "document-embedding": 2, "intake-routing": 5, "calendar-sync": 2,
         "scheduling-reminders": 5, "sla-monitor": 2, "scheduling-agent": 3}
-    assert table.queue("document-processing").retry.attempts == 2
+    assert table.queue("document-processing").retry.attempts == 3
     assert table.queue("sla-monitor").retry.base_delay_s == 10
     assert table.jobs["send_email"].retry is not None and table.jobs["send_email"].retry.attempts == 5
     custom = Settings.load({"DOCUMENT_PROCESSING_CONCURRENCY": "5", "INTAKE_ROUTING_ATTEMPTS": "7"}).queues

@@ -11,6 +11,7 @@ from app.documents.ocr import Extraction
 from app.documents.schemas import DocumentType
 from app.documents.text import sanitize
 from app.errors import PermanentError
+from app.jobs.embeddings import EmbedDocument
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
 from app.queue.retries import classify
@@ -90,9 +91,8 @@ async def _queue_embedding(job: Job, p: ProcessDocument, text: str) -> str | Non
         return None
     # The text was just (re)written, so older vectors are stale: replace them. The id is tied to
     # this run, so a retried run does not queue a second embedding.
-    queued = await job.res.enqueuer.enqueue(
-        "embed_document", {"documentId": p.document_id, "orgId": p.org_id, "force": True},
-        job_id=f"embed-{p.document_id}-{job.job_id}")
+    queued = await job.res.enqueuer.send(EmbedDocument(document_id=p.document_id, org_id=p.org_id, force=True),
+                                         job_id=f"embed-{p.document_id}-{job.job_id}")
     return queued.job_id if queued else f"embed-{p.document_id}-{job.job_id}"
 
 

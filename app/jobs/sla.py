@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 
+from app.jobs.notifications import SendEmail
 from app.notify.render import render
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
@@ -147,8 +148,8 @@ def _emails(row: asyncpg.Record, base_url: str) -> list[JobRequest]:
                         link=f"{base_url.rstrip('/')}/tasks/{row['task_id']}")
     subject = f"{'SLA breached' if breached else 'SLA warning'}: {row['title']}"
     return [
-        JobRequest("send_email", {"idempotencyKey": f"sla:{row['id']}:{to}", "to": to, "subject": subject,
-                                  "text": text, "html": html}, job_id=f"sla-email:{row['id']}:{to}")
+        JobRequest.of(SendEmail(idempotency_key=f"sla:{row['id']}:{to}", to=to, subject=subject, text=text,
+                                html=html), job_id=f"sla-email:{row['id']}:{to}")
         for to in dict.fromkeys(r for r in recipients if r)
     ]
 

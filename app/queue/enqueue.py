@@ -21,6 +21,7 @@ from arq.utils import timestamp_ms
 
 from app.queue import codec, keys
 from app.queue.handles import JobHandle
+from app.queue.payload import Payload
 from app.queue.registry import Registry
 
 # arq's default: a job not started within a day after its time expires.
@@ -50,9 +51,19 @@ return out
 """ % {"job": keys.JOB_PREFIX, "result": keys.RESULT_PREFIX, "wake": keys.wake_channel("")}
 
 
+# The name of a JobRequest made with `of()`: resolved from the payload's model at enqueue time.
+_BY_MODEL = "<by payload model>"
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequest:
-    """One job to enqueue. `payload` may use camelCase or snake_case field names."""
+    """One job to enqueue. `payload` is the job's payload model, or a dict with camelCase or
+    snake_case field names."""
+
+    @classmethod
+    def of(cls, payload: Payload, *, job_id: str | None = None, defer_s: float | None = None) -> JobRequest:
+        """A request for the job whose payload model `payload` is (its name is looked up)."""
+        return cls(_BY_MODEL, payload, job_id=job_id, defer_s=defer_s)
 
     name: str
     payload: Any = None
@@ -92,16 +103,24 @@ class Enqueuer:
         argv: list[Any] = [now, EXPIRES_EXTRA_MS]
         planned: list[Enqueued] = []
         for r in requests:
-            _, parsed, queue = self.registry.validate(r.name, r.payload, r.queue)
+            name = self.registry.spec_for(r.payload).name if r.name == _BY_MODEL else r.name
+            spec, parsed, queue = self.registry.validate(name, r.payload, r.queue)
             job_id = r.job_id or uuid.uuid4().hex
             score = _score(now, r.defer_s, r.run_at)
-            data = serialize_job(r.name, (parsed.to_json(),), {}, None, now, serializer=codec.dumps)
+            # Stored under the job's own name, whichever alias the enqueuer used.
+            data = serialize_job(spec.name, (parsed.to_json(),), {}, None, now, serializer=codec.dumps)
             argv += [queue, job_id, score, data, "1" if r.replace_result else "0"]
-            planned.append(Enqueued(job_id, r.name, queue, score))
+            planned.append(Enqueued(job_id, spec.name, queue, score))
         if not planned:
             return []
         flags = await self._script(args=argv)
         return [p if flag else None for p, flag in zip(planned, flags, strict=True)]
+
+    async def send(self, payload: Payload, *, job_id: str | None = None, defer_s: float | None = None,
+                   run_at: dt.datetime | None = None) -> Enqueued | None:
+        """Enqueue the job whose payload model `payload` is: how one job enqueues another, typed."""
+        return await self.enqueue(self.registry.spec_for(payload).name, payload, job_id=job_id, defer_s=defer_s,
+                                  run_at=run_at)
 
     def job(self, job_id: str, queue: str | None = None) -> JobHandle:
         """A handle on a job: status, progress, result, abort. Without `queue`, every queue is

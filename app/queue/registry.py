@@ -32,6 +32,9 @@ class JobSpec(Generic[P]):
     """Overrides the queue's policy (config/queues.toml [jobs.NAME] overrides both)."""
     timeout_s: float | None = None
     on_dead_letter: Callable[[JobContext[Any], P, BaseException], Awaitable[None]] | None = None
+    aliases: tuple[str, ...] = ()
+    """Other names enqueuers may use (the web app's kebab-case `process-inbox`); jobs are stored
+    and run under `name`."""
     """Called once the job is dead-lettered (a permanent error, a bug, or its last attempt failed
     or timed out), so it can record the failure on its own rows, e.g. a document FAILED."""
 
@@ -42,12 +45,18 @@ class Registry:
     def __init__(self, specs: Iterable[JobSpec[Any]], table: QueueTable) -> None:
         self.table = table
         self._specs: dict[str, JobSpec[Any]] = {}
+        self._aliases: dict[str, str] = {}
+        self._by_payload: dict[type[Payload], JobSpec[Any]] = {}
         for spec in specs:
-            if spec.name in self._specs:
+            if spec.name in self._specs or spec.name in self._aliases:
                 raise ValueError(f"job {spec.name!r} is registered twice")
             if spec.queue != ANY_QUEUE:
                 table.queue(spec.queue)  # fails loudly on a queue the table does not have
             self._specs[spec.name] = spec
+            self._by_payload.setdefault(spec.payload, spec)
+            for alias in (*spec.aliases, spec.name.replace("_", "-")):
+                if alias != spec.name:
+                    self._aliases.setdefault(alias, spec.name)
 
     def __iter__(self) -> Iterator[JobSpec[Any]]:
         return iter(self._specs.values())
@@ -61,10 +70,18 @@ class Registry:
         return list(self._specs)
 
     def spec(self, name: str) -> JobSpec[Any]:
+        """The spec of a job by its name or an alias of it."""
         try:
-            return self._specs[name]
+            return self._specs[self._aliases.get(name, name)]
         except KeyError:
             raise UnknownJob(name, self._specs) from None
+
+    def spec_for(self, payload: Payload) -> JobSpec[Any]:
+        """The spec whose payload model `payload` is (one job may enqueue another by model)."""
+        try:
+            return self._by_payload[type(payload)]
+        except KeyError:
+            raise UnknownJob(type(payload).__name__, self._specs) from None
 
     def for_queue(self, queue: str) -> list[JobSpec[Any]]:
         return [s for s in self._specs.values() if s.queue in (queue, ANY_QUEUE)]
@@ -84,7 +101,7 @@ class Registry:
     def validate(self, name: str, payload: Any, queue: str | None = None) -> tuple[JobSpec[Any], Payload, str]:
         """The spec, the parsed payload and the queue to use; raises UnknownJob/InvalidPayload."""
         spec = self.spec(name)
-        parsed = parse(name, spec.payload, payload)
+        parsed = payload if isinstance(payload, spec.payload) else parse(spec.name, spec.payload, payload)
         if spec.queue == ANY_QUEUE:
             if queue is None:
                 raise InvalidPayload(name, {"queue": f"{name} runs on any queue: name one"})

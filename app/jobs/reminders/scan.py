@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 
 from pydantic import Field
 
+from app.jobs.reminders.send import SendReminder
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.runtime.resources import Job
@@ -84,7 +85,7 @@ async def _one_batch(job: Job, batch_size: int, result: ScanResult) -> int:
         to_send = [r["id"] for r in rows if r["status"] == "QUEUED"]
         if to_send:
             await job.res.enqueuer.enqueue_many(
-                [JobRequest("send_reminder", {"reminderId": rid}, job_id=job_id(rid)) for rid in to_send])
+                [JobRequest.of(SendReminder(reminder_id=rid), job_id=job_id(rid)) for rid in to_send])
     result.scanned += len(rows)
     result.queued += len(to_send)
     result.skipped += len(rows) - len(to_send)

@@ -32,7 +32,11 @@ WHERE r.id = $1
 
 
 class SendReminder(Payload):
+    """The web app sends `{reminderId: string, eventId}`; the id is a number in a string."""
+
     reminder_id: int = Field(ge=1)
+    event_id: str | None = None
+    """Not needed (the reminder names its event); accepted because the web app sends it."""
 
 
 @dataclass(frozen=True, slots=True)
