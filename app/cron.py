@@ -43,6 +43,9 @@ class CronEntry:
 CRON: tuple[CronEntry, ...] = (
     CronEntry("sla-scan", "*/15 * * * *", job="sla_scan"),
     CronEntry("reminder-scan", "*/5 * * * *", job="scan_reminders"),
+    # Calendar sync: an incremental sync of every active connection, and a full one nightly.
+    CronEntry("calendar-sync", "*/15 * * * *", job="calendar_sync_fanout", payload={"syncType": "incremental"}),
+    CronEntry("calendar-full-sync", "30 3 * * *", job="calendar_sync_fanout", payload={"syncType": "full"}),
 )
 
 

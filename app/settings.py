@@ -118,9 +118,17 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    api_token: SecretStr | None = Field(
+        None, description="HTTP API / dashboard bearer tokens, comma-separated; `ro:TOKEN` is read-only; unset: API off")
     health_host: str = "127.0.0.1"
     health_port: int = Field(3100, ge=0, le=65535)
     shutdown_timeout_ms: int = Field(30_000, ge=0, le=3_600_000)
+    # Sidecar limits: a client that opens connections and sends nothing (or half a request)
+    # must not use up file descriptors or hold a connection open for ever.
+    sidecar_header_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="close a sidecar connection with no complete request after this")
+    sidecar_max_connections: int = Field(
+        100, ge=1, le=10_000, description="open sidecar connections; past it the oldest is closed")
 
     workhorse_queues: str | None = Field(None, description="comma-separated subset of queues to serve")
     workhorse_extra_jobs: str | None = Field(
@@ -134,8 +142,14 @@ class Settings(BaseSettings):
     poll_fallback_ms: int = Field(1000, ge=10, le=60_000)
     job_lock_ttl_s: float = Field(30.0, ge=1, le=3600)
     job_heartbeat_s: float = Field(10.0, gt=0, le=600)
+    process_liveness_ttl_s: float = Field(
+        5.0, ge=1, le=60, description="a killed process's jobs are taken over this long after it stopped beating")
     health_check_interval_s: float = Field(15.0, gt=0, le=3600)
-    keep_result_s: int = Field(3600, ge=0)
+    # Retention, like BullMQ's removeOnComplete / removeOnFail: completed results 24 h and at
+    # most the newest N per queue; failed jobs' results 7 days; dead letters until purged.
+    keep_result_s: int = Field(86_400, ge=0, description="how long a completed job's result is kept")
+    keep_results_per_queue: int = Field(1000, ge=1, description="completed results kept per queue, newest first")
+    keep_failed_s: int = Field(604_800, ge=0, description="how long a failed job's result is kept")
     db_connect_timeout_s: float = Field(60.0, gt=0)
 
     breaker_failure_threshold: int = Field(5, ge=1)
@@ -161,8 +175,20 @@ class Settings(BaseSettings):
     twilio_phone_number: str | None = None
     twilio_base_url: str | None = Field(None, description="API root; only for tests and proxies")
 
+    # Calendar sync
     google_client_id: str | None = None
     google_client_secret: SecretStr | None = None
+    google_token_url: str = Field("https://oauth2.googleapis.com/token", description="OAuth token endpoint")
+    google_calendar_base_url: str = Field("https://www.googleapis.com/calendar/v3", description="Calendar v3 root")
+    google_timeout_s: float = Field(30.0, gt=0)
+    calendar_token_keys: SecretStr | None = Field(
+        None, description="comma-separated Fernet keys; the first encrypts, all decrypt (rotation)")
+    calendar_sync_days_back: int = Field(30, ge=0, le=3650)
+    calendar_sync_days_ahead: int = Field(365, ge=1, le=3650)
+    calendar_sync_page_size: int = Field(250, ge=100, le=250)
+    calendar_max_consecutive_failures: int = Field(5, ge=1, le=100)
+    calendar_push_url: str | None = Field(None, description="public HTTPS push endpoint; unset: no watch channels")
+    calendar_watch_ttl_s: int = Field(604_800, ge=3600, le=2_592_000)
 
     webhook_secret: SecretStr | None = None
     webhook_allowed_hosts: str = Field("", description="comma-separated hosts allowed despite SSRF rules")
@@ -189,6 +215,18 @@ class Settings(BaseSettings):
     embedding_batch_size: int = Field(100, ge=1, le=100)
     chunk_tokens: int = Field(500, ge=100, le=1000)
     chunk_overlap_tokens: int = Field(50, ge=0, le=200)
+
+    # Intake routing and the scheduling agent
+    intake_min_confidence: float = Field(0.7, ge=0, le=1, description="below: the General Intake pipeline")
+    agent_min_confidence: float = Field(0.7, ge=0, le=1, description="below: the task goes NEEDS_REVIEW")
+    model_json_attempts: int = Field(3, ge=1, le=10, description="model calls per job when its JSON is malformed")
+    scheduling_time_zone: str = Field("UTC", description="time zone of users without preferences")
+    scheduling_max_task_retries: int = Field(3, ge=0, le=20, description="retry_task runs before NEEDS_REVIEW")
+    # Documents and SLA
+    ocr_page_timeout_s: float = Field(120.0, gt=0, le=3600, description="tesseract's limit per page")
+    sla_clock_start: Literal["created", "started"] = Field(
+        "created", description="what the SLA clock runs from: created_at (the runbook), or started_at "
+                               "when set (created_at until then)")
 
     # Set by systemd (Type=notify, WatchdogSec=).
     notify_socket: str | None = None

@@ -23,7 +23,7 @@ GOAL_S = 10.0
 # Elapsed share of each task's 10-hour SLA is spread evenly over 0-150%; one task in 100 has an
 # assignee to notify. `$2` is the status each task had 15 minutes ago (steady) or COMPLIANT (cold).
 _SEED = """
-INSERT INTO tasks (id, org_id, title, status, started_at, sla_target_at, assignee_email, sla_status)
+INSERT INTO tasks (id, org_id, title, status, created_at, sla_target_at, assignee_email, sla_status)
 SELECT 'bench-' || n, 'org-' || (n % $3), 'task ' || n,
        CASE WHEN n % 2 = 0 THEN 'IN_PROGRESS' ELSE 'NOT_STARTED' END,
        now() - (n::float / $1 * 1.5) * interval '10 hours',

@@ -47,9 +47,11 @@ async def test_always_failing_job_follows_backoff_then_dead_letters(
     assert letter.payload == {"tag": "flaky", "failTimes": 99}
 
 
-async def test_permanent_errors_bugs_and_bad_payloads_are_not_retried(
-        settings: Settings, res: Resources) -> None:
-    """A missing row, a bug, or a payload that does not validate goes straight to the DLQ."""
+async def test_permanent_errors_and_bad_payloads_are_not_retried_but_bugs_are(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """A missing row or a payload that does not validate goes straight to the DLQ; an unexpected
+    exception (a bug) is retried within the attempts like any failure, then dead-lettered as a bug."""
+    settings = make_settings(intake_routing_base_delay_s=0.05, intake_routing_attempts=3)
     bad = serialize_job("route_intake", ({"orgId": 7},), {}, None, 0, serializer=codec.dumps)
     await res.redis.psetex(keys.JOB_PREFIX + "bad-payload", 60_000, bad)
     await res.redis.zadd(QUEUE, {"bad-payload": 1})
@@ -60,6 +62,7 @@ async def test_permanent_errors_bugs_and_bad_payloads_are_not_retried(
     letters = {d.job_id if d.job_name == "route_intake" else d.payload["tag"]: d for d in await res.dlq.list()}
     assert letters["gone"].error_class == "NotFound" and letters["gone"].attempts == 1
     assert letters["bug"].error_class == "bug" and "ZeroDivisionError" in (letters["bug"].traceback or "")
+    assert letters["bug"].attempts == 3 and len(await wait_for_runs(res, "bug", "start", 3)) == 3
     invalid = letters["bad-payload"]
     assert invalid.error_class == "InvalidPayload"
     assert "intakeRequestId: Field required" in invalid.error_message
@@ -70,7 +73,7 @@ async def test_permanent_errors_bugs_and_bad_payloads_are_not_retried(
 async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res: Resources) -> None:
     """Retrying a dead letter enqueues the job again with a fresh attempt count; it succeeds."""
     async with in_process_worker(settings, [QUEUE]):
-        await res.enqueuer.enqueue("probe", {"tag": "fixme", "failTimes": 1, "error": "bug"}, queue=QUEUE,
+        await res.enqueuer.enqueue("probe", {"tag": "fixme", "failTimes": 1, "error": "permanent"}, queue=QUEUE,
                                    job_id="fixme-1")
         await wait_for_dead_letters(res, 1)
         [letter] = await res.dlq.list()

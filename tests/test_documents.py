@@ -14,15 +14,16 @@ from typing import Any
 
 import aiohttp
 import pytest
+from arq.jobs import serialize_job
 from PIL import Image
 
 from app.documents import schemas
 from app.documents.ocr import OcrEngine
 from app.documents.pages import Limits, sniff
 from app.documents.text import sanitize
-from app.errors import NotFound, PermanentError, TransientError
+from app.errors import InvalidPayload, NotFound, PermanentError, TransientError
 from app.providers.s3 import S3Storage
-from app.queue import keys
+from app.queue import codec, keys
 from app.runtime.process import Process
 from app.runtime.resources import Resources
 from app.settings import Settings
@@ -114,7 +115,8 @@ async def test_images_are_ocrd_with_confidence_progress_and_an_embedding_job(
     assert tif_row["ocr_text"] == "Page one says hello\n\nPage two says goodbye"
     assert (png_row["status"], png_row["progress"], png_row["page_count"]) == ("COMPLETED", 100, 1)
     assert tif_row["page_count"] == 2 and tif_result["ocrPages"] == 2
-    assert png_row["ocr_confidence"] > 80 and png_result["confidence"] == pytest.approx(png_row["ocr_confidence"])
+    assert 0.8 < png_row["ocr_confidence"] <= 1  # the web app's scale, 0-1
+    assert png_result["confidence"] == pytest.approx(png_row["ocr_confidence"])
     embed = res.enqueuer.job(png_result["embeddingJobId"], "document-embedding")
     assert await embed.status() in ("queued", "in_progress", "complete")  # queued for the embedding worker
 
@@ -151,9 +153,9 @@ async def test_pdf_text_layer_is_read_directly_and_never_reaches_tesseract(
 
 async def test_bad_files_fail_once_with_a_clear_reason(make_settings: Callable[..., Settings],
                                                        res: Resources) -> None:
-    """Corrupt, unsupported, oversized (a decompression bomb), too many pages, missing in storage,
-    a language tesseract lacks, or no such document: FAILED with processingError, dead-lettered
-    after one attempt."""
+    """Corrupt, unsupported, empty, oversized (a decompression bomb), too many pages, missing in
+    storage, a language tesseract lacks, or no such document: FAILED with processingError,
+    dead-lettered after one attempt."""
     settings = make_settings(ocr_max_pixels=4_000_000, ocr_max_pages=2)
     truncated = files.png(["This image is cut short"])[:400]
     await files.add_document(res, "corrupt", truncated)
@@ -161,7 +163,8 @@ async def test_bad_files_fail_once_with_a_clear_reason(make_settings: Callable[.
     await files.add_document(res, "bomb", files.encode([Image.new("L", (3000, 3000), 255)], "PNG"))
     await files.add_document(res, "many-pages", files.tiff([["one"], ["two"], ["three"]]))
     await files.add_document(res, "no-file", None)
-    expected = {"corrupt": "cannot be decoded", "text-file": "unsupported file type",
+    await files.add_document(res, "empty", b"")
+    expected = {"corrupt": "cannot be decoded", "text-file": "unsupported file type", "empty": "empty (0 bytes)",
                 "bomb": "above OCR_MAX_PIXELS=4000000", "many-pages": "3 pages, above OCR_MAX_PAGES=2",
                 "no-file": "not in storage"}
     await files.add_document(res, "german", files.png(["Guten Tag"]))
@@ -169,7 +172,7 @@ async def test_bad_files_fail_once_with_a_clear_reason(make_settings: Callable[.
     async with in_process_worker(settings, [QUEUE]):
         results = await asyncio.gather(*(process(res, doc_id, language="deu" if doc_id == "german" else "eng")
                                          for doc_id in [*expected, "no-such-doc"]))
-    assert [ok for ok, _ in results] == [False] * 7
+    assert [ok for ok, _ in results] == [False] * 8
     for doc_id, reason in expected.items():
         doc = await row(res, doc_id)
         assert doc["status"] == "FAILED" and reason in doc["processing_error"], (doc_id, doc["processing_error"])
@@ -207,6 +210,7 @@ async def test_vision_extraction_stores_fields_that_fit_the_schema(
         fake_openai.vision_reply = vision_json(**invoice)
         ok, result = await process(res, "inv-1", documentType="invoice", performVisionExtraction=True)
         assert ok and result["structuredData"] == invoice and result["visionError"] is None
+        assert (result["documentType"], result["documentTypeDetected"]) == ("invoice", False)
         fake_openai.vision_reply = vision_json(invoice_number=4712)
         ok, result = await process(res, "inv-2", documentType="invoice", performVisionExtraction=True)
     assert ok and result["structuredData"] is None
@@ -219,6 +223,89 @@ async def test_vision_extraction_stores_fields_that_fit_the_schema(
     parts = request["messages"][1]["content"]
     assert [p["type"] for p in parts] == ["text", "image_url"]
     assert parts[1]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+RECEIPT = {"merchant_name": "ACME", "date": "2026-02-01", "currency": "EUR", "total": 9.9, "tax": None,
+           "payment_method": "card", "line_items": []}
+
+
+async def test_a_vision_5xx_is_retried_from_the_saved_text_without_running_tesseract_again(
+        make_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+    """The vision model answers 500 twice: the queue's 3 attempts (the runbook's) carry the job to
+    success, each retry resuming from the text the first attempt saved, so tesseract reads the page
+    once. Three 503s in a row use up the attempts: FAILED after 3, its text kept, one OCR too."""
+    settings = make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url,
+                             document_processing_base_delay_s=0.05, poll_fallback_ms=50)
+    assert settings.queues.queue(QUEUE).retry.attempts == 3  # config/queues.toml, not overridden here
+    await files.add_document(res, "flaky", files.png(["RECEIPT 17", "Paid 9.90 EUR"]))
+    await files.add_document(res, "down", files.png(["RECEIPT 18"]))
+    fake_openai.vision_reply = vision_json(**RECEIPT)
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        fake_openai.fail_next(2, 500)
+        ok, result = await process(res, "flaky", documentType="receipt", performVisionExtraction=True)
+        assert (ok, engine(worker).pages_ocrd, fake_openai.count("/v1/chat/completions")) == (True, 1, 3), result
+        fake_openai.fail_next(3, 503)
+        failed, _ = await process(res, "down", documentType="receipt", performVisionExtraction=True)
+        assert (failed, engine(worker).pages_ocrd, fake_openai.count("/v1/chat/completions")) == (False, 2, 6)
+    assert result["structuredData"] == RECEIPT and "RECEIPT 17" in (await row(res, "flaky"))["ocr_text"]
+    assert result["ocrPages"] == 1 and 0.8 < result["confidence"] <= 1 and result["fileType"] == "png"
+    down = await row(res, "down")
+    assert down["status"] == "FAILED" and "503" in down["processing_error"] and down["ocr_text"] == "RECEIPT 18"
+    [letter] = await res.dlq.list()
+    assert (letter.payload["documentId"], letter.attempts, letter.error_class) == ("down", 3, "TransientError")
+
+
+async def test_vision_detects_the_type_nobody_gave_and_stores_it(
+        make_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+    """Neither the payload nor the row names a type: the generic schema goes out with a
+    document_type field; the model's answer becomes the row's type and the result's, and the
+    generic fields are stored without it."""
+    settings = make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url)
+    generic = {"title": "Receipt", "summary": None, "dates": ["2026-02-01"], "amounts": [9.9], "people": [],
+               "organizations": ["ACME"]}
+    await files.add_document(res, "what-is-it", files.png(["ACME", "Paid 9.90"]))
+    fake_openai.vision_reply = vision_json(document_type="receipt", **generic)
+    async with in_process_worker(settings, [QUEUE]):
+        ok, result = await process(res, "what-is-it", performVisionExtraction=True)
+    assert ok, result
+    assert (result["documentType"], result["documentTypeDetected"], result["structuredData"]) == (
+        "receipt", True, generic)
+    stored = await row(res, "what-is-it")
+    assert (stored["document_type"], stored["structured_data"]) == ("receipt", generic)
+    [request] = fake_openai.bodies("/v1/chat/completions")
+    sent = request["response_format"]["json_schema"]
+    assert sent["name"] == schemas.DETECT_SCHEMA_NAME and "document_type" in sent["schema"]["required"]
+
+
+async def test_a_page_past_the_tesseract_timeout_fails_the_document_once(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """OCR_PAGE_TIMEOUT_S bounds tesseract on each page: past it tesseract is stopped and the
+    document FAILED, naming the page and the setting, after one attempt (the page would be as
+    slow again)."""
+    await files.add_document(res, "dense", files.png(["A page tesseract gets no time for"]))
+    async with in_process_worker(make_settings(ocr_page_timeout_s=0.001), [QUEUE]):
+        ok, _ = await process(res, "dense")
+    doc = await row(res, "dense")
+    assert not ok and doc["status"] == "FAILED"
+    assert doc["processing_error"] == "tesseract took longer than OCR_PAGE_TIMEOUT_S=0.001 s on page 1 and was stopped"
+    [letter] = await res.dlq.list()
+    assert (letter.attempts, letter.error_class) == (1, "PermanentError")
+
+
+async def test_an_id_holding_nul_is_an_invalid_payload_not_a_database_error(
+        settings: Settings, res: Resources) -> None:
+    """PostgreSQL refuses NUL in text: the enqueuer refuses such an id by name, and one written
+    straight into Redis (as the web app does) is dead-lettered as an invalid payload."""
+    with pytest.raises(InvalidPayload, match="documentId"):
+        await res.enqueuer.enqueue("process_document", {"documentId": "doc\x00-1", "orgId": "org-1"})
+    raw = serialize_job("process_document", ({"documentId": "doc\x00-1", "orgId": "org-1"},), {}, None, 0,
+                        serializer=codec.dumps)
+    await res.redis.psetex(keys.JOB_PREFIX + "nul-id", 60_000, raw)
+    await res.redis.zadd(QUEUE, {"nul-id": 1})
+    async with in_process_worker(settings, [QUEUE]):
+        ok, _ = await outcome(res, "nul-id")
+    [letter] = await res.dlq.list()
+    assert not ok and letter.error_class == "InvalidPayload" and "documentId" in letter.error_message
 
 
 async def test_health_answers_within_100ms_while_two_ocr_jobs_run(settings: Settings, res: Resources) -> None:
@@ -286,7 +373,7 @@ async def test_s3_storage_outage_is_retried_then_the_document_completes(
 async def test_a_killed_ocr_process_is_transient_and_the_pool_recovers() -> None:
     """An OCR process that dies mid-page (OOM killer, kill -9) fails that read transiently (it
     will be retried), and the next read gets a fresh pool instead of a broken one."""
-    ocr = OcrEngine(Limits(max_pages=5, max_pixels=40_000_000, dpi=300), workers=1)
+    ocr = OcrEngine(Limits(max_pages=5, max_pixels=40_000_000, dpi=300, page_timeout_s=60), workers=1)
     page = files.png([f"Line {n} of a page that takes tesseract a moment" for n in range(30)])
     try:
         reading = asyncio.create_task(ocr.extract(page, language="eng"))
@@ -304,10 +391,11 @@ async def test_a_killed_ocr_process_is_transient_and_the_pool_recovers() -> None
         await ocr.aclose()
 
 
-@pytest.mark.parametrize("document_type", list(schemas.MODELS))
-def test_every_extraction_schema_is_strict(document_type: schemas.DocumentType) -> None:
-    """The schemas sent with `strict: true` qualify: every property required, no extra keys."""
-    schema = schemas.json_schema(document_type)
+@pytest.mark.parametrize("document_type", [*schemas.MODELS, None])
+def test_every_extraction_schema_is_strict(document_type: schemas.DocumentType | None) -> None:
+    """The schemas sent with `strict: true` qualify, the type-detecting one (None) included:
+    every property required, no extra keys."""
+    schema = schemas.json_schema(document_type) if document_type else schemas.detect_schema()
     for part in [schema, *schema.get("$defs", {}).values()]:
         assert part["additionalProperties"] is False
         assert set(part["required"]) == set(part["properties"])

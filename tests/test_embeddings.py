@@ -124,23 +124,56 @@ async def test_250_chunks_are_embedded_in_exactly_3_requests(
     assert [r["chunk_index"] for r in rows] == list(range(250))
     assert all(text[r["start_char"]:r["end_char"]] == r["content"] for r in rows)
     assert {(r["dimensions"], r["model"]) for r in rows} == {(1536, "text-embedding-3-small")}
+    doc = await res.db.fetchrow("SELECT embedded_at, embedding_count, embedding_model FROM documents WHERE id = 'big'")
+    assert doc is not None and doc["embedded_at"] is not None
+    assert (doc["embedding_count"], doc["embedding_model"]) == (250, "text-embedding-3-small")
 
 
 async def test_existing_embeddings_are_skipped_unless_forced(
         openai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
-    """A second run finds the vectors and finishes `skipped`; `force` replaces them all at once."""
+    """A second run finds the vectors and finishes `skipped`, leaving the row's embedding record as
+    it was; `force` replaces them all at once, and the record with them."""
     await files.add_document(res, "doc", None, text=prose(40))
+    record = "SELECT embedded_at, embedding_count FROM documents WHERE id = 'doc'"
     async with in_process_worker(openai_settings(), [QUEUE]):
         ok, first = await embed(res, "doc")
         before = await res.db.fetch("SELECT id FROM document_embeddings WHERE document_id = 'doc'")
+        first_record = await res.db.fetchrow(record)
         ok_again, again = await embed(res, "doc")
         assert ok_again and again["status"] == "skipped" and "already has embeddings" in again["reason"]
+        assert await res.db.fetchrow(record) == first_record
         await res.db.execute("UPDATE documents SET ocr_text = $1 WHERE id = 'doc'", prose(80))
         ok_forced, forced = await embed(res, "doc", force=True)
     assert ok and ok_forced and fake_openai.count("/v1/embeddings") == 2
     after = await res.db.fetch("SELECT id FROM document_embeddings WHERE document_id = 'doc'")
     assert len(before) == first["chunksCreated"] and len(after) == forced["chunksCreated"] > len(before)
     assert not {r["id"] for r in before} & {r["id"] for r in after}
+    forced_record = await res.db.fetchrow(record)
+    assert first_record is not None and forced_record is not None
+    assert first_record["embedding_count"] == first["chunksCreated"]
+    assert forced_record["embedding_count"] == forced["chunksCreated"]
+    assert forced_record["embedded_at"] > first_record["embedded_at"]
+
+
+async def test_the_row_record_and_the_vectors_commit_together(
+        openai_settings: Callable[..., Settings], res: Resources) -> None:
+    """The row's embedding record is written in the vectors' transaction: when the row cannot be
+    written, no vector is stored either (and the job fails)."""
+    await files.add_document(res, "refused", None, text=prose(10))
+    await res.db.execute("""
+        CREATE FUNCTION test_refuse_embedding_record() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'row refused on purpose'; END $$;
+        CREATE TRIGGER test_refuse_embedding_record BEFORE UPDATE OF embedding_count ON documents
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_embedding_record();""")
+    try:
+        async with in_process_worker(openai_settings(document_embedding_attempts=1), [QUEUE]):
+            ok, _ = await embed(res, "refused")
+    finally:
+        await res.db.execute("DROP TRIGGER test_refuse_embedding_record ON documents;"
+                             "DROP FUNCTION test_refuse_embedding_record()")
+    assert not ok
+    assert await res.db.fetchval("SELECT count(*) FROM document_embeddings") == 0
+    assert await res.db.fetchval("SELECT embedded_at FROM documents WHERE id = 'refused'") is None
 
 
 async def test_document_without_text_fails_clearly(openai_settings: Callable[..., Settings], res: Resources) -> None:

@@ -64,7 +64,8 @@ async def test_worker_is_ready_within_seconds_and_reports_health(make_env: EnvFa
         assert detail["queues"]["intake-routing"]["concurrency"] == 5
         assert detail["dependencies"]["redis"]["status"] == "up"
         assert detail["dependencies"]["postgres"]["status"] == "up"
-        assert {c["name"] for c in detail["cron"]} == {"sla-scan", "reminder-scan"}
+        assert {c["name"] for c in detail["cron"]} == {"sla-scan", "reminder-scan", "calendar-sync",
+                                                       "calendar-full-sync"}
         assert all(c["nextRun"] for c in detail["cron"])
         text = json.dumps(detail)
         assert "s3cret" not in text

@@ -31,13 +31,18 @@ POLICY = RetryPolicy(attempts=3, base_delay_s=5, max_delay_s=600, jitter=0.0)
         (asyncpg.exceptions.AdminShutdownError("terminating"), 1, 5.0, True, "transient"),
         (asyncpg.exceptions.DeadlockDetectedError("deadlock"), 2, 10.0, True, "transient"),
         (redis.exceptions.ConnectionError("gone"), 1, 5.0, True, "transient"),
-        (asyncpg.exceptions.UniqueViolationError("dup"), 1, None, True, "bug"),
-        (ZeroDivisionError(), 1, None, True, "bug"),
-        (KeyError("x"), 1, None, True, "bug"),
+        (asyncpg.exceptions.UniqueViolationError("dup"), 1, 5.0, True, "unexpected"),
+        (asyncpg.exceptions.CharacterNotInRepertoireError("NUL"), 1, None, True, "permanent"),
+        (asyncpg.exceptions.InvalidTextRepresentationError("abc"), 1, None, True, "permanent"),
+        (ZeroDivisionError(), 1, 5.0, True, "unexpected"),
+        (KeyError("x"), 2, 10.0, True, "unexpected"),
+        (MemoryError(), 1, 5.0, True, "unexpected"),
+        (ValueError("bug"), 3, None, True, "attempts_exhausted"),
     ],
 )
 def test_decide(error: Exception, attempt: int, retry_after_s: float | None, uses_attempt: bool, reason: str) -> None:
-    """Transient failures back off until the last attempt; permanent ones and bugs dead-letter at once."""
+    """Failures back off until the last attempt, unexpected ones included; only known-permanent
+    ones (our PermanentError, PostgreSQL data errors) dead-letter at once."""
     decision = decide(error, attempt, POLICY, rand=0.5)
     assert decision.retry_after_s == retry_after_s
     assert decision.uses_attempt is uses_attempt

@@ -18,20 +18,20 @@ SLA = dt.timedelta(hours=10)
 
 
 async def add_task(res: Resources, task_id: str, *, org: str = "org-1", used: float, **fields: Any) -> None:
-    """A task started so that `used` (0.5 = 50%) of its 10-hour SLA has passed."""
-    started = dt.datetime.now(dt.UTC) - SLA * used
+    """A task created so that `used` (0.5 = 50%) of its 10-hour SLA has passed."""
+    created = dt.datetime.now(dt.UTC) - SLA * used
     await res.db.execute(
-        "INSERT INTO tasks (id, org_id, title, status, started_at, sla_target_at, assignee_email, escalation_email)"
+        "INSERT INTO tasks (id, org_id, title, status, created_at, sla_target_at, assignee_email, escalation_email)"
         " VALUES ($1, $2, $3, 'IN_PROGRESS', $4, $5, $6, $7)",
-        task_id, org, fields.get("title", f"Task {task_id}"), started, started + SLA,
+        task_id, org, fields.get("title", f"Task {task_id}"), created, created + SLA,
         fields.get("assignee_email"), fields.get("escalation_email"))
 
 
 async def age(res: Resources, task_id: str, used: float) -> None:
     """Move the task's clock so that `used` of its SLA has passed (no waiting for real time)."""
-    started = dt.datetime.now(dt.UTC) - SLA * used
-    await res.db.execute("UPDATE tasks SET started_at = $2, sla_target_at = $3 WHERE id = $1",
-                         task_id, started, started + SLA)
+    created = dt.datetime.now(dt.UTC) - SLA * used
+    await res.db.execute("UPDATE tasks SET created_at = $2, sla_target_at = $3 WHERE id = $1",
+                         task_id, created, created + SLA)
 
 
 async def scan(res: Resources, **scope: str) -> dict[str, Any]:
@@ -115,3 +115,27 @@ async def test_a_task_can_go_straight_to_breached_and_back_to_compliant_quietly(
     assert await events(res) == [("late", "SLA_BREACH")]
     assert relaxed["warnings"] == relaxed["breaches"] == 0
     assert await res.db.fetchval("SELECT sla_status FROM tasks WHERE id = 'late'") == "COMPLIANT"
+
+
+async def test_the_clock_runs_from_creation_to_the_due_date_unless_started_is_configured(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """The runbook's clock: a task created 9 h ago and due in 1 h has used 90% (WARNING), although
+    it was started only 1 h ago and its SLA target is 9 h away. With SLA_CLOCK_START=started the
+    same task has used 1 h of 2 (50%) and goes back to COMPLIANT without an event."""
+    now = dt.datetime.now(dt.UTC)
+    hours = dt.timedelta(hours=1)
+    await res.db.execute(
+        "INSERT INTO tasks (id, org_id, title, status, created_at, started_at, due_at, sla_target_at)"
+        " VALUES ('clock', 'org-1', 'Clock', 'IN_PROGRESS', $1, $2, $3, $4)",
+        now - 9 * hours, now - hours, now + hours, now + 9 * hours)
+    async with in_process_worker(make_settings(), [QUEUE]):
+        by_default = await scan(res)
+    async with in_process_worker(make_settings(sla_clock_start="started"), [QUEUE]):
+        from_start = await scan(res)
+    assert (by_default["warnings"], from_start["warnings"], from_start["breaches"]) == (1, 0, 0)
+    assert await events(res) == [("clock", "SLA_WARNING")]
+    warning = await payload_of(res, "SLA_WARNING")
+    assert 89 <= warning["percentage"] <= 91
+    assert abs(dt.datetime.fromisoformat(warning["slaTargetAt"]) - (now + hours)) < dt.timedelta(seconds=1)
+    task = await res.db.fetchrow("SELECT sla_status, sla_percentage FROM tasks WHERE id = 'clock'")
+    assert task is not None and task["sla_status"] == "COMPLIANT" and 49 <= task["sla_percentage"] <= 51

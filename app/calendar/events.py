@@ -1,7 +1,9 @@
-"""For the web app's Python side: create or cancel a scheduling event together with its reminders.
+"""Create, reschedule or cancel a scheduling event together with its reminders (the web app's
+Python side and the scheduling agent).
 
 Creating the event and its reminders in one transaction means an event never exists without
-them; the reminder scan (every 5 min) sends each when it comes due.
+them; the reminder scan (every 5 min) sends each when it comes due. Rescheduling skips the
+active reminders (they stay as history) and creates new ones for the new time.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class NewEvent:
     description: str | None = None
     follow_up: bool = False
     """Also send a follow-up an hour after the end."""
+    user_id: str | None = None
+    """Whose calendar the event is on (conflict detection reads it)."""
+    agent_task_id: str | None = None
 
 
 def reminder_times(start_at: dt.datetime, end_at: dt.datetime, now: dt.datetime, *,
@@ -62,16 +67,29 @@ async def create_event(db: Db, event: NewEvent,
     async with _connection(db) as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO scheduling_events (id, org_id, title, description, location, meeting_url, start_at, end_at,"
-            " time_zone, organizer_email, organizer_name, participants)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb)",
+            " time_zone, organizer_email, organizer_name, participants, user_id, agent_task_id)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::text::jsonb, $13, $14)",
             event.id, event.org_id, event.title, event.description, event.location, event.meeting_url,
             event.start_at, event.end_at, event.time_zone, event.organizer_email, event.organizer_name,
-            json.dumps(list(event.participants)))
-        rows = await conn.fetch(
-            "INSERT INTO event_reminders (event_id, kind, reminder_time)"
-            " SELECT $1, kind, at FROM unnest($2::text[], $3::timestamptz[]) AS t(kind, at) RETURNING id, kind",
-            event.id, list(times), list(times.values()))
-    return {r["kind"]: r["id"] for r in rows}
+            json.dumps(list(event.participants)), event.user_id, event.agent_task_id)
+        return await _add_reminders(conn, event.id, times)
+
+
+async def reschedule_event(db: Db, event_id: str, start_at: dt.datetime, end_at: dt.datetime,
+                           *, now: dt.datetime | None = None) -> dict[str, int]:
+    """Move the event (SEQUENCE + 1); its active reminders are skipped and new ones created.
+    Returns the new reminder id of each kind."""
+    if end_at < start_at:
+        raise ValueError("end_at is before start_at")
+    async with _connection(db) as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE scheduling_events SET start_at = $2, end_at = $3, updated_at = now(), sequence = sequence + 1"
+            " WHERE id = $1", event_id, start_at, end_at)
+        follow_up = await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM event_reminders WHERE event_id = $1 AND kind = 'follow_up')", event_id)
+        await _skip_active(conn, event_id, "event rescheduled")
+        times = reminder_times(start_at, end_at, now or dt.datetime.now(dt.UTC), follow_up=bool(follow_up))
+        return await _add_reminders(conn, event_id, times)
 
 
 async def cancel_event(db: Db, event_id: str) -> int:
@@ -80,10 +98,23 @@ async def cancel_event(db: Db, event_id: str) -> int:
         await conn.execute(
             "UPDATE scheduling_events SET status = 'CANCELLED', updated_at = now(), sequence = sequence + 1"
             " WHERE id = $1", event_id)
-        skipped: str = await conn.execute(
-            "UPDATE event_reminders SET status = 'SKIPPED', skip_reason = 'event cancelled'"
-            " WHERE event_id = $1 AND status = 'PENDING'", event_id)
+        return await _skip_active(conn, event_id, "event cancelled")
+
+
+async def _skip_active(conn: Connection, event_id: str, reason: str) -> int:
+    # QUEUED too: its send job reads the status first and stops at SKIPPED.
+    skipped: str = await conn.execute(
+        "UPDATE event_reminders SET status = 'SKIPPED', skip_reason = $2"
+        " WHERE event_id = $1 AND status IN ('PENDING', 'QUEUED')", event_id, reason)
     return int(skipped.rsplit(" ", 1)[-1])
+
+
+async def _add_reminders(conn: Connection, event_id: str, times: dict[str, dt.datetime]) -> dict[str, int]:
+    rows = await conn.fetch(
+        "INSERT INTO event_reminders (event_id, kind, reminder_time)"
+        " SELECT $1, kind, at FROM unnest($2::text[], $3::timestamptz[]) AS t(kind, at) RETURNING id, kind",
+        event_id, list(times), list(times.values()))
+    return {r["kind"]: r["id"] for r in rows}
 
 
 @asynccontextmanager

@@ -49,10 +49,15 @@ class Extraction:
         return "\n\n".join(p.text for p in self.pages if p.text)
 
     @property
+    def text_layer_pages(self) -> int:
+        return sum(1 for p in self.pages if p.source == "text_layer")
+
+    @property
     def confidence(self) -> float | None:
-        """Mean tesseract word confidence (0-100) over OCR'd words; None when nothing was OCR'd."""
+        """Mean word confidence over OCR'd words on the web app's 0-1 scale (tesseract's 0-100
+        divided by 100); None when nothing was OCR'd."""
         words = sum(p.words for p in self.pages)
-        return round(sum(p.confidence_sum for p in self.pages) / words, 2) if words else None
+        return round(sum(p.confidence_sum for p in self.pages) / words / 100, 4) if words else None
 
 
 @dataclass
@@ -68,7 +73,8 @@ class OcrEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OcrEngine:
-        limits = Limits(settings.ocr_max_pages, settings.ocr_max_pixels, settings.ocr_dpi)
+        limits = Limits(settings.ocr_max_pages, settings.ocr_max_pixels, settings.ocr_dpi,
+                        settings.ocr_page_timeout_s)
         return cls(limits, settings.ocr_workers or os.cpu_count() or 1)
 
     def _executor(self) -> ProcessPoolExecutor:
@@ -107,7 +113,7 @@ class OcrEngine:
         self.pages_ocrd += 1
         self.pages_in_flight += 1
         try:
-            return await self._run(pages.ocr_page, path, kind, index, self.limits.dpi, language)
+            return await self._run(pages.ocr_page, path, kind, index, self.limits, language)
         finally:
             self.pages_in_flight -= 1
 

@@ -33,6 +33,8 @@ _MAGIC: tuple[tuple[bytes, Kind], ...] = (
 )
 NICE = 10
 """Priority of OCR processes: the event loop (health checks, other queues) wins the CPU."""
+# What pytesseract raises (a bare RuntimeError) after killing a tesseract that ran past `timeout`.
+_TESSERACT_TIMEOUT = "Tesseract process timeout"
 # A text layer with fewer visible characters than this is a scan's stray artefact, not text.
 _MIN_TEXT_LAYER_CHARS = 3
 
@@ -42,6 +44,8 @@ class Limits:
     max_pages: int
     max_pixels: int
     dpi: int
+    page_timeout_s: float
+    """How long tesseract may take over one page (OCR_PAGE_TIMEOUT_S)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,8 @@ def init_process(max_pixels: int) -> None:
 
 
 def sniff(head: bytes) -> Kind:
+    if not head:
+        raise PermanentError("the file is empty (0 bytes)")
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
@@ -95,22 +101,34 @@ def inspect(path: Path, limits: Limits) -> Layout:
     return Layout(kind, (None,) * frames)
 
 
-def ocr_page(path: Path, kind: Kind, index: int, dpi: int, language: str) -> PageText:
+def ocr_page(path: Path, kind: Kind, index: int, limits: Limits, language: str) -> PageText:
     """Tesseract's reading of one page, with its words' confidences."""
     import pytesseract
 
-    image = _page_image(path, kind, index, dpi)
+    image = _page_image(path, kind, index, limits.dpi)
     # Handed over as uncompressed PGM: pytesseract's default (PNG) costs a zlib pass per page.
     with tempfile.NamedTemporaryFile(prefix="workhorse-page-", suffix=".pgm") as pgm:
         image.save(pgm, format="PPM")
         pgm.flush()
         try:
-            data = pytesseract.image_to_data(pgm.name, lang=language, output_type=pytesseract.Output.DICT)
+            data = pytesseract.image_to_data(pgm.name, lang=language, output_type=pytesseract.Output.DICT,
+                                             timeout=limits.page_timeout_s)
         except pytesseract.TesseractNotFoundError:
             raise RuntimeError("tesseract is not installed on this machine") from None
         except pytesseract.TesseractError as exc:
             raise PermanentError(
                 f"tesseract failed on page {index + 1} (language {language!r}): {exc.message}") from None
+        except RuntimeError as exc:
+            if str(exc) != _TESSERACT_TIMEOUT:
+                raise
+            # Permanent, not transient: tesseract's time is a property of the page (size, density,
+            # noise), and each page has a whole OCR process to itself (one page per process, niced
+            # under the loop, never more processes than OCR_WORKERS), so a retry would most likely
+            # spend the same time again, three times over, while other documents wait for the pool.
+            # An operator who wants such pages read raises OCR_PAGE_TIMEOUT_S and re-queues them.
+            raise PermanentError(
+                f"tesseract took longer than OCR_PAGE_TIMEOUT_S={limits.page_timeout_s:g} s on page "
+                f"{index + 1} and was stopped") from None
     return _assemble(data)
 
 

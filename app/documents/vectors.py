@@ -1,4 +1,8 @@
-"""Chunks and their vectors in `document_embeddings` (pgvector): replace atomically, search by cosine."""
+"""Chunks and their vectors in `document_embeddings` (pgvector): replace atomically, search by cosine.
+
+The document row records when, how many and with which model its chunks were embedded, in the
+transaction that stores them, so the row never claims vectors that are not there (or the reverse).
+"""
 
 from __future__ import annotations
 
@@ -34,7 +38,8 @@ async def exists(db: asyncpg.Pool, document_id: str) -> bool:
 
 async def replace(db: asyncpg.Pool, *, document_id: str, org_id: str, model: str, chunks: Sequence[Chunk],
                   vectors: Sequence[list[float]], force: bool) -> bool:
-    """Store the chunks in one transaction (old ones removed); False if, unforced, some appeared meanwhile."""
+    """Store the chunks in one transaction (old ones removed) and note them on the document row;
+    False if, unforced, some appeared meanwhile."""
     dimensions = len(vectors[0])
     records = [
         (document_id, org_id, c.index, c.content, c.start_char, c.end_char, c.token_count, model, dimensions, v)
@@ -49,6 +54,8 @@ async def replace(db: asyncpg.Pool, *, document_id: str, org_id: str, model: str
         await conn.execute("DELETE FROM document_embeddings WHERE document_id = $1", document_id)
         # One COPY instead of a round trip per chunk.
         await conn.copy_records_to_table("document_embeddings", records=records, columns=_COLUMNS)
+        await conn.execute("UPDATE documents SET embedded_at = now(), embedding_count = $2, embedding_model = $3, "
+                           "updated_at = now() WHERE id = $1", document_id, len(records), model)
     return True
 
 

@@ -14,7 +14,7 @@ ALL: tuple[JobSpec[Any], ...] = (
     documents.SPEC,
     embeddings.SPEC,
     intake.SPEC,
-    calendar_sync.SPEC,
+    *calendar_sync.SPECS,
     *reminders.SPECS,
     *notifications.SPECS,
     sla.SPEC,

@@ -9,6 +9,7 @@ from typing import Any
 
 from app.documents import store, vectors
 from app.documents.chunking import Chunk, chunk_text
+from app.documents.store import RowId
 from app.errors import JobSkipped, PermanentError
 from app.providers.embedding import EmbeddingProvider, no_provider_reason
 from app.queue.payload import Payload
@@ -17,8 +18,8 @@ from app.runtime.resources import Job
 
 
 class EmbedDocument(Payload):
-    document_id: str
-    org_id: str
+    document_id: RowId
+    org_id: RowId
     force: bool = False
     """Replace existing embeddings (otherwise a document that has them is skipped)."""
 
@@ -46,11 +47,13 @@ async def embed_document(job: Job, p: EmbedDocument) -> dict[str, Any]:
     if not stored:
         raise JobSkipped(f"document {doc.id} was embedded by another run meanwhile")
     await job.progress(100)
+    average_tokens = round(sum(c.token_count for c in chunks) / len(chunks), 1)
     return {
+        "success": True, "avgChunkSize": average_tokens,  # the runbook's names, for the web app
         "documentId": doc.id, "provider": provider.name, "model": provider.model,
         "dimensions": len(embedded[0]), "chunksCreated": len(chunks), "embeddingsGenerated": len(embedded),
         "tokens": tokens or sum(c.token_count for c in chunks),
-        "averageChunkTokens": round(sum(c.token_count for c in chunks) / len(chunks), 1),
+        "averageChunkTokens": average_tokens,
         "averageChunkChars": round(sum(len(c.content) for c in chunks) / len(chunks), 1),
         "processingTimeMs": round((time.perf_counter() - started) * 1000),
     }

@@ -1,6 +1,8 @@
 """The SLA monitor: classify open tasks against their SLA in one SQL statement, report changes.
 
-COMPLIANT below 75% of the SLA time used, WARNING from 75%, BREACHED from 100%. Only a change
+The clock is the runbook's: time elapsed since the task was created, against its due date or
+else its SLA target (SLA_CLOCK_START=started counts from started_at instead, once the task has
+one). COMPLIANT below 75% of the SLA time used, WARNING from 75%, BREACHED from 100%. Only a change
 of status writes the task, emits an agent event (SLA_WARNING / SLA_BREACH, inserted in bulk)
 and notifies the assignee (and, on a breach, the escalation contact): repeated scans of
 unchanged tasks are quiet and cheap. The UPDATE re-checks the old status, so two overlapping
@@ -10,7 +12,7 @@ scans (the cron and a manual trigger) cannot both report the same change.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal, get_args
 
 import asyncpg
 
@@ -26,28 +28,49 @@ BREACHED_AT_PERCENT = 100.0
 _NOTIFY_PAGE = 1000
 _SCAN_WORK_MEM = "128MB"
 
+ClockStart = Literal["created", "started"]
+
+# The runbook's `task.dueDate || task.slaTarget`: the due date first.
+TARGET_SQL = "COALESCE(t.due_at, t.sla_target_at)"
+
+
+def clock_start_sql(start: ClockStart) -> str:
+    """When a task's SLA clock started: created_at (the runbook), or started_at once it is set."""
+    return "t.created_at" if start == "created" else "COALESCE(t.started_at, t.created_at)"
+
+
+def percent_sql(start: ClockStart) -> str:
+    """The share of the SLA time used by now(), in percent, of a task `t`; a target that is not
+    after the start counts as used up (100)."""
+    begin = clock_start_sql(start)
+    return (f"CASE WHEN {TARGET_SQL} <= {begin} THEN 100.0 "
+            f"ELSE 100.0 * extract(epoch FROM now() - {begin}) / extract(epoch FROM {TARGET_SQL} - {begin}) END")
+
+
+def status_sql(percent: str) -> str:
+    """The SLA status of a percentage (a SQL expression)."""
+    return (f"CASE WHEN {percent} >= {BREACHED_AT_PERCENT} THEN 'BREACHED' "
+            f"WHEN {percent} >= {WARNING_AT_PERCENT} THEN 'WARNING' ELSE 'COMPLIANT' END")
+
+
 # Which open tasks a scan covers: $1 an org, $2 a task, or NULL for everything.
-_SCOPE = """
+_SCOPE = f"""
     t.status IN ('NOT_STARTED', 'IN_PROGRESS')
-    AND COALESCE(t.sla_target_at, t.due_at) IS NOT NULL
+    AND {TARGET_SQL} IS NOT NULL
     AND ($1::text IS NULL OR t.org_id = $1)
     AND ($2::text IS NULL OR t.id = $2)
 """
 
-# Classify the scope, write only the tasks whose status changed, insert their events in bulk;
-# one row per org with the events it got.
-_CLASSIFY = f"""
+
+def _classify_sql(start: ClockStart) -> str:
+    """Classify the scope, write only the tasks whose status changed, insert their events in
+    bulk; one row per org with the events it got."""
+    return f"""
 WITH measured AS (
-    SELECT t.id, t.org_id, t.sla_status AS old_status, COALESCE(t.sla_target_at, t.due_at) AS target_at,
-           CASE WHEN COALESCE(t.sla_target_at, t.due_at) <= COALESCE(t.started_at, t.created_at) THEN 100.0
-                ELSE 100.0 * extract(epoch FROM now() - COALESCE(t.started_at, t.created_at))
-                           / extract(epoch FROM COALESCE(t.sla_target_at, t.due_at)
-                                                - COALESCE(t.started_at, t.created_at)) END AS pct
+    SELECT t.id, t.org_id, t.sla_status AS old_status, {TARGET_SQL} AS target_at, {percent_sql(start)} AS pct
     FROM tasks t WHERE {_SCOPE}
 ), classified AS (
-    SELECT m.*, CASE WHEN m.pct >= {BREACHED_AT_PERCENT} THEN 'BREACHED'
-                     WHEN m.pct >= {WARNING_AT_PERCENT} THEN 'WARNING'
-                     ELSE 'COMPLIANT' END AS new_status
+    SELECT m.*, {status_sql("m.pct")} AS new_status
     FROM measured m
 ), changed AS (
     UPDATE tasks t
@@ -80,6 +103,9 @@ FROM events e LEFT JOIN (SELECT id FROM changed WHERE has_contact) n ON n.id = e
 GROUP BY e.org_id
 """
 
+
+_CLASSIFY = {start: _classify_sql(start) for start in get_args(ClockStart)}
+
 # Per-org totals of the scope after the update (statuses as stored now).
 _TOTALS = f"""
 SELECT t.org_id, count(*) AS checked,
@@ -89,9 +115,9 @@ FROM tasks t WHERE {_SCOPE}
 GROUP BY t.org_id
 """
 
-_CHANGES = """
+_CHANGES = f"""
 SELECT e.id, e.org_id, e.event_type, t.id AS task_id, t.title, t.assignee_email, t.escalation_email,
-       t.sla_percentage, COALESCE(t.sla_target_at, t.due_at) AS target_at
+       t.sla_percentage, {TARGET_SQL} AS target_at
 FROM agent_events e JOIN tasks t ON t.id = e.task_id
 WHERE e.id = ANY($1::bigint[]) AND (t.assignee_email IS NOT NULL OR t.escalation_email IS NOT NULL)
 """
@@ -106,7 +132,7 @@ async def sla_scan(job: Job, p: SlaScan) -> dict[str, Any]:
     async with job.res.db.acquire() as conn, conn.transaction():
         # The scan hashes every open task once; with the default 4 MB it spills to disk in batches.
         await conn.execute(f"SET LOCAL work_mem = '{_SCAN_WORK_MEM}'")
-        changes = await conn.fetch(_CLASSIFY, p.org_id, p.task_id)
+        changes = await conn.fetch(_CLASSIFY[job.res.settings.sla_clock_start], p.org_id, p.task_id)
         totals = await conn.fetch(_TOTALS, p.org_id, p.task_id)
     orgs = {r["org_id"]: {"checked": r["checked"], "warnings": 0, "breaches": 0, "warningNow": r["warning_now"],
                           "breachedNow": r["breached_now"], "errors": 0} for r in totals}

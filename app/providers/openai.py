@@ -1,4 +1,5 @@
-"""OpenAI (or any OpenAI-compatible server at OPENAI_BASE_URL): embeddings and vision extraction.
+"""OpenAI (or any OpenAI-compatible server at OPENAI_BASE_URL): embeddings, vision extraction and
+structured chat (a JSON reply constrained by a schema, for routing and classification).
 
 Every call goes through the "openai" breaker and comes out in our error tree: 429 is
 RateLimited with the server's Retry-After, 5xx / 408 / 409 / connection loss / timeout are
@@ -9,12 +10,14 @@ policy alone decides when to try again.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
+import structlog
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 from app.errors import PermanentError, RateLimited, TransientError
@@ -24,6 +27,18 @@ from app.settings import Settings
 
 # Statuses the API documents as worth retrying although they are 4xx.
 _RETRYABLE_4XX = {408, 409}
+
+T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatReply:
+    """A structured chat completion: its JSON text, or why there is none (a refusal, or empty)."""
+
+    content: str | None
+    refusal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +92,41 @@ class OpenAIClient:
             raise PermanentError(f"the vision model gave no JSON: {refusal or 'empty reply'}")
         return message.content
 
+    async def chat_json(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any],
+                        model: str | None = None) -> ChatReply:
+        """One chat completion whose reply should be JSON matching `schema` (structured output).
+
+        The reply is returned as is: whether it is valid is the caller's judgement, since a
+        compatible server (vLLM, Ollama) may ignore the schema or refuse."""
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": user},
+        ]
+        async with self._call("chat.completions"):
+            reply = await self.sdk.chat.completions.create(
+                model=model or self.settings.openai_chat_model, messages=messages, temperature=0,
+                response_format={"type": "json_schema",
+                                 "json_schema": {"name": schema_name, "schema": schema, "strict": True}},
+            )
+        message = reply.choices[0].message if reply.choices else None
+        if message is None:
+            return ChatReply(None, "no choices in the reply")
+        return ChatReply(message.content or None, message.refusal)
+
+    async def ask_json(self, *, system: str, user: str, schema_name: str, schema: dict[str, Any],
+                       accept: Callable[[Any], T | None], attempts: int) -> T | None:
+        """`accept(parsed JSON)` of the first acceptable reply in `attempts` calls, else None.
+
+        A malformed, invalid or refused reply is asked again (models are not deterministic even
+        at temperature 0); HTTP failures are raised at once, for the job's retry policy."""
+        for attempt in range(1, attempts + 1):
+            reply = await self.chat_json(system=system, user=user, schema_name=schema_name, schema=schema)
+            value = _accepted(reply, accept)
+            if value is not None:
+                return value
+            log.warning("model_reply_rejected", schema=schema_name, attempt=attempt, refused=reply.refusal is not None)
+        return None
+
     @asynccontextmanager
     async def _call(self, endpoint: str) -> AsyncIterator[None]:
         async with self.breakers.guard("openai"):
@@ -96,6 +146,15 @@ class OpenAIClient:
 
     async def aclose(self) -> None:
         await self.sdk.close()
+
+
+def _accepted(reply: ChatReply, accept: Callable[[Any], T | None]) -> T | None:
+    if reply.content is None:
+        return None
+    try:
+        return accept(json.loads(reply.content))
+    except ValueError:  # JSONDecodeError, and validation errors of the caller's model
+        return None
 
 
 def _detail(exc: openai.APIStatusError) -> str:

@@ -58,3 +58,38 @@ def loads(data: bytes) -> Any:
     if not isinstance(value, dict):
         raise NotJson("payload is not a JSON object")
     return value
+
+
+def loads_job(data: bytes) -> dict[str, Any]:
+    """A job record as the worker reads it: JSON in arq's shape, or NotJson naming what is wrong.
+
+    arq trusts the record: a non-numeric try count or enqueue time, extra positional arguments or
+    keyword arguments would raise outside its error handling and loop forever (or be dropped).
+    Checked here, every malformed record fails to decode and is dead-lettered once."""
+    job: dict[str, Any] = loads(data)
+    problem = job_shape_problem(job)
+    if problem:
+        raise NotJson(f"malformed job record: {problem}")
+    return job
+
+
+def job_shape_problem(job: dict[str, Any]) -> str | None:
+    """Why a decoded job record cannot be run, or None: {f: name, a: [payload], k: {}, t, et}."""
+    if not isinstance(job.get("f"), str):
+        return "'f' (the job name) must be a string"
+    args, kwargs = job.get("a"), job.get("k", {})
+    if not isinstance(args, list) or len(args) > 1:
+        return "'a' must be a list holding at most the payload"
+    if args and not isinstance(args[0], dict | None):
+        return "'a' must hold a JSON object payload"
+    if kwargs not in ({}, None):
+        return "'k' (keyword arguments) must be empty"
+    if not _is_int(job.get("et")):
+        return "'et' (enqueue time, ms) must be an integer"
+    if "t" not in job or (job["t"] is not None and not _is_int(job["t"])):
+        return "'t' (try count) must be present: an integer or null"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

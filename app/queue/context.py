@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.queue import codec, keys
 
@@ -36,5 +37,10 @@ class JobContext(Generic[R]):
     async def progress(self, percent: int, **detail: Any) -> None:
         """Report progress (0-100), readable with `workhorse jobs show ID` while the job runs."""
         body = codec.dumps({"percent": percent, **detail})
-        await self.redis.set(keys.progress_key(self.job_id), body, ex=max(self.progress_ttl_s, 60))
+        try:
+            await self.redis.set(keys.progress_key(self.job_id), body, ex=max(self.progress_ttl_s, 60))
+        except (RedisError, OSError) as exc:
+            # Progress is for people watching; a Redis blip must not fail the job's real work.
+            self.log.warning("job_progress_not_stored", error=str(exc))
+            return
         self.log.debug("job_progress", percent=percent)

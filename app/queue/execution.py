@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -14,9 +15,10 @@ from typing import Any
 
 import structlog
 from arq.worker import Function, Retry, func
+from redis.exceptions import RedisError
 
 from app.errors import JobSkipped, JobTimedOut
-from app.queue import keys
+from app.queue import codec, keys
 from app.queue.context import JobContext
 from app.queue.engine import Engine
 from app.queue.payload import Payload, parse
@@ -61,6 +63,9 @@ class Runtime:
     def __init__(self, res: Engine) -> None:
         self.res = res
         self.shutting_down = False
+        self.outcomes: dict[str, bool] = {}
+        """Job id -> True (completed or skipped) / False (dead-lettered) until the worker has
+        finished the job's bookkeeping; a retried attempt leaves no entry."""
 
 
 class _Wrapped:
@@ -94,6 +99,7 @@ class _Wrapped:
             async with deadline:
                 result = await self.spec.run(job, parsed)
         except JobSkipped as skip:
+            self.rt.outcomes[job_id] = True
             self._finished(started, "skipped")
             bound.info("job_skipped", reason=skip.reason)
             return {"status": "skipped", "reason": skip.reason}
@@ -111,7 +117,9 @@ class _Wrapped:
             self._finished(started, "failed")
             await self._failed(ctx, job, payload, exc)
             await self._on_dead_letter(job, parsed, exc)
+            self.rt.outcomes[job_id] = False
             raise DeadLettered(f"{classify(exc)}: {exc}") from exc
+        self.rt.outcomes[job_id] = True
         self._finished(started, "completed")
         bound.info("job_completed", duration_s=round(time.perf_counter() - started, 4))
         return result
@@ -127,7 +135,12 @@ class _Wrapped:
         self.rt.res.stats.count(self.queue, outcome)
 
     async def _refund_attempt(self, ctx: dict[str, Any], job_id: str) -> None:
-        await ctx["redis"].decr(keys.RETRY_PREFIX + job_id)
+        """Give back the attempt arq counted (shutdown, open breaker). Best effort: with Redis
+        away the retry still happens, it just counts."""
+        try:
+            await ctx["redis"].decr(keys.RETRY_PREFIX + job_id)
+        except (RedisError, OSError) as exc:
+            log.warning("attempt_refund_failed", job_id=job_id, error=str(exc))
 
     async def _failed(self, ctx: dict[str, Any], job: JobContext[Any], payload: Any, exc: Exception) -> None:
         """Raise arq's Retry, or store the dead letter and return."""
@@ -138,7 +151,8 @@ class _Wrapped:
             assert decision.retry_after_s is not None
             if not decision.uses_attempt:
                 await self._refund_attempt(ctx, job_id)
-            await ctx["redis"].expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
+            with contextlib.suppress(RedisError, OSError):  # only lengthens the record's life
+                await ctx["redis"].expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
             self.metrics.retried.inc()
             self.rt.res.stats.count(self.queue, "retried")
             bound.warning("job_retry_scheduled", delay_s=round(decision.retry_after_s, 3),
@@ -170,3 +184,39 @@ class _Wrapped:
             await self.spec.on_dead_letter(job, parsed, exc)
         except Exception as hook_exc:
             job.log.error("dead_letter_hook_failed", error=f"{type(hook_exc).__name__}: {hook_exc}")
+
+
+async def dead_letter_before_start(res: Engine, queue: str, job_id: str, raw: bytes | None,
+                                   result_data: bytes | None) -> None:
+    """arq failed a job before our wrapper ran (expired, unknown function, malformed record, too
+    many crash recoveries): store its dead letter with the reason and what the record held."""
+    info: dict[str, Any] = {}
+    if result_data:
+        info = codec.loads(result_data)
+    error = info.get("r") if isinstance(info.get("r"), dict) else {}
+    assert isinstance(error, dict)
+    payload, raw_text, name_in_record, decode_problem = _decode_record(raw)
+    job_name = info.get("f") if info.get("f") not in (None, "<unknown>") else name_in_record
+    dl_id = await res.dlq.put(
+        job_id=job_id, job_name=str(job_name or "<unknown>"), queue=queue, payload=payload, raw_payload=raw_text,
+        attempts=int(info.get("t") or 0), error_class=str(error.get("error", "JobExecutionFailed")),
+        error_message=decode_problem or str(error.get("message", "failed before it ran")),
+    )
+    res.metrics.job(queue, str(job_name)).dead_lettered.inc()
+    res.stats.count(queue, "dead_lettered")
+    res.stats.count(queue, "failed")
+    log.warning("job_dead_lettered", queue=queue, job=job_name, job_id=job_id, dead_letter_id=dl_id,
+                reason="failed_before_start", error=decode_problem or error.get("message"))
+
+
+def _decode_record(raw: bytes | None) -> tuple[Any, str | None, str | None, str | None]:
+    """(payload, raw text if undecodable, the job name it names, why it is undecodable)."""
+    if raw is None:
+        return None, None, None, None
+    try:
+        job = codec.loads_job(raw)
+    except codec.NotJson as exc:
+        # Escaped like a bytes literal: PostgreSQL text cannot hold NUL bytes.
+        return None, repr(raw[:10_000])[2:-1], None, str(exc)
+    args = job.get("a") or [None]
+    return args[0], None, job["f"], None

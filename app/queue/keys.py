@@ -20,6 +20,20 @@ __all__ = ["IN_PROGRESS_PREFIX", "JOB_PREFIX", "RESULT_PREFIX", "RETRY_PREFIX"]
 PAUSED_SET = "workhorse:paused"
 """SET of paused queue names; every process reads it."""
 
+def alive_key(instance: str) -> str:
+    """Set with a short TTL while the worker process `instance` lives (app/queue/liveness.py)."""
+    return f"workhorse:alive:{instance}"
+
+
+PARKED_DEAD_LETTERS = "workhorse:dead-letters:parked"
+"""HASH job id -> JSON of a dead letter PostgreSQL kept refusing; `workhorse dlq list` shows them."""
+
+
+def dead_letter_write_failures_key(job_id: str) -> str:
+    """Counter of failed attempts to store one job's dead letter."""
+    return f"workhorse:dead-letters:write-failures:{job_id}"
+
+
 CONTROL_CHANNEL = "workhorse:control"
 """Pub/sub: a message here makes every process re-read the paused set at once."""
 
@@ -41,6 +55,12 @@ def running_key(queue: str) -> str:
     """HASH job id -> JSON {startedMs, expiresMs, process}: jobs running now, for stats and
     `jobs stuck`; each process refreshes its own entries, which expire if it dies."""
     return f"workhorse:running:{queue}"
+
+
+def completed_key(queue: str) -> str:
+    """ZSET job id -> finished ms of completed jobs whose result is kept; trimmed to the newest
+    KEEP_RESULTS_PER_QUEUE, their result keys deleted with them."""
+    return f"workhorse:completed:{queue}"
 
 
 def progress_key(job_id: str) -> str:

@@ -77,18 +77,25 @@ def _known_names(model: type[Payload]) -> set[str]:
 
 
 def check_limits(job: str, data: Any) -> None:
-    """Refuse a payload nested deeper than MAX_DEPTH or larger than MAX_PAYLOAD_BYTES as JSON.
+    """Refuse a payload nested deeper than MAX_DEPTH, larger than MAX_PAYLOAD_BYTES as JSON, or
+    holding a NUL character in a string (PostgreSQL cannot store one; no real field has one).
 
-    Depth is measured without recursion, so even a hostile structure cannot exhaust the stack."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    Walked without recursion, so even a hostile structure cannot exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
     while stack:
-        value, depth = stack.pop()
+        value, path, depth = stack.pop()
         if depth > MAX_DEPTH:
             raise InvalidPayload(job, {"(payload)": f"nested deeper than {MAX_DEPTH} levels"})
         if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
+            for k, v in value.items():
+                name = f"{path}.{k}" if path else str(k)
+                if "\x00" in name:
+                    raise InvalidPayload(job, {name.replace("\x00", "\\x00"): "field name contains a NUL character"})
+                stack.append((v, name, depth + 1))
         elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
+            stack.extend((v, f"{path}.{i}", depth + 1) for i, v in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            raise InvalidPayload(job, {path or "(payload)": "contains a NUL character"})
     try:
         size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str).encode())
     except (TypeError, ValueError) as exc:

@@ -2,6 +2,12 @@
 
 `decide()` is pure so the whole table of outcomes is tested without a worker; the registry is
 the only caller, and jobs never choose their own backoff.
+
+Only failures known to be permanent skip the retries: our PermanentError (invalid input, a
+missing row, a 4xx) and PostgreSQL's data errors (class 22: the input itself is invalid).
+Anything else retries within the queue's attempts, an unexpected exception included (as
+BullMQ, Sidekiq and the runbooks do: out of memory or a bug that depends on timing may pass);
+it is still classified "bug" in the dead letter and the metrics when the attempts run out.
 """
 
 from __future__ import annotations
@@ -35,6 +41,11 @@ INFRASTRUCTURE_TRANSIENT: tuple[type[BaseException], ...] = (
 )
 
 
+# Failures that the same input will always meet again: PostgreSQL's class 22 (invalid text
+# representation, NUL in text, numeric out of range ...).
+KNOWN_PERMANENT: tuple[type[BaseException], ...] = (asyncpg.exceptions.DataError,)
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What happens after a failed attempt."""
@@ -65,14 +76,12 @@ def decide(error: BaseException, attempt: int, policy: RetryPolicy, *, rand: flo
     """Decide the outcome of failed attempt number `attempt` (1-based) under `policy`."""
     if isinstance(error, CircuitOpen):
         return Decision(error.retry_after_s, uses_attempt=False, reason="circuit_open")
-    if isinstance(error, PermanentError):
+    if isinstance(error, (PermanentError, *KNOWN_PERMANENT)):
         return Decision(None, reason="permanent")
-    if not isinstance(error, (TransientError, *INFRASTRUCTURE_TRANSIENT)):
-        # Anything unexpected is a bug: retrying it would only repeat it.
-        return Decision(None, reason="bug")
     if attempt >= policy.attempts:
         return Decision(None, reason="attempts_exhausted")
     delay = policy.backoff_s(attempt, rand=random.random() if rand is None else rand)
     if isinstance(error, RateLimited):
         delay = max(delay, error.retry_after_s or 0.0, MIN_RATE_LIMIT_DELAY_S)
-    return Decision(delay, reason="transient")
+    expected = isinstance(error, (TransientError, *INFRASTRUCTURE_TRANSIENT))
+    return Decision(delay, reason="transient" if expected else "unexpected")

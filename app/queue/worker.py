@@ -3,12 +3,15 @@
 Overrides of arq's private hooks (stable across 0.26-0.28, pinned in pyproject):
 - `_poll_iteration`: waits for a wake-up (or the next deferred job's time, or a fallback
   poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors. A fallback
-  poll of a queue last seen empty is skipped when the process's sweep (app/wake.py) has
+  poll of a queue last seen empty is skipped when the process's sweep (app/queue/wake.py) has
   looked since: an idle process sends one command per fallback, not one per queue.
-- `start_jobs`: claims many due jobs in one Lua round trip instead of a WATCH/MULTI per id.
+- `start_jobs`: claims many due jobs in one Lua round trip (app/queue/claims.py), taking over
+  the jobs of processes that died.
+- `finish_job`: holds a finished job's outcome through a Redis outage instead of losing it
+  (which would run the job again); completed results get their own, shorter TTL.
 - `finish_failed_job`: failures that never reach the job function go to the dead-letter queue.
-- `heart_beat`: extends running jobs' short in-progress locks, so a killed process's jobs run
-  again within `JOB_LOCK_TTL_S` whatever their timeout.
+- `heart_beat`: extends running jobs' short in-progress locks and publishes running jobs
+  (app/queue/bookkeeping.py).
 - `record_health`: writes arq's health key (`arq --check`) without arq's extra ZCARD.
 """
 
@@ -18,8 +21,8 @@ import asyncio
 import contextlib
 import functools
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
 
 import structlog
 from arq.connections import ArqRedis
@@ -28,36 +31,18 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from app.backoff import Backoff
-from app.queue import codec, keys, stats
-from app.queue.execution import Runtime, arq_functions
+from app.queue import codec, keys
+from app.queue.bookkeeping import Bookkeeping
+from app.queue.claims import Claimer
+from app.queue.execution import Runtime, arq_functions, dead_letter_before_start
 from app.queue.registry import Registry
 from app.queue.wake import WakeHub
 from app.settings import QueueConfig
 
 log = structlog.get_logger(__name__)
 
-# ARGV: now_ms, lock_ttl_ms, limit, ids...; claims due ids not locked by anyone, up to limit.
-# Returns a flat list id, score, id, score ...
-_CLAIM_LUA = """
-local now, ttl, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local out = {}
-for i = 4, #ARGV do
-  if #out >= 2 * limit then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now and redis.call('EXISTS', '%s' .. id) == 0 then
-    redis.call('PSETEX', '%s' .. id, ttl, '1')
-    out[#out+1] = id
-    out[#out+1] = score
-  end
-end
-return out
-""" % (keys.IN_PROGRESS_PREFIX, keys.IN_PROGRESS_PREFIX)
-
 # A worker that lost Redis looks again soon: jobs waiting on it are the cost of a slow retry.
 _REDIS_BACKOFF = Backoff(initial_s=0.1, factor=2.0, cap_s=5.0, jitter=0.1)
-# Running jobs are published to other processes at most this often.
-_RUNNING_SYNC_S = 1.0
 # A Worker is considered polling (for /health/ready) if it polled this recently.
 _POLL_STALE_S = 10.0
 
@@ -73,11 +58,12 @@ class QueueWorker(Worker):
             handle_signals=False,  # the process handles signals once, for every Worker
             max_jobs=queue.concurrency,
             job_timeout=queue.timeout_s,
-            keep_result=settings.keep_result_s,
+            # Per-function TTLs are not applied to failures by arq (#417): the worker's is the failed one.
+            keep_result=settings.keep_failed_s,
             poll_delay=0,  # we wait for wake-ups in _poll_iteration instead
             health_check_interval=settings.health_check_interval_s,
             job_serializer=codec.dumps,
-            job_deserializer=codec.loads,
+            job_deserializer=codec.loads_job,
             log_results=False,
         )
         # Short lock, extended by heart_beat while the job runs (arq: largest timeout + 10 s).
@@ -96,12 +82,10 @@ class QueueWorker(Worker):
         self.queue_reads = 0
         """How often this worker has read its queue (the idle sweep makes most reads needless)."""
         self._heartbeat_s = settings.job_heartbeat_s
-        self._last_lock_refresh = 0.0
-        self._last_running_sync = 0.0
-        self._started_ms: dict[str, int] = {}
-        self._finished: list[str] = []
-        self._synced_at_ms = 0
-        self._claim = pool.register_script(_CLAIM_LUA)
+        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s,
+                                 heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
+        self._keep_completed_s = settings.keep_result_s
+        self._claimer = Claimer(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s)
         self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
@@ -185,22 +169,21 @@ class QueueWorker(Worker):
         if limit <= 0 or not job_ids:
             return
         now = timestamp_ms()
-        claimed = await self._claim(keys=[self.queue_name],
-                                    args=[now, int(self.in_progress_timeout_s * 1000), limit, *job_ids])
-        for i in range(0, len(claimed), 2):
-            job_id, score = claimed[i].decode(), int(float(claimed[i + 1]))
+        for claim in await self._claimer.claim(job_ids, now_ms=now, limit=limit):
+            job_id = claim.job_id
+            if claim.taken_over:
+                log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=job_id)
             await self.sem.acquire()
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, score))
+            task = self.loop.create_task(self.run_job(job_id, claim.score))
             task.add_done_callback(functools.partial(self._job_done, job_id))
             self.tasks[job_id] = task
-            self._started_ms[job_id] = now
+            self.books.started(job_id, now)
         self._gauge_in_flight.set(self.job_counter)
 
     def _job_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
-        if self._started_ms.pop(job_id, None) is not None:
-            self._finished.append(job_id)
+        self.books.finished(job_id, completed=self.runtime.outcomes.pop(job_id, None) is True)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -232,42 +215,14 @@ class QueueWorker(Worker):
 
     async def heart_beat(self) -> None:
         await super().heart_beat()
-        now = time.monotonic()
-        if now - self._last_lock_refresh >= self._heartbeat_s:
-            self._last_lock_refresh = self._last_running_sync = now
-            await self._extend_locks()
-            await self._sync_running(everything=True)
-        elif now - self._last_running_sync >= _RUNNING_SYNC_S and (self._finished or self._unsynced()):
-            self._last_running_sync = now
-            await self._sync_running(everything=False)
-
-    def _unsynced(self) -> bool:
-        return any(ms >= self._synced_at_ms for ms in self._started_ms.values())
-
-    async def _extend_locks(self) -> None:
-        if not self._started_ms:
-            return
-        ttl_ms = int(self.in_progress_timeout_s * 1000)
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in self._started_ms:
-                pipe.pexpire(keys.IN_PROGRESS_PREFIX + job_id, ttl_ms)
-            await pipe.execute()
-
-    async def _sync_running(self, *, everything: bool) -> None:
-        """Tell other processes (stats, `jobs stuck`) which jobs run here, at most once a second."""
-        running = self._started_ms if everything else {
-            j: ms for j, ms in self._started_ms.items() if ms >= self._synced_at_ms}
-        finished, self._finished = self._finished, []
-        self._synced_at_ms = timestamp_ms()
-        if running or finished:
-            await stats.sync_running(self.pool, self.queue_name, dict(running), finished,
-                                     ttl_s=self._heartbeat_s * 3)
+        await self.books.beat()
 
     async def _wait_for_work(self, next_due_ms: float | None) -> None:
         timeout = self._fallback_s
-        if self._started_ms:
+        refresh_in = self.books.next_lock_refresh_in_s()
+        if refresh_in is not None:
             # Running jobs' locks must be extended on time, whatever the fallback poll is.
-            timeout = min(timeout, self._last_lock_refresh + self._heartbeat_s - time.monotonic())
+            timeout = min(timeout, refresh_in)
         if next_due_ms is not None:
             timeout = min(timeout, max(0.0, (next_due_ms - timestamp_ms()) / 1000))
         # asyncio.timeout, not wait_for: in 3.11 wait_for swallows a cancellation that arrives as
@@ -285,38 +240,38 @@ class QueueWorker(Worker):
         self._reap_finished()
         await asyncio.sleep(_REDIS_BACKOFF.delay_s(self._redis_failures))
 
+    async def finish_job(self, job_id: str, finish: bool, result_data: bytes | None, result_timeout_s: float | None,
+                         keep_result_forever: bool, incr_score: int | None, keep_in_progress: float | None) -> None:
+        """arq's finish, held through a Redis outage: the job's work is done, so its outcome is
+        kept in memory and written once Redis answers (the lock is still ours meanwhile: it is
+        extended as soon as Redis is back), instead of the job running a second time."""
+        if self.runtime.outcomes.get(job_id) is True:
+            result_timeout_s = self._keep_completed_s  # completed: kept shorter than failures
+        await self._hold_through_outage(job_id, lambda: super(QueueWorker, self).finish_job(
+            job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score, keep_in_progress))
+
+    async def _hold_through_outage(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
+        # The lock was extended at most one heartbeat ago; stop retrying well before it lapses,
+        # since past that point another process may already run the job again.
+        deadline = time.monotonic() + self.in_progress_timeout_s - self._heartbeat_s - 1
+        failures = 0
+        while True:
+            try:
+                await write()
+            except (RedisError, OSError) as exc:
+                failures += 1
+                if time.monotonic() >= deadline:
+                    raise
+                if failures == 1:
+                    log.warning("job_outcome_held", queue=self.queue_name, job_id=job_id, error=str(exc))
+                await asyncio.sleep(max(0.0, min(_REDIS_BACKOFF.delay_s(failures), deadline - time.monotonic())))
+            else:
+                if failures:
+                    log.info("job_outcome_written", queue=self.queue_name, job_id=job_id, tries=failures + 1)
+                return
+
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         """arq failed the job before running it: store a dead letter, then let arq clean up."""
         raw = await self.pool.get(keys.JOB_PREFIX + job_id)
-        info: dict[str, Any] = {}
-        if result_data:
-            info = codec.loads(result_data)
-        error = info.get("r") if isinstance(info.get("r"), dict) else {}
-        assert isinstance(error, dict)
-        payload, raw_text, decode_problem = _decode_raw(raw)
-        job_name = info.get("f") or "<unknown>"
-        res = self.runtime.res
-        dl_id = await res.dlq.put(
-            job_id=job_id, job_name=job_name, queue=self.queue_name, payload=payload, raw_payload=raw_text,
-            attempts=int(info.get("t") or 0), error_class=str(error.get("error", "JobExecutionFailed")),
-            error_message=decode_problem or str(error.get("message", "failed before it ran")),
-        )
-        res.metrics.job(self.queue_name, job_name).dead_lettered.inc()
-        res.stats.count(self.queue_name, "dead_lettered")
-        res.stats.count(self.queue_name, "failed")
-        log.warning("job_dead_lettered", queue=self.queue_name, job=job_name, job_id=job_id,
-                    dead_letter_id=dl_id, reason="failed_before_start", error=error.get("message"))
-        await super().finish_failed_job(job_id, result_data)
-
-
-def _decode_raw(raw: bytes | None) -> tuple[Any, str | None, str | None]:
-    """(payload, raw text if undecodable, why it is undecodable)."""
-    if raw is None:
-        return None, None, None
-    try:
-        job = codec.loads(raw)
-    except codec.NotJson as exc:
-        # Escaped like a bytes literal: PostgreSQL text cannot hold NUL bytes.
-        return None, repr(raw[:10_000])[2:-1], str(exc)
-    args = job.get("a") or [None]
-    return args[0], None, None
+        await dead_letter_before_start(self.runtime.res, self.queue_name, job_id, raw, result_data)
+        await self._hold_through_outage(job_id, lambda: super(QueueWorker, self).finish_failed_job(job_id, result_data))

@@ -22,13 +22,14 @@ from redis.exceptions import RedisError
 from app.cron import cron_table
 from app.queue import stats
 from app.queue.execution import Runtime
+from app.queue.liveness import Liveness
 from app.queue.registry import Registry
 from app.queue.ticker import CronTicker
 from app.queue.wake import WakeHub
 from app.queue.worker import QueueWorker
 from app.runtime.resources import Resources, open_resources
 from app.runtime.sd_notify import Notifier
-from app.runtime.sidecar import create_app
+from app.runtime.sidecar import make_runner, make_site
 from app.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ class Process:
         self.started_monotonic = time.monotonic()
         self.loop_lag_max_s = 0.0
         self.notifier = Notifier(res.settings.notify_socket)
+        self.liveness = Liveness(res.redis_url, ttl_s=res.settings.process_liveness_ttl_s)
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 
@@ -61,9 +63,9 @@ class Process:
     async def run(self) -> int:
         """Serve until asked to stop; return the exit code."""
         settings = self.res.settings
-        runner = web.AppRunner(create_app(self), access_log=None)
+        runner = make_runner(self)
         await runner.setup()
-        site = web.TCPSite(runner, settings.health_host, settings.health_port)
+        site = make_site(runner, settings)
         try:
             await site.start()
         except OSError as exc:
@@ -84,6 +86,7 @@ class Process:
             await runner.cleanup()
 
     async def _serve(self) -> int:
+        await asyncio.to_thread(self.liveness.start)
         self.hub.start()
         for name in self.queue_names:
             config = self.res.settings.queues.queue(name)
@@ -129,6 +132,7 @@ class Process:
         self.runtime.shutting_down = True
         await asyncio.gather(*(w.shutdown() for w in self.workers))
         await self.hub.stop()
+        await asyncio.to_thread(self.liveness.stop)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)

@@ -26,6 +26,7 @@ from app.metrics import Metrics
 from app.notify import Notifier
 from app.providers.breakers import Breakers
 from app.providers.embedding import EmbeddingProvider, LocalEmbeddings, choose_embedding_provider
+from app.providers.google import GoogleCalendar
 from app.providers.openai import OpenAIClient
 from app.providers.storage import Storage, build_storage
 from app.queue import RedisPool
@@ -78,8 +79,15 @@ class ProviderClients:
         """The configured embedding provider, or None (app.providers.embedding says why)."""
         return choose_embedding_provider(self._settings, self.openai, lambda: self._local_embeddings)
 
+    @cached_property
+    def google(self) -> GoogleCalendar | None:
+        """None when GOOGLE_CLIENT_ID or GOOGLE_CLIENT_SECRET is not set."""
+        if not self._settings.google_client_id or self._settings.google_client_secret is None:
+            return None
+        return GoogleCalendar(self._settings, self._breakers)
+
     async def aclose(self) -> None:
-        built = [name for name in ("openai", "storage", "ocr", "notifier") if name in self.__dict__]
+        built = [name for name in ("openai", "storage", "ocr", "notifier", "google") if name in self.__dict__]
         for name in built:
             client = self.__dict__.pop(name)
             if client is None:
@@ -161,7 +169,7 @@ def _build(settings: Settings, registry: Registry, redis_url: str, database_url:
     return Resources(
         settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
         redis=redis, db=db, metrics=metrics, breakers=breakers,
-        enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db),
+        enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db, redis),
         providers=ProviderClients(settings, breakers, db, redis, metrics),
     )
 

@@ -2,8 +2,9 @@
 
 Embeddings are hashed bags of words (deterministic, and texts sharing words point the same
 way), so similarity search over them is meaningful. Failures are scripted per request: the
-next N requests answer a given status (429 with Retry-After, 500 bursts). Every request is
-recorded, so tests count exactly what reached the provider.
+next N requests answer a given status (429 with Retry-After, 500 bursts). Chat replies can be
+scripted in order (`script_chat`: JSON text, or a `Refusal`), else every chat completion answers
+`vision_reply`. Every request is recorded, so tests count exactly what reached the provider.
 """
 
 from __future__ import annotations
@@ -42,14 +43,26 @@ class Failure:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A scripted chat reply in which the model refuses (content null, refusal set)."""
+
+    reason: str = "I can't help with that."
+
+
 @dataclass
 class FakeOpenAI:
     base_url: str = ""
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     """(path, JSON body) of every request, failed ones included."""
     vision_reply: str = "{}"
-    """The content of every chat completion's message."""
+    """The content of every chat completion's message, once the scripted replies are used up."""
     _failures: deque[Failure] = field(default_factory=deque)
+    _chat_script: deque[str | Refusal] = field(default_factory=deque)
+
+    def script_chat(self, *replies: str | Refusal) -> None:
+        """The next chat completions answer these, in order (after any scripted failure)."""
+        self._chat_script.extend(replies)
 
     def fail_next(self, count: int, status: int, headers: dict[str, str] | None = None) -> None:
         self._failures.extend(Failure(status, headers or {}) for _ in range(count))
@@ -96,10 +109,12 @@ class FakeOpenAI:
         body, failed = await self._record(request)
         if failed is not None:
             return failed
+        reply = self._chat_script.popleft() if self._chat_script else self.vision_reply
+        content, refusal = (None, reply.reason) if isinstance(reply, Refusal) else (reply, None)
         return web.json_response({
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": self.vision_reply, "refusal": None}}],
+                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         })
 

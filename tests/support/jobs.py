@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -89,12 +90,22 @@ async def db_probe(job: Job, p: CallProvider) -> dict[str, object]:
     return {"tag": p.tag, "value": value}
 
 
+async def block_thread(job: Job, p: CallProvider) -> dict[str, object]:
+    """Blocks a thread of the default executor for good (like open() of a FIFO): the task can
+    be cancelled, the thread cannot."""
+    await _record(job, Probe(tag=p.tag), "start")
+    await asyncio.to_thread(threading.Event().wait)
+    return {"tag": p.tag}
+
+
 SPECS = (
     JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),
     JobSpec(name="call_provider", queue="intake-routing", payload=CallProvider, run=call_provider,
             description="test job calling a provider behind a breaker"),
     JobSpec(name="db_probe", queue="intake-routing", payload=CallProvider, run=db_probe,
             description="test job that needs PostgreSQL"),
+    JobSpec(name="block_thread", queue=ANY_QUEUE, payload=CallProvider, run=block_thread,
+            description="test job whose thread never returns"),
 )
 
 

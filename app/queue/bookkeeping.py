@@ -1,0 +1,104 @@
+"""What one queue's worker tells Redis about its jobs besides arq's own keys: running jobs'
+locks extended, running jobs published for stats and `jobs stuck`, and the retention of
+completed results (at most the newest `keep_results_per_queue` per queue, like BullMQ's
+removeOnComplete count) — all batched into one round trip per beat, off the hot path.
+"""
+
+from __future__ import annotations
+
+import time
+
+from arq.connections import ArqRedis
+from arq.utils import timestamp_ms
+
+from app.queue import keys, stats
+
+# Running jobs are published to other processes at most this often.
+_RUNNING_SYNC_S = 1.0
+
+# KEYS: the queue's completed ZSET. ARGV: keep, then id, finished_ms pairs. Adds the newly
+# completed ids, then drops the oldest beyond `keep` with their result keys.
+_RETAIN_LUA = """
+local keep = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i]) end
+local over = redis.call('ZCARD', KEYS[1]) - keep
+if over > 0 then
+  local old = redis.call('ZRANGE', KEYS[1], 0, over - 1)
+  for _, id in ipairs(old) do redis.call('DEL', '%s' .. id) end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+end
+return over
+""" % keys.RESULT_PREFIX
+
+
+class Bookkeeping:
+    """The running and just-finished jobs of one queue in this process."""
+
+    def __init__(self, pool: ArqRedis, queue: str, *, lock_ttl_s: float, heartbeat_s: float,
+                 keep_results: int) -> None:
+        self.pool, self.queue = pool, queue
+        self.lock_ttl_ms = int(lock_ttl_s * 1000)
+        self.heartbeat_s = heartbeat_s
+        self.keep_results = keep_results
+        self.started_ms: dict[str, int] = {}
+        """Jobs running here: id -> when they were claimed (ms)."""
+        self._finished: list[str] = []
+        self._completed: list[tuple[str, int]] = []
+        self._synced_at_ms = 0
+        self._last_lock_refresh = 0.0
+        self._last_running_sync = 0.0
+        self._retain = pool.register_script(_RETAIN_LUA)
+
+    def started(self, job_id: str, now_ms: int) -> None:
+        self.started_ms[job_id] = now_ms
+
+    def finished(self, job_id: str, *, completed: bool) -> None:
+        if self.started_ms.pop(job_id, None) is not None:
+            self._finished.append(job_id)
+            if completed:
+                self._completed.append((job_id, timestamp_ms()))
+
+    def next_lock_refresh_in_s(self) -> float | None:
+        """Seconds until running jobs' locks must be extended, or None when none runs."""
+        if not self.started_ms:
+            return None
+        return self._last_lock_refresh + self.heartbeat_s - time.monotonic()
+
+    async def beat(self) -> None:
+        """Extend locks every heartbeat; publish changes (and trim results) at most every second."""
+        now = time.monotonic()
+        if now - self._last_lock_refresh >= self.heartbeat_s:
+            self._last_lock_refresh = self._last_running_sync = now
+            await self._extend_locks()
+            await self._sync(everything=True)
+        elif now - self._last_running_sync >= _RUNNING_SYNC_S and (self._finished or self._unsynced()):
+            self._last_running_sync = now
+            await self._sync(everything=False)
+
+    def _unsynced(self) -> bool:
+        return any(ms >= self._synced_at_ms for ms in self.started_ms.values())
+
+    async def _extend_locks(self) -> None:
+        if not self.started_ms:
+            return
+        async with self.pool.pipeline(transaction=False) as pipe:
+            for job_id in self.started_ms:
+                pipe.pexpire(keys.IN_PROGRESS_PREFIX + job_id, self.lock_ttl_ms)
+            await pipe.execute()
+
+    async def _sync(self, *, everything: bool) -> None:
+        running = self.started_ms if everything else {
+            j: ms for j, ms in self.started_ms.items() if ms >= self._synced_at_ms}
+        finished, self._finished = self._finished, []
+        completed, self._completed = self._completed, []
+        self._synced_at_ms = timestamp_ms()
+        try:
+            if running or finished:
+                await stats.sync_running(self.pool, self.queue, dict(running), finished,
+                                         ttl_s=self.heartbeat_s * 3)
+            if completed:
+                await self._retain(keys=[keys.completed_key(self.queue)],
+                                   args=[self.keep_results, *(x for pair in completed for x in pair)])
+        except BaseException:
+            self._finished[:0], self._completed[:0] = finished, completed  # next beat tries again
+            raise

@@ -1,0 +1,125 @@
+"""OAuth tokens at rest: Fernet with rotation, the SQL function other languages call, and the
+`workhorse calendar` commands (connect from stdin, rotate-key)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+from cryptography.fernet import Fernet
+
+from app.calendar import connections
+from app.calendar.connections import ConnectionRefused, NewConnection
+from app.calendar.tokens import TokenCipher, TokenUnreadable, key_id
+from app.cli import build_parser, calendar_cmd
+from app.errors import PermanentError
+from app.runtime.resources import Resources
+from app.settings import Settings, SettingsError
+
+OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+LATER = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+def test_the_first_key_encrypts_and_every_key_decrypts() -> None:
+    """After a new key is put first, tokens written under the old key still read; new writes use
+    the new key, which the old key alone cannot read."""
+    old_only, both = TokenCipher([OLD]), TokenCipher([NEW, OLD])
+    written_before = old_only.encrypt("ya29.secret")
+    assert both.decrypt(written_before) == "ya29.secret"
+    written_after = both.encrypt("ya29.secret")
+    assert written_after.startswith(b"gAAAAA") and b"ya29" not in written_after
+    with pytest.raises(TokenUnreadable):
+        old_only.decrypt(written_after)
+    assert TokenCipher([NEW]).decrypt(both.rotate(written_before)) == "ya29.secret"
+
+
+@pytest.mark.parametrize("stored", [b"", None, b"garbage", b"gAAAAAtruncated", b"ya29.raw"])
+def test_garbage_and_foreign_tokens_are_unreadable_and_never_echoed(stored: bytes | None) -> None:
+    """Whatever is stored, decrypt() raises TokenUnreadable whose message holds no token."""
+    with pytest.raises(TokenUnreadable) as caught:
+        TokenCipher([NEW]).decrypt(stored)
+    assert "ya29" not in str(caught.value) and "garbage" not in str(caught.value)
+
+
+def test_a_malformed_key_names_the_variable_but_not_the_value() -> None:
+    """CALENDAR_TOKEN_KEYS with a key that is not Fernet: SettingsError naming the position only."""
+    with pytest.raises(SettingsError, match="key 2 is not a Fernet key") as caught:
+        TokenCipher.from_settings(Settings.load({"CALENDAR_TOKEN_KEYS": f"{NEW},not-a-key-s3cret"}))
+    assert "s3cret" not in str(caught.value)
+    assert TokenCipher.from_settings(Settings.load({})) is None
+    assert TokenCipher([NEW]).primary_key_id == key_id(NEW) != key_id(OLD)
+
+
+async def test_the_sql_function_refuses_raw_tokens_and_another_users_connection(res: Resources) -> None:
+    """calendar_store_connection() takes Fernet tokens only, and will not move a connection to
+    another user; storing again re-activates the connection and resets its failures."""
+    cipher = TokenCipher([NEW])
+    with pytest.raises(asyncpg.InvalidParameterValueError):
+        await res.db.execute("SELECT calendar_store_connection('c1', 'o', 'u1', 'primary', $1, $2, $3)",
+                             b"ya29.raw-token", cipher.encrypt("r"), LATER)
+    assert await res.db.fetchval("SELECT count(*) FROM calendar_connections") == 0
+    new = NewConnection("c1", "o", "u1", "ya29.a", "1//r", LATER)
+    await connections.store(res.db, cipher, new)
+    await res.db.execute("UPDATE calendar_connections SET status = 'INACTIVE', consecutive_failures = 5")
+    await connections.store(res.db, cipher, new)
+    row = await res.db.fetchrow("SELECT status, consecutive_failures, token_key_id FROM calendar_connections")
+    assert row is not None and tuple(row) == ("ACTIVE", 0, key_id(NEW))
+    with pytest.raises(ConnectionRefused):
+        await connections.store(res.db, cipher, NewConnection("c1", "o", "intruder", "a", "r", LATER))
+
+
+async def test_rotate_key_re_encrypts_every_connection_under_the_new_key(
+        make_settings: Callable[..., Settings], res: Resources, capsys: pytest.CaptureFixture[str]) -> None:
+    """`workhorse calendar rotate-key` with NEW,OLD: every row written under OLD is rewritten under
+    NEW (readable with NEW alone, its key id updated); a second run has nothing to do."""
+    for i in range(3):
+        await connections.store(res.db, TokenCipher([OLD]), NewConnection(f"c{i}", "o", f"u{i}", f"ya29.a{i}",
+                                                                           f"1//r{i}", LATER))
+    settings = make_settings(CALENDAR_TOKEN_KEYS=f"{NEW},{OLD}")
+    args = build_parser().parse_args(["calendar", "rotate-key", "--json"])
+    assert args.handler is calendar_cmd.rotate_key
+    assert await args.handler(settings, args) == 0
+    assert json.loads(capsys.readouterr().out) == {"rotated": 3, "unreadable": 0, "keyId": key_id(NEW)}
+    new_only = TokenCipher([NEW])
+    for row in await res.db.fetch("SELECT * FROM calendar_connections ORDER BY id"):
+        assert new_only.decrypt(row["access_token_enc"]) == f"ya29.a{row['id'][1:]}"
+        assert new_only.decrypt(row["refresh_token_enc"]) == f"1//r{row['id'][1:]}"
+        assert row["token_key_id"] == key_id(NEW)
+    assert await args.handler(settings, args) == 0
+    assert json.loads(capsys.readouterr().out)["rotated"] == 0
+
+
+async def test_rotate_key_reports_rows_no_key_can_open(
+        make_settings: Callable[..., Settings], res: Resources, capsys: pytest.CaptureFixture[str]) -> None:
+    """A row under a key that is no longer configured is left alone, counted, and exits 1."""
+    await connections.store(res.db, TokenCipher([OLD]), NewConnection("c1", "o", "u1", "a", "r", LATER))
+    settings = make_settings(CALENDAR_TOKEN_KEYS=NEW)
+    assert await calendar_cmd.rotate_key(settings, argparse.Namespace(json=True)) == 1
+    assert json.loads(capsys.readouterr().out)["unreadable"] == 1
+
+
+async def test_connect_reads_tokens_from_stdin_and_stores_them_encrypted(
+        make_settings: Callable[..., Settings], res: Resources, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`workhorse calendar connect` stores the connection with Fernet tokens and enqueues a full
+    sync with --sync; malformed stdin is refused naming the field, never echoing a value."""
+    settings = make_settings(CALENDAR_TOKEN_KEYS=NEW)
+    tokens = {"accessToken": "ya29.from-web", "refreshToken": "1//from-web", "expiresAt": "2030-01-01T10:00:00Z"}
+    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(tokens)))
+    args = build_parser().parse_args(["calendar", "connect", "--id", "c9", "--org", "o", "--user", "u9", "--sync"])
+    assert await args.handler(settings, args) == 0
+    assert "connected c9" in capsys.readouterr().out
+    row = await res.db.fetchrow("SELECT * FROM calendar_connections WHERE id = 'c9'")
+    assert row is not None and TokenCipher([NEW]).decrypt(row["access_token_enc"]) == "ya29.from-web"
+    assert row["token_expires_at"] == dt.datetime(2030, 1, 1, 10, tzinfo=dt.UTC)
+    assert await res.enqueuer.job(connections.sync_job_id("c9", full=True), "calendar-sync").status() == "queued"
+    for bad in ('{"accessToken": "ya29.leak"}', "not json ya29.leak", json.dumps({**tokens, "expiresAt": "soon"})):
+        monkeypatch.setattr("sys.stdin", io.StringIO(bad))
+        with pytest.raises(PermanentError) as caught:
+            await args.handler(settings, args)
+        assert "leak" not in str(caught.value)
