@@ -19,17 +19,10 @@ from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import RUNS_KEY
 from tests.support.postgres import PrivatePostgres
-from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env, wait_for_runs
+from tests.support.worker import in_process_worker, start_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 EnvFactory = Callable[..., dict[str, str]]
-
-
-async def start_worker(env: dict[str, str]) -> WorkerProcess:
-    worker = WorkerProcess(subprocess_env(env))
-    await worker.start()
-    await worker.wait_ready()
-    return worker
 
 
 async def test_job_of_a_killed_process_runs_again_within_the_lock_ttl(make_env: EnvFactory, res: Resources) -> None:

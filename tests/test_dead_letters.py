@@ -7,15 +7,14 @@ import asyncio
 import datetime as dt
 import itertools
 import json
-import sys
 from collections.abc import Callable
 
 from arq.jobs import serialize_job
 
 from app.queue import codec, keys
 from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
-from tests.support.worker import in_process_worker, subprocess_env, wait_for_runs
+from app.settings import Settings
+from tests.support.worker import in_process_worker, run_command, wait_for_runs
 
 QUEUE = "intake-routing"
 
@@ -87,13 +86,8 @@ async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res
 
 
 async def cli(settings_env: dict[str, str], *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", *args, env=subprocess_env(settings_env), cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode() + err.decode()
+    code, out, err = await run_command(settings_env, "app.cli", *args)
+    return code, out + err
 
 
 async def test_dlq_cli_lists_shows_and_purges_only_what_it_was_asked(

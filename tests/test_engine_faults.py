@@ -18,7 +18,7 @@ from app.runtime.embedded import RedisServer
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.postgres import PrivatePostgres
-from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env, wait_for_runs
+from tests.support.worker import in_process_worker, start_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 EnvFactory = Callable[..., dict[str, str]]
@@ -118,13 +118,6 @@ async def test_a_dead_letter_postgres_keeps_refusing_is_parked_not_looped(
             assert letter.job_id == "orphan-1" and await process.res.dlq.parked() == []
     finally:
         await asyncio.to_thread(pg.cleanup)
-
-
-async def start_worker(env: dict[str, str]) -> WorkerProcess:
-    worker = WorkerProcess(subprocess_env(env))
-    await worker.start()
-    await worker.wait_ready()
-    return worker
 
 
 async def test_a_short_redis_outage_reruns_no_job(make_env: EnvFactory, tmp_path: Path) -> None:

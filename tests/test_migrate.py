@@ -4,7 +4,6 @@ and read-only commands leave a database without the schema untouched."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -13,9 +12,8 @@ import asyncpg
 import pytest
 
 from app.db import migrate
-from app.settings import PROJECT_ROOT
 from tests.support.services import ServiceUrls
-from tests.support.worker import subprocess_env
+from tests.support.worker import run_command
 
 EnvFactory = Callable[..., dict[str, str]]
 
@@ -39,13 +37,7 @@ async def empty_database(clean: ServiceUrls) -> AsyncIterator[str]:
 
 
 async def workhorse(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.cli", *args, env=subprocess_env(env), cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_command(env, "app.cli", *args)
 
 
 async def tables(url: str) -> set[str]:
@@ -80,12 +72,8 @@ async def test_read_only_commands_on_a_database_without_schema_say_so_and_change
         code, out, err = await workhorse(env, *args)
         assert code == 1 and out == "", (args, out, err)
         assert err.count("\n") == 1 and "no Workhorse schema yet" in err and "workhorse migrate" in err, err
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.trigger", "ping", "--queue", "sla-monitor", env=subprocess_env(env),
-        cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    _, err_bytes = await proc.communicate()
-    assert proc.returncode != 0 and "no Workhorse schema yet" in err_bytes.decode()
-    assert "Traceback" not in err_bytes.decode()
+    code, _, err = await run_command(env, "app.trigger", "ping", "--queue", "sla-monitor")
+    assert code != 0 and "no Workhorse schema yet" in err and "Traceback" not in err
     assert await tables(empty_database) == set()
     code, out, _ = await workhorse(env, "migrate", "--status")
     assert code == 0 and "0001_schema" in out

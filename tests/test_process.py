@@ -8,7 +8,6 @@ import json
 import pickle
 import signal
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,30 +17,15 @@ from app.queue import keys
 from app.queue.awaitable import awaited
 from app.runtime.embedded import RedisServer
 from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT
 from tests.support.http import get, wait_for_status
 from tests.support.jobs import RUNS_KEY
-from tests.support.worker import WorkerProcess, subprocess_env, wait_for_runs
+from tests.support.worker import WorkerProcess, run_command, start_worker, subprocess_env, wait_for_runs
 
 EnvFactory = Callable[..., dict[str, str]]
 
 
-async def start_worker(env: dict[str, str], *args: str) -> WorkerProcess:
-    worker = WorkerProcess(subprocess_env(env), args)
-    await worker.start()
-    await worker.wait_ready()
-    return worker
-
-
 async def run_trigger(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.trigger", *args, env=subprocess_env(env), cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_command(env, "app.trigger", *args)
 
 
 async def test_worker_is_ready_within_seconds_and_reports_health(make_env: EnvFactory) -> None:

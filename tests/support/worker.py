@@ -136,3 +136,22 @@ async def wait_for_runs(
             if len(mine) >= count:
                 return mine
             await asyncio.sleep(0.02)
+
+
+async def start_worker(env: Mapping[str, str], *args: str) -> WorkerProcess:
+    """`python -m app` with `env` (made a subprocess environment), once it has logged that it started."""
+    worker = WorkerProcess(subprocess_env(env), args)
+    await worker.start()
+    await worker.wait_ready()
+    return worker
+
+
+async def run_command(env: Mapping[str, str], module: str, *args: str, timeout_s: float = 60) -> tuple[int, str, str]:
+    """`python -m MODULE ARGS` (app.cli, app.trigger) to completion: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", module, *args, env=subprocess_env(env), cwd=PROJECT_ROOT,
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(timeout_s):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
