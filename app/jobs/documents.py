@@ -151,6 +151,7 @@ def _result(document_id: str, read: OcrOutput, doc_type: DocumentType, vision: V
     }
 
 
-SPEC = JobSpec(name="process_document", queue="document-processing", payload=ProcessDocument,
+SPEC = JobSpec(name="process_document", queue="document-processing", aliases=("document-processing",),
+               payload=ProcessDocument,
                run=process_document, on_dead_letter=record_failure,
                description="OCR / text layer, optional vision extraction, then embed")

@@ -75,5 +75,6 @@ async def _embed(job: Job, provider: EmbeddingProvider, chunks: Sequence[Chunk],
     return out, tokens
 
 
-SPEC = JobSpec(name="embed_document", queue="document-embedding", payload=EmbedDocument,
+SPEC = JobSpec(name="embed_document", queue="document-embedding", aliases=("document-embedding",),
+               payload=EmbedDocument,
                run=embed_document, description="chunk, embed (batches of 100) and store vectors")

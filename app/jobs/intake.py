@@ -221,6 +221,7 @@ async def record_failure(job: Job, p: RouteIntake, exc: BaseException) -> None:
         " WHERE id = $1 AND status <> 'ASSIGNED'", p.intake_request_id, {"error": f"{type(exc).__name__}: {exc}"[:500]})
 
 
-SPEC = JobSpec(name="route_intake", queue="intake-routing", payload=RouteIntake, run=route_intake,
+SPEC = JobSpec(name="route_intake", queue="intake-routing", aliases=("intake-routing",),
+               payload=RouteIntake, run=route_intake,
                description="route an intake request to a pipeline (model or General Intake) and create the item",
                on_dead_letter=record_failure)

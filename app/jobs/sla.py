@@ -186,5 +186,5 @@ def _duration(delta: dt.timedelta) -> str:
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes} min"
 
 
-SPEC = JobSpec(name="sla_scan", queue="sla-monitor", payload=SlaScan, run=sla_scan,
+SPEC = JobSpec(name="sla_scan", queue="sla-monitor", aliases=("sla-monitor",), payload=SlaScan, run=sla_scan,
                description="COMPLIANT / WARNING / BREACHED per task; events on change (cron */15)")

@@ -14,7 +14,8 @@ from app.jobs.calendar_sync.payloads import CalendarSyncFanout, SyncCalendar
 from app.jobs.calendar_sync.run import count_failure, sync_calendar
 from app.queue.registry import JobSpec
 
-SPEC = JobSpec(name="sync_calendar", queue="calendar-sync", payload=SyncCalendar, run=sync_calendar,
+SPEC = JobSpec(name="sync_calendar", queue="calendar-sync", aliases=("calendar-sync",),
+               payload=SyncCalendar, run=sync_calendar,
                on_dead_letter=count_failure,
                description="sync one Google Calendar connection (syncType full | incremental)")
 FANOUT_SPEC = JobSpec(name="calendar_sync_fanout", queue="calendar-sync", payload=CalendarSyncFanout, run=fan_out,

@@ -11,7 +11,8 @@ QUEUE = "scheduling-reminders"
 SPECS = (
     JobSpec(name="scan_reminders", queue=QUEUE, payload=ScanReminders, run=scan_reminders,
             description="queue every due PENDING reminder (cron every 5 min)"),
-    JobSpec(name="send_reminder", queue=QUEUE, payload=SendReminder, run=send_reminder, on_dead_letter=record_failure,
+    JobSpec(name="send_reminder", queue=QUEUE, aliases=("scheduling-reminders",),
+            payload=SendReminder, run=send_reminder, on_dead_letter=record_failure,
             description="send one reminder by email (.ics) and SMS"),
 )
 
