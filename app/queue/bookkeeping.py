@@ -42,6 +42,8 @@ class Bookkeeping:
         self.keep_results = keep_results
         self.started_ms: dict[str, int] = {}
         """Jobs running here: id -> when they were claimed (ms)."""
+        self._published: set[str] = set()
+        """Running jobs other processes have been told of (only those need a delete when done)."""
         self._finished: list[str] = []
         self._completed: list[tuple[str, int]] = []
         self._synced_at_ms = 0
@@ -54,7 +56,10 @@ class Bookkeeping:
 
     def finished(self, job_id: str, *, completed: bool) -> None:
         if self.started_ms.pop(job_id, None) is not None:
-            self._finished.append(job_id)
+            if job_id in self._published:
+                # A job that ended before the next publication was never announced: nothing to take back.
+                self._published.discard(job_id)
+                self._finished.append(job_id)
             if completed:
                 self._completed.append((job_id, timestamp_ms()))
 
@@ -92,6 +97,7 @@ class Bookkeeping:
         finished, self._finished = self._finished, []
         completed, self._completed = self._completed, []
         self._synced_at_ms = timestamp_ms()
+        self._published.update(running)
         try:
             if running or finished:
                 await stats.sync_running(self.pool, self.queue, dict(running), finished,

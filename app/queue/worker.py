@@ -35,6 +35,7 @@ from app.queue import codec, keys
 from app.queue.bookkeeping import Bookkeeping
 from app.queue.claims import Claimer
 from app.queue.execution import Runtime, arq_functions, dead_letter_before_start
+from app.queue.finishing import Finish, FinishBatcher
 from app.queue.registry import Registry
 from app.queue.wake import WakeHub
 from app.settings import QueueConfig
@@ -86,6 +87,7 @@ class QueueWorker(Worker):
                                  heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
         self._keep_completed_s = settings.keep_result_s
         self._claimer = Claimer(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s)
+        self._finisher = FinishBatcher(pool, queue.name)
         self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
@@ -247,8 +249,10 @@ class QueueWorker(Worker):
         extended as soon as Redis is back), instead of the job running a second time."""
         if self.runtime.outcomes.get(job_id) is True:
             result_timeout_s = self._keep_completed_s  # completed: kept shorter than failures
-        await self._hold_through_outage(job_id, lambda: super(QueueWorker, self).finish_job(
-            job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score, keep_in_progress))
+        # keep_in_progress is only set for arq's own cron jobs, which we do not use.
+        ttl_ms = None if keep_result_forever or result_timeout_s is None else int(result_timeout_s * 1000)
+        outcome = Finish(job_id, result_data, ttl_ms, done=finish, incr_score_ms=incr_score)
+        await self._hold_through_outage(job_id, lambda: self._finisher.write(outcome))
 
     async def _hold_through_outage(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
         # The lock was extended at most one heartbeat ago; stop retrying well before it lapses,
