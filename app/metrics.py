@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DURATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+OUTBOX_LAG_BUCKETS_S = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+OUTBOX_BATCH_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
 
 
 @dataclass(slots=True)
@@ -48,6 +50,9 @@ class Metrics:
             "workhorse_queue_depth", "Jobs in a queue by state", ["queue", "state"], registry=r
         )
         self.dlq_depth = Gauge("workhorse_queue_dlq_depth", "Dead letters not yet retried", ["queue"], registry=r)
+        self.oldest_waiting_age = Gauge(
+            "workhorse_queue_oldest_waiting_age_seconds", "Age of the oldest due job not started; 0 when none waits",
+            ["queue"], registry=r)
         self.in_flight = Gauge("workhorse_jobs_in_flight", "Jobs running in this process", ["queue"], registry=r)
         self.paused = Gauge("workhorse_queue_paused", "1 while the queue is paused", ["queue"], registry=r)
         self.breaker_state = Gauge(
@@ -60,6 +65,17 @@ class Metrics:
             "(sent, duplicate, skipped, failed, in_doubt_resend)", ["channel", "outcome"], registry=r,
         )
         self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
+        # Transactional outbox (app/queue/outbox.py); the gauges are refreshed every few seconds.
+        self.outbox_waiting = Gauge("workhorse_outbox_rows_waiting", "Outbox rows not yet dispatched", registry=r)
+        self.outbox_oldest = Gauge(
+            "workhorse_outbox_oldest_waiting_seconds", "Age of the oldest outbox row waiting", registry=r)
+        self.outbox_lag = Histogram(
+            "workhorse_outbox_lag_seconds", "From an outbox row's created_at (its transaction's start) to its dispatch",
+            buckets=OUTBOX_LAG_BUCKETS_S, registry=r)
+        self.outbox_batch_size = Histogram(
+            "workhorse_outbox_batch_size", "Rows claimed per relay batch", buckets=OUTBOX_BATCH_BUCKETS, registry=r)
+        self.outbox_rows = Counter(
+            "workhorse_outbox_rows", "Outbox rows by outcome (dispatched, duplicate, failed)", ["outcome"], registry=r)
 
     def job(self, queue: str, job: str) -> JobMetrics:
         key = (queue, job)

@@ -11,7 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -119,7 +119,10 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
 
     api_token: SecretStr | None = Field(
-        None, description="HTTP API / dashboard bearer tokens, comma-separated; `ro:TOKEN` is read-only; unset: API off")
+        None, description="API / dashboard bearer tokens, comma-separated; `ro:TOKEN` is read-only; unset: API off")
+    # HTTP API: a body is read only up to this; each payload inside it is still held to 1 MB.
+    api_max_body_bytes: int = Field(
+        4_000_000, ge=10_000, le=100_000_000, description="largest request body /api/v1 reads (413 past it)")
     health_host: str = "127.0.0.1"
     health_port: int = Field(3100, ge=0, le=65535)
     shutdown_timeout_ms: int = Field(30_000, ge=0, le=3_600_000)
@@ -227,6 +230,19 @@ class Settings(BaseSettings):
     sla_clock_start: Literal["created", "started"] = Field(
         "created", description="what the SLA clock runs from: created_at (the runbook), or started_at "
                                "when set (created_at until then)")
+
+    # Tracing: with an endpoint, each job is a span exported over OTLP/HTTP (app/queue/tracing.py).
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, pattern=r"^https?://", description="OTLP/HTTP collector root (/v1/traces is appended); unset: off")
+    otel_service_name: str = Field("workhorse", min_length=1, description="service.name of the spans")
+
+    # Transactional outbox (app/queue/outbox.py): the relay moves job_outbox rows to the queues.
+    outbox_relay: bool = Field(True, description="run the outbox relay in this process (several may: SKIP LOCKED)")
+    outbox_poll_interval_ms: int = Field(
+        100, ge=10, le=60_000, description="poll between notifications (LISTEN wakes the relay at once)")
+    outbox_batch_size: int = Field(100, ge=1, le=1000, description="rows claimed per transaction")
+    outbox_archive_after_s: int = Field(
+        604_800, ge=0, description="DISPATCHED rows older than this move to job_outbox_archive")
 
     # Set by systemd (Type=notify, WatchdogSec=).
     notify_socket: str | None = None
@@ -403,16 +419,15 @@ def redact_url(url: str | None) -> str | None:
         return url
     try:
         parts = urlsplit(url)
-        password, host, port = parts.password, parts.hostname or "", parts.port
+        password = parts.password
+        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
     except ValueError:
         return "***"
+    # Rebuilt by hand, not with urlunsplit: it would drop the `//` of unix:///path, and the host
+    # part ([::1]:6379) and the other query parameters are shown exactly as written.
     netloc = parts.netloc
     if password is not None:
-        if port:
-            host = f"{host}:{port}"
-        netloc = f"{parts.username or ''}:***@{host}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs], safe="*")
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
+    params = [p.partition("=") for p in parts.query.split("&")] if parts.query else []
+    query = "&".join(k + sep + ("***" if unquote(k).lower() in _SECRET_PARAMS else v) for k, sep, v in params)
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

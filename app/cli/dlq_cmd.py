@@ -9,7 +9,7 @@ from typing import Any
 
 from app.cli.table import print_json, print_table
 from app.jobs import build_registry
-from app.queue.dead_letters import DeadLetter
+from app.queue.dead_letters import DeadLetter, RetryOutcome
 from app.runtime.resources import open_resources
 from app.settings import Settings
 
@@ -25,6 +25,17 @@ def parse_age(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=int(m.group(1)) * _UNIT_S[m.group(2)])
 
 
+def letter_id(text: str) -> int:
+    """A dead letter id: a positive integer that fits PostgreSQL's bigint."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a dead letter id (a positive integer)") from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a dead letter id (a positive integer)")
+    return value
+
+
 def add_parsers(sub: Any) -> None:
     d = sub.add_parser("dlq", help="dead-letter queue: list, show, retry, purge")
     dsub = d.add_subparsers(dest="action", required=True)
@@ -34,12 +45,12 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=list_)
     sh = dsub.add_parser("show", help="one dead letter with payload and traceback")
-    sh.add_argument("id", type=int)
+    sh.add_argument("id", type=letter_id)
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(handler=show)
     rt = dsub.add_parser("retry", help="enqueue again with a fresh attempt count")
     target = rt.add_mutually_exclusive_group(required=True)
-    target.add_argument("id", type=int, nargs="?")
+    target.add_argument("id", type=letter_id, nargs="?")
     target.add_argument("--all", action="store_true", help="every dead letter (of --queue)")
     rt.add_argument("--queue")
     rt.add_argument("--json", action="store_true")
@@ -87,19 +98,27 @@ async def show(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def retry(settings: Settings, args: argparse.Namespace) -> int:
+    """Retry one letter, or --all of them each on its own: one line per letter (enqueued as
+    job J, or refused and why); exit 1 when any was refused (those stay DEAD)."""
     async with open_resources(settings, build_registry(settings)) as res:
         if args.all:
             done = await res.dlq.retry_all(res.enqueuer, queue=args.queue)
         else:
-            done = [(args.id, await res.dlq.retry(args.id, res.enqueuer))]
+            done = [RetryOutcome(args.id, await res.dlq.retry(args.id, res.enqueuer))]
+    refused = [o for o in done if o.refused is not None]
     if args.json:
-        print_json([{"id": i, "jobId": j} for i, j in done])
+        print_json([{"id": o.dead_letter_id, "jobId": o.job_id, "refused": o.refused} for o in done])
     else:
-        for i, j in done:
-            print(f"dead letter {i} enqueued again as job {j}")
+        for o in done:
+            if o.refused is None:
+                print(f"dead letter {o.dead_letter_id} enqueued again as job {o.job_id}")
+            else:
+                print(f"dead letter {o.dead_letter_id} refused (stays DEAD): {o.refused}")
         if not done:
             print("nothing to retry")
-    return 0
+        elif args.all:
+            print(f"retried {len(done) - len(refused)} of {len(done)}; refused {len(refused)}")
+    return 1 if refused else 0
 
 
 async def purge(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,6 +7,11 @@ of status writes the task, emits an agent event (SLA_WARNING / SLA_BREACH, inser
 and notifies the assignee (and, on a breach, the escalation contact): repeated scans of
 unchanged tasks are quiet and cheap. The UPDATE re-checks the old status, so two overlapping
 scans (the cron and a manual trigger) cannot both report the same change.
+
+The emails are written to the transactional outbox (app/queue/outbox.py) in the scan's own
+transaction: they go out exactly when the events they report are committed. (Enqueued after the
+commit, as before, a crash in between lost them; a failed write now rolls the scan back, and the
+next scan reports the same changes.)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncpg
 
 from app.jobs.notifications import SendEmail
 from app.notify.render import render
+from app.queue import outbox
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
@@ -134,32 +140,26 @@ async def sla_scan(job: Job, p: SlaScan) -> dict[str, Any]:
         await conn.execute(f"SET LOCAL work_mem = '{_SCAN_WORK_MEM}'")
         changes = await conn.fetch(_CLASSIFY[job.res.settings.sla_clock_start], p.org_id, p.task_id)
         totals = await conn.fetch(_TOTALS, p.org_id, p.task_id)
+        emails = await _notify(job, conn, [i for r in changes for i in r["event_ids"]])
     orgs = {r["org_id"]: {"checked": r["checked"], "warnings": 0, "breaches": 0, "warningNow": r["warning_now"],
                           "breachedNow": r["breached_now"], "errors": 0} for r in totals}
-    event_ids: list[int] = []
     for r in changes:  # one row per org that got events
         orgs[r["org_id"]].update(warnings=r["warnings"], breaches=r["breaches"])
-        event_ids.extend(r["event_ids"])
-    await _notify(job, event_ids, orgs)
+    # "errors" stays 0 (kept for the result's shape): no email can fail apart from the scan now.
     summary = {k: sum(o[k] for o in orgs.values()) for k in ("checked", "warnings", "breaches", "errors")}
-    job.log.info("sla_scanned", orgs=len(orgs), **summary)
+    job.log.info("sla_scanned", orgs=len(orgs), emails=emails, **summary)
     return {**summary, "orgs": orgs}
 
 
-async def _notify(job: Job, event_ids: list[int], orgs: dict[str, dict[str, int]]) -> None:
-    """Queue one email per recipient of each change. A failure is counted, not fatal: the events
-    are stored, and the idempotency keys make a re-run of this fan-out harmless."""
+async def _notify(job: Job, conn: outbox.Db, event_ids: list[int]) -> int:
+    """Write one email per recipient of each change to the outbox, in the scan's transaction;
+    the number written."""
+    written = 0
     for start in range(0, len(event_ids), _NOTIFY_PAGE):
-        rows = await job.res.db.fetch(_CHANGES, event_ids[start:start + _NOTIFY_PAGE])
+        rows = await conn.fetch(_CHANGES, event_ids[start:start + _NOTIFY_PAGE])
         requests = [req for row in rows for req in _emails(row, job.res.settings.app_base_url)]
-        if not requests:
-            continue
-        try:
-            await job.res.enqueuer.enqueue_many(requests)
-        except Exception as exc:
-            job.log.error("sla_notify_failed", emails=len(requests), error=f"{type(exc).__name__}: {exc}")
-            for org_id in {row["org_id"] for row in rows}:
-                orgs[org_id]["errors"] += 1
+        written += len(await outbox.put(conn, job.res.registry, requests))
+    return written
 
 
 def _emails(row: asyncpg.Record, base_url: str) -> list[JobRequest]:

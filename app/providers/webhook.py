@@ -64,9 +64,51 @@ def _blocked_address(exc: BaseException) -> NonPublicAddress | None:
     return None
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address that a gateway on the path translates to
+# and connects to (RFC 6052 NAT64: the well-known /96 and the local-use /48 of RFC 8215; the
+# deprecated IPv4-compatible ::/96). Python's `is_global` judges the IPv6 address alone, so
+# 64:ff9b::10.0.0.1 would pass as "global" and reach 10.0.0.1 through the NAT64 gateway.
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+# RFC 6052 section 2.2: where the 32 IPv4 bits sit for each prefix length (bits 64-71 are zero).
+_RFC6052_PREFIXES = (32, 40, 48, 56, 64, 96)
+
+
+def _rfc6052_ipv4(ip: ipaddress.IPv6Address, prefix_len: int) -> ipaddress.IPv4Address:
+    """The IPv4 address embedded after a NAT64 prefix of `prefix_len` bits."""
+    bits = format(int(ip), "0128b")
+    suffix = (bits[prefix_len:64] + bits[72:])[:32] if prefix_len < 96 else bits[96:]
+    return ipaddress.IPv4Address(int(suffix, 2))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address an IPv6 address may lead to: IPv4-mapped, 6to4, Teredo (server and
+    client), NAT64 and IPv4-compatible. Empty for an ordinary IPv6 address. The local-use NAT64
+    prefix's length is the operator's choice, so every RFC 6052 placement counts; one of them
+    is nearly always in 0.0.0.0/8, which refuses that prefix in practice (an internal gateway)."""
+    found = [v4 for v4 in (ip.ipv4_mapped, ip.sixtofour) if v4 is not None]
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if ip in _NAT64_WELL_KNOWN or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(_rfc6052_ipv4(ip, 96))
+    elif ip in _NAT64_LOCAL_USE:
+        found.extend(_rfc6052_ipv4(ip, n) for n in _RFC6052_PREFIXES if n >= 48)
+    return found
+
+
 def is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
-    return ip.is_global and not ip.is_multicast
+    """Whether a webhook may connect to `address`: globally routable, not multicast, and (for
+    IPv6) every IPv4 address it embeds is public too. Anything unparsable is not public."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if not ip.is_global or ip.is_multicast:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        return all(v4.is_global and not v4.is_multicast for v4 in embedded_ipv4(ip))
+    return True
 
 
 class PublicOnlyResolver(AbstractResolver):

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.queue import tracing
+
 # Pickle protocol 2+ streams start with b"\x80"; JSON documents start with "{".
 _PICKLE_MARK = 0x80
 
@@ -74,7 +76,8 @@ def loads_job(data: bytes) -> dict[str, Any]:
 
 
 def job_shape_problem(job: dict[str, Any]) -> str | None:
-    """Why a decoded job record cannot be run, or None: {f: name, a: [payload], k: {}, t, et}."""
+    """Why a decoded job record cannot be run, or None: {f: name, a: [payload], k: {}, t, et}
+    (`k` may carry the enqueuer's trace context instead: {"traceparent": "00-…"})."""
     if not isinstance(job.get("f"), str):
         return "'f' (the job name) must be a string"
     args, kwargs = job.get("a"), job.get("k", {})
@@ -82,8 +85,8 @@ def job_shape_problem(job: dict[str, Any]) -> str | None:
         return "'a' must be a list holding at most the payload"
     if args and not isinstance(args[0], dict | None):
         return "'a' must hold a JSON object payload"
-    if kwargs not in ({}, None):
-        return "'k' (keyword arguments) must be empty"
+    if kwargs not in ({}, None) and not tracing.is_trace_kwargs(kwargs):  # tracing: {"traceparent": "00-…"}
+        return "'k' (keyword arguments) must be empty or hold only a 'traceparent' string"
     if not _is_int(job.get("et")):
         return "'et' (enqueue time, ms) must be an integer"
     if "t" not in job or (job["t"] is not None and not _is_int(job["t"])):

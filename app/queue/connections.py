@@ -3,6 +3,8 @@ start-up with the shared backoff."""
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis.exceptions import RedisError
@@ -17,8 +19,25 @@ class RedisUnavailable(RuntimeError):
     """Redis did not answer within the start-up budget."""
 
 
-async def connect_redis(url: str) -> ArqRedis:
+# redis-py's own URL parameters for TLS (`rediss://host/0?ssl_ca_certs=/etc/ca.pem`), which arq's
+# from_dsn drops with the rest of the query string.
+_TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+
+
+def redis_settings(url: str) -> RedisSettings:
+    """arq's settings for `url`, TLS parameters of its query string included."""
     settings = RedisSettings.from_dsn(url)
+    query = parse_qs(urlsplit(url).query)
+    for name in _TLS_PARAMETERS:
+        if query.get(name):
+            setattr(settings, name, query[name][-1])
+    if query.get("ssl_check_hostname"):
+        settings.ssl_check_hostname = query["ssl_check_hostname"][-1].lower() in ("1", "true", "yes")
+    return settings
+
+
+async def connect_redis(url: str) -> ArqRedis:
+    settings = redis_settings(url)
     settings.conn_timeout = 5
     settings.conn_retries = 0
     return await create_pool(settings, job_serializer=codec.dumps, job_deserializer=codec.loads)

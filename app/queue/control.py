@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from arq.connections import ArqRedis
 
@@ -29,19 +29,19 @@ async def paused(redis: ArqRedis) -> set[str]:
 
 
 async def drain(
-    redis: ArqRedis, queue: str, *, timeout_s: float, poll_s: float = 0.25,
-    on_progress: Callable[[stats.QueueStats], None] | None = None,
+    redis: ArqRedis, queues: str | Sequence[str], *, timeout_s: float, poll_s: float = 0.25,
+    on_progress: Callable[[list[stats.QueueStats]], None] | None = None,
 ) -> bool:
-    """Wait until `queue` has no waiting and no running jobs (workers keep processing).
-
-    Returns False on timeout. Delayed jobs (retries, deferred) do not hold a drain up.
+    """Wait until every one of `queues` has no waiting and no running jobs (workers keep
+    processing). Returns False on timeout. Delayed jobs (retries, deferred) do not hold a drain up.
     """
+    names = [queues] if isinstance(queues, str) else list(queues)
     deadline = time.monotonic() + timeout_s
     while True:
-        current = (await stats.read(redis, [queue]))[queue]
+        current = list((await stats.read(redis, names)).values())
         if on_progress is not None:
             on_progress(current)
-        if current.waiting == 0 and current.active == 0:
+        if all(s.waiting == 0 and s.active == 0 for s in current):
             return True
         if time.monotonic() >= deadline:
             return False

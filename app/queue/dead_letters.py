@@ -236,6 +236,12 @@ class DeadLetters:
         )
         return int(result.split()[-1])
 
+    async def delete(self, dead_letter_id: int) -> None:
+        """Delete one dead letter (any status); NotFound when there is none with that id."""
+        done: str = await self.db.execute("DELETE FROM dead_letters WHERE id = $1", dead_letter_id)
+        if done.split()[-1] == "0":
+            raise NotFound(f"dead letter {dead_letter_id} does not exist")
+
     async def depth(self) -> dict[str, int]:
         rows = await self.db.fetch("SELECT queue, count(*) AS n FROM dead_letters WHERE status = 'DEAD' GROUP BY queue")
         return {r["queue"]: r["n"] for r in rows}

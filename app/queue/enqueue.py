@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
-from app.queue import codec, keys
+from app.queue import codec, keys, tracing
 from app.queue.handles import JobHandle
 from app.queue.payload import Payload
 from app.queue.registry import Registry
@@ -102,13 +102,15 @@ class Enqueuer:
         now = timestamp_ms()
         argv: list[Any] = [now, EXPIRES_EXTRA_MS]
         planned: list[Enqueued] = []
+        # tracing: the enqueuer's trace context rides in each record (app/queue/tracing.py)
+        kwargs = tracing.active.job_kwargs() if tracing.active is not None else {}
         for r in requests:
             name = self.registry.spec_for(r.payload).name if r.name == _BY_MODEL else r.name
             spec, parsed, queue = self.registry.validate(name, r.payload, r.queue)
             job_id = r.job_id or uuid.uuid4().hex
             score = _score(now, r.defer_s, r.run_at)
             # Stored under the job's own name, whichever alias the enqueuer used.
-            data = serialize_job(spec.name, (parsed.to_json(),), {}, None, now, serializer=codec.dumps)
+            data = serialize_job(spec.name, (parsed.to_json(),), kwargs, None, now, serializer=codec.dumps)
             argv += [queue, job_id, score, data, "1" if r.replace_result else "0"]
             planned.append(Enqueued(job_id, spec.name, queue, score))
         if not planned:

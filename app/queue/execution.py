@@ -18,7 +18,7 @@ from arq.worker import Function, Retry, func
 from redis.exceptions import RedisError
 
 from app.errors import JobSkipped, JobTimedOut
-from app.queue import codec, keys
+from app.queue import codec, keys, tracing
 from app.queue.context import JobContext
 from app.queue.engine import Engine
 from app.queue.payload import Payload, parse
@@ -77,7 +77,11 @@ class _Wrapped:
 
     def as_coroutine_function(self) -> Callable[..., Awaitable[Any]]:
         # arq asserts asyncio.iscoroutinefunction(), which a callable object does not pass.
-        async def run(ctx: dict[str, Any], payload: Any = None) -> Any:
+        async def run(ctx: dict[str, Any], payload: Any = None, traceparent: str | None = None) -> Any:
+            if tracing.active is not None:  # tracing: the job runs in a span (app/queue/tracing.py)
+                return await tracing.active.run_job(self(ctx, payload), name=self.spec.name, queue=self.queue,
+                                                    job_id=ctx["job_id"], attempt=ctx["job_try"],
+                                                    traceparent=traceparent)
             return await self(ctx, payload)
 
         run.__qualname__ = run.__name__ = self.spec.name

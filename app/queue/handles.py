@@ -81,12 +81,15 @@ class JobHandle:
             pipe.get(keys.RESULT_PREFIX + id_)
             pipe.exists(keys.IN_PROGRESS_PREFIX + id_)
             pipe.get(keys.progress_key(id_))
-            *scores, result, locked, progress = await pipe.execute()
+            pipe.get(keys.JOB_PREFIX + id_)
+            *scores, result, locked, progress, record = await pipe.execute()
         sitting = [(q, s) for q, s in zip(self.queues, scores, strict=True) if s is not None]
         out: dict[str, Any] = {"jobId": id_, "queue": sitting[0][0] if sitting else None,
                                "status": _status(result, bool(locked), sitting[0][1] if sitting else None)}
         if progress is not None:
             out["progress"] = _decoded(progress)
+        if record is not None:
+            out.update(_record_fields(record))
         if result is not None:
             o = JobOutcome.decode(result)
             out.update(queue=out["queue"] or o.queue, success=o.success, result=o.result, attempt=o.attempt,
@@ -142,6 +145,16 @@ def _status(result: bytes | None, locked: bool, score: float | None) -> str:
     if score is None:
         return "not_found"
     return "deferred" if score > time.time() * 1000 else "queued"
+
+
+def _record_fields(raw: bytes) -> dict[str, Any]:
+    """What a job's record says of a job not finished yet: its name, payload and enqueue time."""
+    try:
+        job = codec.loads_job(raw)
+    except codec.NotJson as exc:
+        return {"record": {"undecodable": str(exc)}}
+    args = job.get("a") or [None]
+    return {"job": job["f"], "payload": args[0], "enqueuedAt": _when(job.get("et"))}
 
 
 def _decoded(raw: bytes) -> Any:

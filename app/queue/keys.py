@@ -38,7 +38,12 @@ CONTROL_CHANNEL = "workhorse:control"
 """Pub/sub: a message here makes every process re-read the paused set at once."""
 
 PROCESSES = "workhorse:processes"
-"""HASH host:pid -> JSON of a running process (queues, started, in flight), refreshed by heartbeat."""
+"""HASH instance (host:pid:nonce, as in its alive key) -> JSON {queues, startedMs}, written by each
+process's sidecar when it starts and removed when it stops (app/runtime/dashboard/processes.py)."""
+
+
+IDEMPOTENCY_PREFIX = "workhorse:api:idempotency:"
+"""+ SHA-256 of an HTTP Idempotency-Key -> the first response (app/runtime/api/idempotency.py)."""
 
 
 def wake_channel(queue: str) -> str:

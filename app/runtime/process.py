@@ -20,9 +20,10 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from app.cron import cron_table
-from app.queue import stats
+from app.queue import stats, tracing
 from app.queue.execution import Runtime
 from app.queue.liveness import Liveness
+from app.queue.outbox import OutboxRelay
 from app.queue.registry import Registry
 from app.queue.ticker import CronTicker
 from app.queue.wake import WakeHub
@@ -79,11 +80,13 @@ class Process:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
         try:
+            tracing.start(settings)  # tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT is set
             return await self._serve()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
             await runner.cleanup()
+            await asyncio.to_thread(tracing.stop)  # tracing: export the spans still batched
 
     async def _serve(self) -> int:
         await asyncio.to_thread(self.liveness.start)
@@ -94,6 +97,8 @@ class Process:
             self.workers.append(QueueWorker(config, self.res.registry, self.runtime, self.hub, pool))
         worker_tasks = [asyncio.create_task(w.async_run(), name=f"worker:{w.queue_name}") for w in self.workers]
         self.cron.start()
+        self.outbox = OutboxRelay(self.res)  # job_outbox rows -> queues (OUTBOX_RELAY)
+        self.outbox.start()
         self._spawn(self._flush_stats_forever())
         self._spawn(self._watch_loop_lag())
         if self.res.settings.watchdog_usec:
@@ -119,6 +124,7 @@ class Process:
         self.stopping = True
         self.notifier.notify("STOPPING=1")
         await self.cron.stop()
+        await self.outbox.stop()
         for w in self.workers:
             w.stop_taking_jobs()
         in_flight = [t for w in self.workers for t in w.tasks.values() if not t.done()]

@@ -1,7 +1,9 @@
 """The health and metrics sidecar: a small aiohttp app served inside the worker's event loop.
 
 Handlers only read state owned elsewhere (the process, its workers, stats in Redis); later the
-enqueue API and the dashboard mount here too.
+enqueue API and the dashboard mount here too. The server is bounded (make_runner, make_site):
+a connection without a complete request is closed after SIDECAR_HEADER_TIMEOUT_S, and at most
+SIDECAR_MAX_CONNECTIONS stay open, so idle or slow clients cannot lock out the health probe.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from aiohttp import web
 
 from app import __version__
 from app.queue import stats
-from app.settings import redact_url
+from app.settings import Settings, redact_url
 
 if TYPE_CHECKING:
     from app.runtime.process import Process
@@ -27,10 +29,17 @@ CHECK_TIMEOUT_S = 2.0
 def create_app(process: Process) -> web.Application:
     app = web.Application()
     app[PROCESS_KEY] = process
+    app.router.add_get("/health", live)  # the runbook's checklist curls /health
     app.router.add_get("/health/live", live)
     app.router.add_get("/health/ready", ready)
     app.router.add_get("/health/detailed", detailed)
     app.router.add_get("/metrics", metrics)
+    from app.runtime.api import create_api  # (imported here only to keep this file's imports untouched)
+
+    app.add_subapp("/api/v1", create_api(process))
+    from app.runtime import dashboard  # (imported here, like the API, to keep this file's imports untouched)
+
+    dashboard.setup(app, process)  # `/` and its pages; app/runtime/dashboard/__init__.py
     return app
 
 
@@ -107,6 +116,29 @@ async def describe(process: Process) -> dict[str, Any]:
         "queues": queues,
         "cron": await _safe(process.cron.describe(), []),
         "breakers": {p: s.name.lower().replace("_", "-") for p, s in res.breakers.states().items()},
+        "config": describe_config(process),
+    }
+
+
+def describe_config(process: Process) -> dict[str, Any]:
+    """The settings that shape how this process works, for an operator comparing processes.
+    Only numbers, names and modes: never a URL, key or password."""
+    settings = process.res.settings
+    queues = {}
+    for name in process.queue_names:
+        q = settings.queues.queue(name)
+        r = q.retry
+        queues[name] = {"concurrency": q.concurrency, "timeoutS": q.timeout_s,
+                        "retry": {"attempts": r.attempts, "baseDelayS": r.base_delay_s, "maxDelayS": r.max_delay_s,
+                                  "factor": r.factor, "jitter": r.jitter}}
+    return {
+        "wakeMode": "pubsub" if process.hub.connected.is_set() else "poll",
+        "pollFallbackMs": settings.poll_fallback_ms,
+        "shutdownTimeoutMs": settings.shutdown_timeout_ms,
+        "servedQueues": list(process.queue_names),
+        "queues": queues,
+        "sidecar": {"headerTimeoutS": settings.sidecar_header_timeout_s,
+                    "maxConnections": settings.sidecar_max_connections},
     }
 
 
@@ -133,3 +165,51 @@ async def refresh_gauges(process: Process) -> None:
         m.queue_depth.labels(q, "delayed").set(s.delayed)
         m.paused.labels(q).set(1 if s.paused else 0)
         m.dlq_depth.labels(q).set(dlq.get(q, 0))
+        m.oldest_waiting_age.labels(q).set(s.oldest_waiting_age_s or 0)
+
+
+class BoundedSite(web.BaseSite):
+    """A TCP site that keeps at most `max_connections` connections open.
+
+    aiohttp has no connection limit; every idle socket costs a file descriptor, and running out
+    of them breaks the worker's Redis and PostgreSQL connections too. When a new connection
+    would pass the limit, the oldest open one is closed: a flood of idle sockets loses to the
+    newest client (the health probe) instead of locking it out."""
+
+    def __init__(self, runner: web.AppRunner, host: str, port: int, *, max_connections: int,
+                 backlog: int = 128) -> None:
+        super().__init__(runner, backlog=backlog)
+        self.host, self.requested_port, self.max_connections, self.listen_backlog = host, port, max_connections, backlog
+        assert runner.server is not None  # BaseSite.__init__ refuses a runner not set up
+        self.web_server = runner.server
+
+    @property
+    def name(self) -> str:
+        return f"http://{self.host}:{self.requested_port}"
+
+    def _accept(self) -> asyncio.BaseProtocol:
+        open_now = self.web_server.connections
+        for oldest in open_now[:max(0, len(open_now) - self.max_connections + 1)]:
+            oldest.force_close()
+        return self.web_server()
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        # BaseSite.stop() closes `_server`; setting it is what every site of aiohttp's does.
+        self._server = await loop.create_server(self._accept, self.host, self.requested_port,
+                                                backlog=self.listen_backlog)
+
+
+def make_runner(process: Process) -> web.AppRunner:
+    """The sidecar's runner. aiohttp (3.14, which we run) starts the keep-alive timer when a connection is
+    made and only stops it once a complete request has arrived, so `keepalive_timeout` is also
+    the header timeout: a client that sends half a request line, or drips a byte a second, is
+    closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run)."""
+    return web.AppRunner(create_app(process), access_log=None,
+                         keepalive_timeout=process.res.settings.sidecar_header_timeout_s)
+
+
+def make_site(runner: web.AppRunner, settings: Settings) -> BoundedSite:
+    return BoundedSite(runner, settings.health_host, settings.health_port,
+                       max_connections=settings.sidecar_max_connections)

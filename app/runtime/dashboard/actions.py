@@ -1,0 +1,126 @@
+"""The dashboard's actions (POST forms) and its login and logout.
+
+Every action is wrapped by `guard.action` (write session, CSRF token, same origin) and ends in a
+303 back to the page it came from, so reloading never repeats it.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app.errors import AppError
+from app.queue import control
+from app.runtime.auth import authenticate
+from app.runtime.dashboard import reads, session
+from app.runtime.dashboard.guard import (
+    DASHBOARD,
+    HEADERS,
+    Dashboard,
+    action,
+    back,
+    redirect,
+    refuse,
+    render,
+    same_origin,
+)
+from app.runtime.dashboard.session import Viewer
+from app.settings import SettingsError
+
+
+def _queue(request: web.Request, d: Dashboard) -> str:
+    name = request.match_info["queue"]
+    if name not in reads.all_queues(d.process.res):
+        raise web.HTTPNotFound(text=f"unknown queue {name!r}")
+    return name
+
+
+def _letter_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="no such dead letter") from None
+
+
+async def _form_queue(request: web.Request, d: Dashboard) -> str | None:
+    name = (await request.post()).get("queue")
+    return name if isinstance(name, str) and name in reads.all_queues(d.process.res) else None
+
+
+@action
+async def pause(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    await control.pause(d.process.res.redis, _queue(request, d))
+    return await back(request, "paused")
+
+
+@action
+async def resume(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    await control.resume(d.process.res.redis, _queue(request, d))
+    return await back(request, "resumed")
+
+
+@action
+async def retry_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    res = d.process.res
+    try:
+        await res.dlq.retry(_letter_id(request), res.enqueuer)
+    except (AppError, SettingsError):
+        return await back(request, "retry_refused")
+    return await back(request, "retried")
+
+
+@action
+async def delete_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    deleted = await reads.delete_dead_letter(d.process.res, _letter_id(request))
+    return await back(request, "deleted" if deleted else "gone")
+
+
+@action
+async def retry_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    res = d.process.res
+    await res.dlq.retry_all(res.enqueuer, queue=await _form_queue(request, d))
+    return await back(request, "retried_all")
+
+
+@action
+async def delete_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
+    await d.process.res.dlq.purge(queue=await _form_queue(request, d))
+    return await back(request, "deleted_all")
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    d = request.app[DASHBOARD]
+    if not d.tokens:
+        return redirect("/")
+    return render(request, d, Viewer(None, can_act=False), "login.html", section="login", failed=False)
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    """A right token sets the session cookie; a wrong one shows the form again with 401."""
+    d = request.app[DASHBOARD]
+    if not d.tokens:
+        return redirect("/")
+    if not same_origin(request):
+        return refuse("The login form must be sent from this site.")
+    presented = (await request.post()).get("token")
+    token = authenticate(d.tokens, presented if isinstance(presented, str) else None)
+    if token is None:
+        return render(request, d, Viewer(None, can_act=False), "login.html", status=401, section="login",
+                      failed=True)
+    response = redirect("/")
+    response.set_cookie(session.COOKIE_NAME, session.issue(d.key, token), max_age=session.SESSION_TTL_S,
+                        path="/", httponly=True, samesite="Strict", secure=request.secure)
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """Delete the cookie; like an action it needs the session's CSRF token (any session may)."""
+    d = request.app[DASHBOARD]
+    viewer = session.read(d.key, d.tokens, request.cookies.get(session.COOKIE_NAME))
+    csrf = (await request.post()).get("csrf")
+    if viewer is None or not same_origin(request) or not session.csrf_ok(
+            d.key, viewer, csrf if isinstance(csrf, str) else None):
+        return refuse("Missing or wrong CSRF token, or the request came from another site.")
+    response = web.Response(status=303, headers={**HEADERS, "Location": "/login"})
+    response.del_cookie(session.COOKIE_NAME, path="/", samesite="Strict")
+    return response
+

@@ -1,0 +1,189 @@
+"""The request side of the dashboard: who is asking (session cookie), whether they may act
+(CSRF token, Origin/Referer, a write token), and rendering pages with security headers.
+
+Handlers are wrapped by `page` (GET: a viewer is required, else the login form) or `action`
+(POST: a viewer who may act, with the session's CSRF token, from this origin; else 403), so
+no handler checks anything itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import jinja2
+from aiohttp import web
+
+from app.runtime.auth import ApiToken, parse_tokens
+from app.runtime.dashboard import session
+from app.runtime.dashboard.reads import pretty
+from app.runtime.dashboard.session import Viewer
+from app.runtime.dashboard.throughput import Throughput
+
+if TYPE_CHECKING:
+    from app.runtime.process import Process
+
+NONE = "\u2013"  # an en dash: no value
+HEADERS = {
+    # Everything comes from this origin: no inline script or style, no CDN, no framing.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NOTICES = {
+    "paused": "Queue paused: no process takes its jobs until it is resumed.",
+    "resumed": "Queue resumed.",
+    "retried": "Dead letter enqueued again.",
+    "retried_all": "Dead letters enqueued again.",
+    "retry_refused": "Not retried: already retried or deleted, or its payload no longer validates.",
+    "deleted": "Dead letter deleted.",
+    "deleted_all": "Dead letters deleted.",
+    "gone": "That dead letter no longer exists.",
+}
+
+
+@dataclass
+class Dashboard:
+    """The dashboard's state, kept in the sidecar app under DASHBOARD."""
+
+    process: Process
+    tokens: tuple[ApiToken, ...]
+    key: bytes
+    templates: jinja2.Environment
+    throughput: Throughput = field(default_factory=Throughput)
+
+    @classmethod
+    def build(cls, process: Process) -> Dashboard:
+        tokens = parse_tokens(process.res.settings.api_token)
+        return cls(process, tokens, session.signing_key(tokens), _environment())
+
+
+DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
+VIEWER: web.AppKey[Viewer] = web.AppKey("dashboard_viewer", Viewer)
+
+Page = Callable[[web.Request, Dashboard, Viewer], Awaitable[web.StreamResponse]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def viewer_of(request: web.Request, d: Dashboard) -> Viewer | None:
+    """No tokens configured: everyone, read-only. Else the session's viewer, or None."""
+    if not d.tokens:
+        return Viewer(None, can_act=False)
+    return session.read(d.key, d.tokens, request.cookies.get(session.COOKIE_NAME))
+
+
+def same_origin(request: web.Request) -> bool:
+    """The request came from a page of this host (Origin, else Referer); neither: refused."""
+    origin = request.headers.get("Origin")
+    source = origin if origin and origin != "null" else request.headers.get("Referer")
+    return bool(source) and urlsplit(source).netloc == request.host
+
+
+def page(handler: Page) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        d = request.app[DASHBOARD]
+        viewer = viewer_of(request, d)
+        if viewer is None:
+            return redirect("/login")
+        return await handler(request, d, viewer)
+
+    return wrapped
+
+
+def action(handler: Page) -> Handler:
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        d = request.app[DASHBOARD]
+        viewer = viewer_of(request, d)
+        form = await request.post()
+        if viewer is None or not viewer.can_act:
+            return refuse("This session may not change anything (no write token).")
+        if not same_origin(request) or not session.csrf_ok(d.key, viewer, _text(form.get("csrf"))):
+            return refuse("Missing or wrong CSRF token, or the request came from another site.")
+        return await handler(request, d, viewer)
+
+    return wrapped
+
+
+def refuse(why: str) -> web.Response:
+    return web.Response(status=403, text=f"403 Forbidden: {why}\n", headers=HEADERS)
+
+
+def redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={**HEADERS, "Location": location})
+
+
+async def back(request: web.Request, notice: str) -> web.Response:
+    """303 to the form's `next` (a path of this site), with a notice code."""
+    target = _text((await request.post()).get("next")) or "/"
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = "/"
+    return redirect(f"{target}{'&' if '?' in target else '?'}notice={notice}")
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def render(request: web.Request, d: Dashboard, viewer: Viewer, template: str, status: int = 200,
+           **context: Any) -> web.Response:
+    """The page, or only its `live` block when the page's script asks for a refresh."""
+    here = request.rel_url.with_query([(k, v) for k, v in request.query.items() if k != "notice"])
+    tpl = d.templates.get_template(template)
+    values = dict(context, viewer=viewer, here=str(here), notice=NOTICES.get(request.query.get("notice", "")),
+                  csrf=session.csrf_token(d.key, viewer) if viewer.nonce else "", can_act=viewer.can_act,
+                  auth_on=bool(d.tokens))
+    if request.headers.get("X-Live") == "1" and "live" in tpl.blocks:
+        body = "".join(tpl.blocks["live"](tpl.new_context(values)))
+    else:
+        body = tpl.render(values)
+    return web.Response(text=body, status=status, content_type="text/html", headers=HEADERS)
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("app.runtime.dashboard", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(ago=ago, age=age, utc=utc, pretty=pretty)
+    return env
+
+
+def age(seconds: float | None) -> str:
+    """1.2 s, 42 s, 5 min, 3 h 20 min, 2 d 4 h."""
+    if seconds is None:
+        return NONE
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+def ago(ms: int | float | None) -> str:
+    if ms is None:
+        return NONE
+    delta = time.time() - ms / 1000
+    return f"{age(delta)} ago" if delta >= 0 else f"in {age(-delta)}"
+
+
+def utc(value: int | float | str | dt.datetime | None) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    elif not isinstance(value, dt.datetime):
+        value = dt.datetime.fromtimestamp(value / 1000, dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
