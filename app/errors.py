@@ -24,6 +24,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 
+class SettingsError(Exception):
+    """A setting that cannot be used; the message names the variable. Not an AppError: it
+    stops start-up (exit 2), it never fails a job."""
+
+
 class AppError(Exception):
     """Base of every error the project raises on purpose."""
 

@@ -1,38 +1,28 @@
 """One Settings object, read from the environment once at the entry point and passed down.
 
 Variable names are the runbooks'. A bad value stops start-up with one line naming the
-variable (SettingsError); secrets are SecretStr so they never print.
+variable (SettingsError); secrets are SecretStr so they never print. The queue table is
+app/queue_table.py; URL checks and redaction are app/urls.py (re-exported here).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.backoff import Backoff
+from app.errors import SettingsError
+from app.queue_table import QueueTable, RetryPolicy, UnknownQueue, load_queue_table
+from app.urls import check_url, redact_url
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"
 DEFAULT_CRON_FILE = PROJECT_ROOT / "config" / "cron.toml"
-
-# Per-queue values that the environment may override: suffix -> (field, type).
-_QUEUE_OVERRIDES: dict[str, tuple[str, type]] = {
-    "CONCURRENCY": ("concurrency", int),
-    "TIMEOUT_S": ("timeout_s", float),
-}
-_RETRY_OVERRIDES: dict[str, tuple[str, type]] = {
-    "ATTEMPTS": ("attempts", int),
-    "BASE_DELAY_S": ("base_delay_s", float),
-    "MAX_DELAY_S": ("max_delay_s", float),
-}
-
 
 def _log_level(value: object) -> object:
     """The runbooks write `warn`; Python says WARNING. Any case is accepted."""
@@ -43,63 +33,6 @@ def _log_level(value: object) -> object:
 
 
 LogLevel = Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], BeforeValidator(_log_level)]
-
-
-class SettingsError(Exception):
-    """A setting that cannot be used; the message names the variable."""
-
-
-class RetryPolicy(BaseModel):
-    """Attempts and exponential backoff of one queue or job (from config/queues.toml)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    attempts: int = Field(3, ge=1, le=100, description="runs in all, the first included")
-    base_delay_s: float = Field(5.0, ge=0, description="delay before the second attempt")
-    max_delay_s: float = Field(600.0, ge=0, description="cap on any one delay")
-    factor: float = Field(2.0, ge=1, description="growth of the delay per attempt")
-    jitter: float = Field(0.1, ge=0, le=1, description="± fraction of the delay, spreads herds")
-
-    def backoff_s(self, attempt: int, *, rand: float = 0.5) -> float:
-        """Delay after failed attempt `attempt` (1-based); `rand` in [0, 1) places the jitter."""
-        return Backoff(self.base_delay_s, self.factor, self.max_delay_s, self.jitter).delay_s(attempt, rand=rand)
-
-
-class UnknownQueue(SettingsError):
-    """A queue name the queue table does not have."""
-
-
-class QueueConfig(BaseModel):
-    """One row of the queue table."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str
-    concurrency: int = Field(ge=1, le=1000)
-    timeout_s: float = Field(gt=0, le=86_400)
-    retry: RetryPolicy = RetryPolicy()
-
-
-class JobOverride(BaseModel):
-    """Per-job values that replace the queue's (today: the retry policy)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    retry: RetryPolicy | None = None
-    timeout_s: float | None = Field(None, gt=0, le=86_400)
-
-
-class QueueTable(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    queues: dict[str, QueueConfig]
-    jobs: dict[str, JobOverride] = {}
-
-    def queue(self, name: str) -> QueueConfig:
-        try:
-            return self.queues[name]
-        except KeyError:
-            raise UnknownQueue(f"unknown queue {name!r}; known: {', '.join(self.queues)}") from None
 
 
 class Settings(BaseSettings):
@@ -262,12 +195,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: str | None) -> str | None:
-        return _check_url(value, ("redis", "rediss", "unix"), "redis://host:6379/0")
+        return check_url(value, ("redis", "rediss", "unix"), "redis://host:6379/0")
 
     @field_validator("database_url")
     @classmethod
     def _database_scheme(cls, value: str | None) -> str | None:
-        return _check_url(value, ("postgres", "postgresql"), "postgresql://user@host:5432/db")
+        return check_url(value, ("postgres", "postgresql"), "postgresql://user@host:5432/db")
 
     @property
     def redis_dsn(self) -> str | None:
@@ -320,23 +253,6 @@ class Settings(BaseSettings):
         return base.model_copy(update={"queue_table": table})
 
 
-def _check_url(value: str | None, schemes: tuple[str, ...], example: str) -> str | None:
-    """A URL with one of `schemes` and a host (or a socket path); the message never echoes it,
-    since it may hold a password."""
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
-    except ValueError:
-        raise ValueError(f"not a URL; expected e.g. {example}") from None
-    if parts.scheme not in schemes:
-        raise ValueError(f"scheme must be one of {', '.join(s + '://' for s in schemes)}; e.g. {example}")
-    if not (parts.hostname or parts.path):
-        raise ValueError(f"no host; expected e.g. {example}")
-    return value
-
-
 def _env_fields(cls: type[Settings], env: Mapping[str, str]) -> dict[str, str]:
     """The environment's values for our fields (explicit, so tests can pass their own env)."""
     upper = {k.upper(): v for k, v in env.items()}
@@ -359,75 +275,4 @@ def _describe(exc: ValidationError) -> str:
 _SECRET_BEARING = {"REDIS_URL", "DATABASE_URL", "REDIS_PASSWORD"}
 
 
-def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
-    """Read config/queues.toml and apply QUEUE_NAME_FIELD (and JOB_NAME_FIELD) overrides from `env`."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise SettingsError(f"invalid setting QUEUES_FILE: {path} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"invalid setting QUEUES_FILE: {path}: {exc}") from None
-    queues: dict[str, Any] = {}
-    for name, row in raw.get("queues", {}).items():
-        row = {**row, "name": name, "retry": dict(row.get("retry", {}))}
-        prefix = name.upper().replace("-", "_") + "_"
-        for suffix, (field, kind) in _QUEUE_OVERRIDES.items():
-            _override(row, field, kind, env, prefix + suffix)
-        for suffix, (field, kind) in _RETRY_OVERRIDES.items():
-            _override(row["retry"], field, kind, env, prefix + suffix)
-        queues[name] = row
-    jobs: dict[str, Any] = {}
-    for name, row in raw.get("jobs", {}).items():
-        row = dict(row)
-        prefix = name.upper().replace("-", "_") + "_"
-        _override(row, "timeout_s", float, env, prefix + "TIMEOUT_S")
-        if "retry" in row:  # a job without its own policy follows its queue's overrides
-            row["retry"] = dict(row["retry"])
-            for suffix, (field, kind) in _RETRY_OVERRIDES.items():
-                _override(row["retry"], field, kind, env, prefix + suffix)
-        jobs[name] = row
-    try:
-        return QueueTable(queues=queues, jobs=jobs)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise SettingsError(f"invalid queue table {path} at {where}: {first['msg']}") from None
-
-
-def _override(row: dict[str, Any], field: str, kind: type, env: Mapping[str, str], var: str) -> None:
-    if var not in env or env[var] == "":
-        return
-    try:
-        value = kind(env[var])
-    except ValueError:
-        raise SettingsError(f"invalid setting {var}: expected a {kind.__name__}, got {env[var]!r}") from None
-    if value <= 0 and field != "base_delay_s":
-        raise SettingsError(f"invalid setting {var}: must be greater than 0, got {env[var]!r}")
-    row[field] = value
-
-
-# Query parameters of a DSN that carry a secret (libpq's and redis-py's names).
-_SECRET_PARAMS = {"password", "sslpassword", "sslkey", "passfile", "token", "secret", "access_token", "auth"}
-
-
-def redact_url(url: str | None) -> str | None:
-    """A connection URL fit for logs and endpoints: every credential replaced by ***.
-
-    Covers the userinfo password and query parameters such as `?password=` and `sslpassword=`;
-    a URL that cannot be parsed is hidden whole rather than shown."""
-    if not url:
-        return url
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
-    except ValueError:
-        return "***"
-    # Rebuilt by hand, not with urlunsplit: it would drop the `//` of unix:///path, and the host
-    # part ([::1]:6379) and the other query parameters are shown exactly as written.
-    netloc = parts.netloc
-    if password is not None:
-        netloc = f"{parts.username or ''}:***@{netloc.rpartition('@')[2]}"
-    params = [p.partition("=") for p in parts.query.split("&")] if parts.query else []
-    query = "&".join(k + sep + ("***" if unquote(k).lower() in _SECRET_PARAMS else v) for k, sep, v in params)
-    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+__all__ = ["PROJECT_ROOT", "QueueTable", "RetryPolicy", "Settings", "SettingsError", "UnknownQueue", "redact_url"]

@@ -24,7 +24,7 @@ from app.queue.engine import Engine
 from app.queue.payload import Payload, parse
 from app.queue.registry import JobSpec, Registry
 from app.queue.retries import classify, decide
-from app.settings import RetryPolicy
+from app.queue_table import RetryPolicy
 
 log = structlog.get_logger("app.jobs")
 

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.context import JobContext
 from app.queue.payload import Payload, parse
-from app.settings import QueueTable, RetryPolicy
+from app.queue_table import QueueTable, RetryPolicy
 
 P = TypeVar("P", bound=Payload)
 

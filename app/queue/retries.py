@@ -19,7 +19,7 @@ import asyncpg
 import redis.exceptions
 
 from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
-from app.settings import RetryPolicy
+from app.queue_table import RetryPolicy
 
 # A 429 without a usable Retry-After still waits this long: providers punish eager retries.
 MIN_RATE_LIMIT_DELAY_S = 60.0

@@ -38,7 +38,7 @@ from app.queue.execution import Runtime, arq_functions, dead_letter_before_start
 from app.queue.finishing import Finish, FinishBatcher
 from app.queue.registry import Registry
 from app.queue.wake import WakeHub
-from app.settings import QueueConfig
+from app.queue_table import QueueConfig
 
 log = structlog.get_logger(__name__)
 
