@@ -65,7 +65,10 @@ class Metrics:
             "(sent, duplicate, skipped, failed, in_doubt_resend)", ["channel", "outcome"], registry=r,
         )
         self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
-        # Transactional outbox (app/queue/outbox.py); the gauges are refreshed every few seconds.
+        self._declare_outbox(r)
+
+    def _declare_outbox(self, r: CollectorRegistry) -> None:
+        """Transactional outbox (app/queue/outbox/); the gauges are refreshed every few seconds."""
         self.outbox_waiting = Gauge("workhorse_outbox_rows_waiting", "Outbox rows not yet dispatched", registry=r)
         self.outbox_oldest = Gauge(
             "workhorse_outbox_oldest_waiting_seconds", "Age of the oldest outbox row waiting", registry=r)
