@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(500, ge=100, le=1000)
     chunk_overlap_tokens: int = Field(50, ge=0, le=200)
 
+    # Reminders: the scan queues due reminders in batches, each sent side by side.
+    reminder_batch_size: int = Field(50, ge=1, le=500, description="reminders per send_reminders job")
+    reminder_send_concurrency: int = Field(20, ge=1, le=200, description="reminders of one batch sent at once")
+    smtp_pool_size: int = Field(10, ge=1, le=100, description="SMTP connections kept open and used at once")
+
     # Intake routing and the scheduling agent
     intake_min_confidence: float = Field(0.7, ge=0, le=1, description="below: the General Intake pipeline")
     agent_min_confidence: float = Field(0.7, ge=0, le=1, description="below: the task goes NEEDS_REVIEW")

@@ -59,10 +59,10 @@ async def test_a_due_reminder_arrives_once_with_a_valid_ics_in_local_time(
         scan = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
         assert scan == {"scanned": 1, "queued": 1, "skipped": 0, "errors": 0}
         await smtp_sink.wait_for(lambda s: len(s.messages) == 1)
-        first = await res.enqueuer.job(f"reminder:{ids['2h']}", QUEUE).result(timeout_s=20, poll_delay=0.02)
+        first = await res.enqueuer.job(f"reminders:{ids['2h']}", QUEUE).result(timeout_s=20, poll_delay=0.02)
         sent = await result_of(res, await _enqueued_again(res, ids["2h"]), QUEUE)
         again = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
-    assert first == {"status": "sent", "sent": 2, "duplicate": 0, "skipped": 0}
+    assert first == {"reminders": {"sent": 1}, "messages": {"sent": 2, "duplicate": 0, "skipped": 0}}
     assert sent == {"status": "already sent"}
     assert again["scanned"] == 0
     [message] = smtp_sink.messages
@@ -151,3 +151,42 @@ async def test_a_reminder_that_fails_for_good_is_marked_failed_with_its_count_an
     assert row is not None
     assert row["status"] == "FAILED" and row["retry_count"] == 1
     assert "SMTP unavailable" in row["error"]
+
+
+async def test_the_scan_sends_due_reminders_in_batches_each_once(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink) -> None:
+    """Seven due reminders with REMINDER_BATCH_SIZE=3 go out as three send_reminders jobs, each
+    reminder once; a batch enqueued again sends nothing more."""
+    ids = [(await due_event(res, f"ev-b{n}", starts_in=dt.timedelta(minutes=90),
+                            participants=[{"email": f"b{n}@example.com"}]))["2h"] for n in range(7)]
+    settings = make_settings(**smtp_sink.env(), reminder_batch_size=3)
+    async with in_process_worker(settings, [QUEUE]):
+        scan = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
+        await smtp_sink.wait_for(lambda s: len(s.messages) == 7)
+        batches = [await res.enqueuer.job(job_id, QUEUE).result(timeout_s=20)
+                   for job_id in ("reminders:%d-%d:3" % (ids[0], ids[2]), "reminders:%d-%d:3" % (ids[3], ids[5]),
+                                  "reminders:%d" % ids[6])]
+        again = await result_of(res, await res.enqueuer.enqueue("send_reminders", {"reminderIds": ids[:3]},
+                                                                job_id="again"), QUEUE)
+    assert scan["queued"] == 7
+    assert [b["reminders"] for b in batches] == [{"sent": 3}, {"sent": 3}, {"sent": 1}]
+    assert again["reminders"] == {"already sent": 3} and len(smtp_sink.messages) == 7
+    assert await res.db.fetchval("SELECT count(*) FROM event_reminders WHERE status = 'SENT'") == 7
+
+
+async def test_a_batch_that_fails_for_good_marks_its_unsent_reminders_failed(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink) -> None:
+    """SMTP down and one attempt allowed: the batch is dead-lettered and each of its reminders
+    ends FAILED with the error."""
+    ids = [(await due_event(res, f"ev-f{n}", starts_in=dt.timedelta(minutes=90),
+                            participants=[{"email": f"f{n}@example.com"}]))["2h"] for n in range(2)]
+    await smtp_sink.stop()
+    settings = make_settings(**smtp_sink.env(), scheduling_reminders_attempts=1)
+    async with in_process_worker(settings, [QUEUE]):
+        await res.enqueuer.enqueue("send_reminders", {"reminderIds": ids})
+        async with asyncio.timeout(15):
+            while not await res.dlq.list():
+                await asyncio.sleep(0.05)
+    rows = await res.db.fetch("SELECT status, error FROM event_reminders WHERE id = ANY($1::bigint[])", ids)
+    assert [r["status"] for r in rows] == ["FAILED", "FAILED"]
+    assert all("SMTP unavailable" in r["error"] for r in rows)

@@ -22,8 +22,6 @@ from app.errors import PermanentError, TransientError
 from app.providers.messages import Attachment, Email
 from app.settings import Settings
 
-POOL_SIZE = 5
-
 
 def build_mime(message: Email, key: str, settings: Settings) -> Message:
     """The MIME message: plain text, optional HTML alternative, attachments.
@@ -83,7 +81,7 @@ class SmtpChannel:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(POOL_SIZE)
+        self._slots = asyncio.Semaphore(settings.smtp_pool_size)
 
     def unconfigured_reason(self) -> str | None:
         return None if self.settings.smtp_host else "email is not configured (SMTP_HOST is unset)"

@@ -180,14 +180,13 @@ async def _tell(job: Job, conn: Connection, key: str, kind: str, body: str) -> N
 async def _exclusive(job: Job, connection_id: str) -> AsyncIterator[None]:
     """One sync per connection at a time (a nightly full and a push-driven incremental may meet):
     the later one finishes skipped, since the running one is bringing the same calendar up to date."""
-    async with job.res.db.acquire() as lock_conn:
-        key = await lock_conn.fetchval("SELECT hashtext($1)", connection_id)
-        if not await lock_conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_CLASS, key):
+    # A transaction-level lock on a connection of its own: released with the transaction, even if
+    # the job is cancelled, so no session state outlives it (pool connections are not reset).
+    async with job.res.db.acquire() as lock_conn, lock_conn.transaction():
+        if not await lock_conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS,
+                                        connection_id):
             raise JobSkipped("a sync of this connection is already running")
-        try:
-            yield
-        finally:
-            await lock_conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_CLASS, key)
+        yield
 
 
 def _camel(values: dict[str, int]) -> dict[str, int]:

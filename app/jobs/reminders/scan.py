@@ -1,9 +1,10 @@
-"""The reminder scan: claim due PENDING reminders in batches and queue one send job for each.
+"""The reminder scan: claim due PENDING reminders and queue them in batches of
+REMINDER_BATCH_SIZE (`send_reminders`, app/jobs/reminders/batch.py).
 
 `FOR UPDATE SKIP LOCKED` gives each concurrent scan (several processes, or a manual trigger
-beside the cron) its own rows. A batch's rows become QUEUED in the same transaction that
+beside the cron) its own rows. A claim's rows become QUEUED in the same transaction that
 enqueues their jobs, committed only after Redis has them: a failure leaves them PENDING for
-the next scan, and the job id `reminder:<id>` makes a repeated enqueue harmless.
+the next scan, and a batch's job id (`reminders:<ids>`) makes a repeated enqueue harmless.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from pydantic import Field
 
-from app.jobs.reminders.send import SendReminder
+from app.jobs.reminders.batch import SendReminders, batch_job_id
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.runtime.resources import Job
@@ -57,10 +58,6 @@ class ScanResult:
     errors: int = 0
 
 
-def job_id(reminder_id: int) -> str:
-    return f"reminder:{reminder_id}"
-
-
 async def scan_reminders(job: Job, p: ScanReminders) -> dict[str, int]:
     result = ScanResult()
     for _ in range(p.max_batches):
@@ -83,9 +80,11 @@ async def _one_batch(job: Job, batch_size: int, result: ScanResult) -> int:
     async with job.res.db.acquire() as conn, conn.transaction():
         rows = await conn.fetch(_CLAIM_BATCH, batch_size)
         to_send = [r["id"] for r in rows if r["status"] == "QUEUED"]
-        if to_send:
+        size = job.res.settings.reminder_batch_size
+        batches = [to_send[i:i + size] for i in range(0, len(to_send), size)]
+        if batches:
             await job.res.enqueuer.enqueue_many(
-                [JobRequest.of(SendReminder(reminder_id=rid), job_id=job_id(rid)) for rid in to_send])
+                [JobRequest.of(SendReminders(reminder_ids=ids), job_id=batch_job_id(ids)) for ids in batches])
     result.scanned += len(rows)
     result.queued += len(to_send)
     result.skipped += len(rows) - len(to_send)

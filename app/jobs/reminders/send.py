@@ -6,6 +6,7 @@ re-run after a crash or a retry sends only what did not go out before.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass
@@ -48,31 +49,45 @@ class Participant:
 
 
 async def send_reminder(job: Job, p: SendReminder) -> dict[str, Any]:
+    return await deliver(job, p.reminder_id)
+
+
+async def deliver(job: Job, reminder_id: int) -> dict[str, Any]:
+    """Send one reminder's messages and mark it SENT; JobSkipped (marked SKIPPED) when there is
+    nothing to send. Shared by `send_reminder` and the scan's batches (batch.py)."""
     # The scan that queued this job may not have committed yet: the row then still reads PENDING,
     # which is as sendable as QUEUED (and our SENT mark waits for its commit).
-    row = await job.res.db.fetchrow(_LOAD, p.reminder_id)
+    row = await job.res.db.fetchrow(_LOAD, reminder_id)
     if row is None:
-        raise NotFound(f"reminder {p.reminder_id} does not exist")
+        raise NotFound(f"reminder {reminder_id} does not exist")
     if row["status"] in ("SENT", "SKIPPED"):
         return {"status": f"already {row['status'].lower()}"}
     skip = _skip_reason(row)
     if skip:
-        await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=skip)
+        await _mark(job.res.db, reminder_id, "SKIPPED", skip_reason=skip)
         raise JobSkipped(skip)
     deliveries = await _send_all(job, row)
     counts = Counter(d.status for d in deliveries)
     if counts["sent"] + counts["duplicate"] == 0:
         reasons = sorted({d.reason for d in deliveries if d.status == "skipped" and d.reason})
         reason = "; ".join(reasons) or "no participant to remind"
-        await _mark(job.res.db, p.reminder_id, "SKIPPED", skip_reason=reason)
+        await _mark(job.res.db, reminder_id, "SKIPPED", skip_reason=reason)
         raise JobSkipped(reason)
-    await _mark(job.res.db, p.reminder_id, "SENT", retry_count=job.attempt - 1)
+    await _mark(job.res.db, reminder_id, "SENT", retry_count=job.attempt - 1)
     return {"status": "sent", **{status: counts[status] for status in ("sent", "duplicate", "skipped")}}
 
 
 async def record_failure(job: Job, p: SendReminder, exc: BaseException) -> None:
     """Dead-lettered (its last attempt failed, or a permanent error): FAILED, with count and error."""
-    await _mark(job.res.db, p.reminder_id, "FAILED", error=f"{type(exc).__name__}: {exc}", retry_count=job.attempt)
+    await mark_failed(job, [p.reminder_id], exc)
+
+
+async def mark_failed(job: Job, reminder_ids: list[int], exc: BaseException) -> None:
+    """FAILED with the error and attempt count, for those of `reminder_ids` not sent or skipped."""
+    await job.res.db.execute(
+        "UPDATE event_reminders SET status = 'FAILED', error = $2, retry_count = $3"
+        " WHERE id = ANY($1::bigint[]) AND status IN ('PENDING', 'QUEUED')",
+        reminder_ids, f"{type(exc).__name__}: {exc}", job.attempt)
 
 
 def _skip_reason(row: asyncpg.Record) -> str | None:
@@ -94,16 +109,22 @@ async def _send_all(job: Job, row: asyncpg.Record) -> list[Delivery]:
     link = f"{job.res.settings.app_base_url.rstrip('/')}/events/{row['event_id']}"
     key = f"reminder:{row['id']}"
     people = participants(row["participants"])
-    deliveries = []
+    sends = []
     for person in people:
         when = describe(row["start_at"], row["now"], zone(person.time_zone, row["time_zone"]))
         if person.email:
             email = _email(row, person, when, link, people)
-            deliveries.append(await send(email, key=f"{key}:email:{person.email.lower()}", job_id=job.job_id))
+            sends.append(send(email, key=f"{key}:email:{person.email.lower()}", job_id=job.job_id))
         if person.phone:
             sms = _sms(row, person.phone, when, link)
-            deliveries.append(await send(sms, key=f"{key}:sms:{person.phone}", job_id=job.job_id))
-    return deliveries
+            sends.append(send(sms, key=f"{key}:sms:{person.phone}", job_id=job.job_id))
+    # Each message has its own key, so they go out side by side; the first failure is raised
+    # once the others have settled (they are recorded as sent and skipped on the retry).
+    outcomes = await asyncio.gather(*sends, return_exceptions=True)
+    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    if failures:
+        raise failures[0]
+    return [o for o in outcomes if isinstance(o, Delivery)]
 
 
 def _email(row: asyncpg.Record, person: Participant, when: When, link: str, people: list[Participant]) -> Email:
