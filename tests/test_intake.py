@@ -140,8 +140,9 @@ async def test_a_429_defers_the_job_then_the_answer_is_used(
     async with in_process_worker(ai_settings(poll_fallback_ms=50), [QUEUE]):
         queued = await res.enqueuer.enqueue("route_intake", {"intakeRequestId": "ir_1", "orgId": "org_1"})
         assert queued is not None
-        async with asyncio.timeout(10):
-            while fake_openai.count(CHAT) < 1 or not await res.redis.zscore(QUEUE, queued.job_id):
+        async with asyncio.timeout(10):  # until the 429's retry has moved the job a minute on
+            while fake_openai.count(CHAT) < 1 or (await res.redis.zscore(QUEUE, queued.job_id) or 0) / 1000 < (
+                    time.time() + 30):
                 await asyncio.sleep(0.02)
         assert (await res.redis.zscore(QUEUE, queued.job_id) or 0) / 1000 - time.time() > 55
         assert await res.db.fetchval("SELECT status FROM intake_requests") == "ROUTING"
