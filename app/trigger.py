@@ -17,7 +17,7 @@ from app.cli import run_reporting
 from app.cli.table import print_json
 from app.errors import AppError
 from app.jobs import build_registry
-from app.queue.payload import loads_limited
+from app.queue.payload import MAX_PAYLOAD_BYTES, loads_limited
 from app.queue.registry import ANY_QUEUE, Registry
 from app.runtime.resources import open_resources
 from app.settings import Settings, SettingsError
@@ -45,7 +45,8 @@ def build_parser(registry: Registry) -> argparse.ArgumentParser:
         epilog=describe_fields(registry), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("job", help="job name (listed below)")
-    parser.add_argument("--json", dest="payload", default="{}", help="payload as a JSON object")
+    parser.add_argument("--json", dest="payload", default="{}",
+                        help="payload as a JSON object; - reads it from standard input")
     parser.add_argument("--queue", help="queue for jobs that run on any queue (ping)")
     parser.add_argument("--job-id", help="a fixed job id (a job with this id is enqueued once)")
     parser.add_argument("--defer", type=float, metavar="SECONDS", help="start no sooner than this")
@@ -86,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(registry).parse_args(argv)
     logs.configure(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING", settings.log_format)
     try:
-        payload = loads_limited(args.job, args.payload)
+        text = sys.stdin.read(MAX_PAYLOAD_BYTES + 1) if args.payload == "-" else args.payload
+        payload = loads_limited(args.job, text)
         # Validate before connecting: a bad payload never waits for Redis.
         spec = registry.spec(args.job)
         if spec.queue == ANY_QUEUE and args.queue is None:

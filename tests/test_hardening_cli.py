@@ -60,6 +60,12 @@ ENTRY_POINTS = [("app.cli", "queues"), ("app.trigger", "ping", "--queue", "sla-m
     ({"REDIS_URL": f"redis://u:{SECRET}@h:99999999/0"}, "REDIS_URL"),
     ({"REDIS_URL": "redis://" + "a" * 50_000}, "REDIS_URL"),
     ({"REDIS_URL": ""}, "REDIS_URL (or REDIS_HOST)"),
+    # Refusals that waiting will not change end at once, not after the connect timeout.
+    ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/postgres?sslmode=bogus"}, "DATABASE_URL"),
+    ({"DATABASE_URL": f"postgresql://nobody:{SECRET}@127.0.0.1:5432/postgres"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://postgres@" + "h" * 300 + ":5432/db"}, "DATABASE_URL"),
+    ({"REDIS_URL": "redis://127.0.0.1:1/abc"}, "REDIS_URL"),
+    ({"REDIS_URL": f"redis://:{SECRET}@127.0.0.1:6379/0"}, "REDIS_URL"),
 ])
 async def test_bad_or_unreachable_urls_end_in_one_line_naming_the_variable(
         make_env: EnvFactory, overrides: dict[str, str], variable: str) -> None:
@@ -323,3 +329,17 @@ async def test_out_of_range_ids_and_unknown_or_huge_queue_names_are_one_short_li
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert code == 2 and len(err) < 1000 and ("error" in line or "unknown queue" in line or "--all" in line), err
+
+
+async def test_a_payload_over_the_size_limit_on_standard_input_is_one_line(make_env: EnvFactory) -> None:
+    """`--json -` reads the payload from standard input (a command line cannot carry 1 MB): more
+    than MAX_PAYLOAD_BYTES is refused naming the limit, exit 2, nothing enqueued."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app.trigger", "ping", "--queue", "sla-monitor", "--json", "-",
+        env=subprocess_env(make_env()), cwd=PROJECT_ROOT, stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    body = b'{"note": "' + b"x" * 1_100_000 + b'"}'
+    async with asyncio.timeout(60):
+        out, err = await proc.communicate(body)
+    assert proc.returncode == 2 and out == b""
+    assert "more than 1000000 bytes" in one_error_line(err.decode())

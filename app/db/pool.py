@@ -48,6 +48,10 @@ async def wait_for(url: str, *, timeout_s: float) -> None:
                                                                   error=str(exc), retry_in_s=delay))
     except Deadline as exc:
         raise DatabaseUnavailable(f"PostgreSQL did not answer within {timeout_s:.0f}s: {exc}") from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
+        # A refusal that waiting will not change (wrong password, unknown role or database, a bad
+        # option such as sslmode=bogus, a host name that cannot be encoded): say so at once.
+        raise DatabaseUnavailable(f"PostgreSQL refused the connection: {type(exc).__name__}: {exc}") from None
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:

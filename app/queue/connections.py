@@ -7,12 +7,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import structlog
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
 from app.queue import codec
 
 log = structlog.get_logger(__name__)
+
+
+# Failures that pass (a server starting, a network blip); a refused password does not.
+_WORTH_WAITING_FOR: tuple[type[BaseException], ...] = (
+    redis_errors.BusyLoadingError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
 
 
 class RedisUnavailable(RuntimeError):
@@ -46,7 +52,11 @@ async def connect_redis(url: str) -> ArqRedis:
 async def wait_for_redis(url: str, *, timeout_s: float) -> ArqRedis:
     """A pool once Redis answers PING; retries with backoff, then RedisUnavailable."""
     async def connect() -> ArqRedis:
-        redis = await connect_redis(url)
+        try:
+            redis = await connect_redis(url)
+        except redis_errors.AuthenticationError as exc:
+            # A ConnectionError to redis-py, but waiting will not fix a password.
+            raise RedisUnavailable(f"Redis refused the credentials: {exc}") from None
         try:
             await redis.ping()
         except BaseException:
@@ -55,8 +65,15 @@ async def wait_for_redis(url: str, *, timeout_s: float) -> ArqRedis:
         return redis
 
     try:
-        return await retry_until(connect, backoff=CONNECT_BACKOFF, timeout_s=timeout_s, retry_on=(RedisError, OSError),
+        redis_settings(url)
+    except ValueError as exc:
+        raise RedisUnavailable(f"not a usable Redis URL: {exc}") from None
+    try:
+        return await retry_until(connect, backoff=CONNECT_BACKOFF, timeout_s=timeout_s,
+                                 retry_on=_WORTH_WAITING_FOR,
                                  on_retry=lambda exc, delay: log.warning("redis_unavailable_retrying",
                                                                          error=str(exc), retry_in_s=round(delay, 3)))
     except Deadline as exc:
         raise RedisUnavailable(f"Redis did not answer within {timeout_s:.0f}s: {exc}") from exc
+    except (RedisError, ValueError) as exc:  # wrong password, unknown user, a host that cannot be encoded
+        raise RedisUnavailable(f"Redis refused the connection: {type(exc).__name__}: {exc}") from None
