@@ -274,3 +274,18 @@ async def test_deleting_a_queued_job_withdraws_it(api: ApiClient, res: Resources
     refused = await api.call("DELETE", "/jobs/busy")
     assert (refused.status, refused.error["code"]) == (409, "job_running")
     await wait_for_runs(res, "busy", "done", 1)
+
+
+async def test_a_body_that_stalls_is_cut_off_with_408(make_settings: Callable[..., Settings]) -> None:
+    """A client that announces a body and goes silent mid-way is answered 408 once it has been
+    silent for SIDECAR_HEADER_TIMEOUT_S, instead of holding the connection."""
+    async with api_worker(make_settings(api_token=TOKENS, sidecar_header_timeout_s=0.5)) as api:
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        writer.write(b"POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + FULL.encode()
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"name\":")
+        await writer.drain()
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            status_line = await reader.readline()
+        writer.close()
+    assert b" 408 " in status_line and time.monotonic() - started < 5

@@ -3,6 +3,7 @@ payload limit allows (plus the envelope around a payload), scanned before json.l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -18,17 +19,31 @@ ENVELOPE_DEPTH = 2
 BODY = "(body)"
 
 
-async def read_limited(request: web.Request, limit_bytes: int) -> bytes:
-    """The body, refused (413) as soon as it passes `limit_bytes`, announced or not."""
+BODY_TOTAL_TIMEOUT_S = 60.0
+"""However steadily a body trickles in, it must be complete within this."""
+
+
+async def read_limited(request: web.Request, limit_bytes: int, *, idle_timeout_s: float = 5.0) -> bytes:
+    """The body, refused (413) as soon as it passes `limit_bytes`, announced or not; 408 when the
+    client goes silent for `idle_timeout_s` mid-body or takes longer than BODY_TOTAL_TIMEOUT_S
+    (the sidecar's header timeout does not cover a body, and a slow one holds a connection)."""
     if request.content_length is not None and request.content_length > limit_bytes:
         raise _too_large(limit_bytes)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > limit_bytes:
-            raise _too_large(limit_bytes)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(BODY_TOTAL_TIMEOUT_S):
+            while True:
+                async with asyncio.timeout(idle_timeout_s):
+                    chunk = await request.content.readany()
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit_bytes:
+                    raise _too_large(limit_bytes)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise ApiError(408, "body_timeout", "the body did not arrive in time", {BODY: "sent too slowly"}) from None
     return b"".join(chunks)
 
 
@@ -37,9 +52,9 @@ def _too_large(limit_bytes: int) -> ApiError:
                     {BODY: f"at most {limit_bytes} bytes"})
 
 
-async def read_json(request: web.Request, limit_bytes: int) -> Any:
+async def read_json(request: web.Request, limit_bytes: int, *, idle_timeout_s: float = 5.0) -> Any:
     """The body as JSON; 400 `invalid_json` naming `(body)` for anything that is not."""
-    raw = await read_limited(request, limit_bytes)
+    raw = await read_limited(request, limit_bytes, idle_timeout_s=idle_timeout_s)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -54,7 +54,8 @@ async def google_push(request: web.Request) -> web.Response:
 @routes.post("/calendar/connections", name="calendar-connect")
 async def connect(request: web.Request) -> web.Response:
     api = api_of(request)
-    body = _connection(await read_json(request, api.max_body_bytes))
+    body = _connection(await read_json(request, api.max_body_bytes,
+                                       idle_timeout_s=api.res.settings.sidecar_header_timeout_s))
     sync_job_id = await store_connection(api.res, body)
     return reply({"connectionId": body.id, "syncJobId": sync_job_id}, 201)
 
