@@ -14,9 +14,7 @@ import json
 import time
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis
-
-from app.queue import keys, stats
+from app.queue import RedisPool, keys, stats
 from app.queue.awaitable import awaited
 
 ANNOUNCE_GRACE_MS = 60_000
@@ -35,15 +33,15 @@ class WorkerProcess:
     running: int
 
 
-async def announce(redis: ArqRedis, instance: str, queues: list[str], started_ms: int) -> None:
+async def announce(redis: RedisPool, instance: str, queues: list[str], started_ms: int) -> None:
     await awaited(redis.hset(keys.PROCESSES, instance, json.dumps({"queues": queues, "startedMs": started_ms})))
 
 
-async def withdraw(redis: ArqRedis, instance: str) -> None:
+async def withdraw(redis: RedisPool, instance: str) -> None:
     await awaited(redis.hdel(keys.PROCESSES, instance))
 
 
-async def _alive_instances(redis: ArqRedis) -> set[str]:
+async def _alive_instances(redis: RedisPool) -> set[str]:
     found: set[str] = set()
     async for key in redis.scan_iter(match=_ALIVE_PREFIX + "*", count=500):
         found.add(key.decode()[len(_ALIVE_PREFIX):])
@@ -58,7 +56,7 @@ def _decode(raw: bytes) -> tuple[tuple[str, ...] | None, int | None]:
         return None, None
 
 
-async def live_processes(redis: ArqRedis, queues: list[str]) -> list[WorkerProcess]:
+async def live_processes(redis: RedisPool, queues: list[str]) -> list[WorkerProcess]:
     """Every process with a fresh alive key, with what it announced and how many jobs it runs."""
     alive = await _alive_instances(redis)
     announced = {k.decode(): v for k, v in (await awaited(redis.hgetall(keys.PROCESSES))).items()}

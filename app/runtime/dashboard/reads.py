@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from arq.connections import ArqRedis
-from arq.utils import timestamp_ms
-
 from app.errors import NotFound
-from app.queue import codec, keys, stats
+from app.queue import RedisPool, codec, keys, stats
 from app.queue.dead_letters import DeadLetter
 from app.runtime.dashboard.processes import WorkerProcess, live_processes
 from app.runtime.dashboard.throughput import Throughput, sparkline
@@ -89,7 +87,7 @@ async def overview(process: Process, throughput: Throughput) -> Overview:
     return Overview(rows, procs, cron, breakers, sum(depth.values()), len(parked))
 
 
-async def _names(redis: ArqRedis, ids: list[str]) -> dict[str, str]:
+async def _names(redis: RedisPool, ids: list[str]) -> dict[str, str]:
     """Job names from arq's job records, or from the results of jobs that have finished."""
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -112,7 +110,7 @@ async def _names(redis: ArqRedis, ids: list[str]) -> dict[str, str]:
 async def queue_jobs(res: Resources, queue: str, state: str, *, search: str = "",
                      limit: int = LIST_LIMIT) -> list[JobRow]:
     """Jobs of `queue` in `state`, newest work first; `search` keeps ids containing it."""
-    redis, now = res.redis, timestamp_ms()
+    redis, now = res.redis, int(time.time() * 1000)
     if state == "dead":
         letters = await res.dlq.list(queue=queue, limit=limit)
         rows = [JobRow(d.job_id, d.job_name, int(d.last_failed_at.timestamp() * 1000),
