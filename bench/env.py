@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import zlib
@@ -20,14 +19,17 @@ from redis.asyncio import Redis
 
 from app.runtime.embedded import Embedded
 from app.settings import PROJECT_ROOT
+from bench.redis_server import private_redis
 from bench.report import Row, render
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/14"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PEER_VENV = PROJECT_ROOT / ".bench-venv"
 # Celery 5.6's kombu wants redis-py >= 6.1, arq 0.28 wants redis < 6: Celery 5.5 satisfies both.
-# kombu's Redis transport imports `packaging` without declaring it.
-PEER_PACKAGES = ("saq", "celery>=5.5,<5.6", "rq", "arq>=0.28,<0.29", "packaging")
+# kombu's Redis transport imports `packaging` without declaring it. taskiq-redis 1.1+ wants
+# redis-py >= 6 too: 1.0 (RedisStreamBroker included) is the last on redis 5, and it needs a
+# taskiq before 0.13 (which dropped `taskiq.compat.model_dump`). Dramatiq 2 takes redis 5.
+PEER_PACKAGES = ("saq", "celery>=5.5,<5.6", "rq", "arq>=0.28,<0.29", "packaging",
+                 "taskiq>=0.11,<0.13", "taskiq-redis>=1.0,<1.1", "dramatiq[redis]>=1.17,<3")
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
 BENCH_HOME = PROJECT_ROOT / ".workhorse" / "bench"
 
@@ -35,6 +37,7 @@ BENCH_HOME = PROJECT_ROOT / ".workhorse" / "bench"
 @dataclass(frozen=True, slots=True)
 class BenchEnv:
     redis_url: str
+    redis_note: str
     database_url: str
     database_note: str
     peer_python: Path
@@ -78,18 +81,30 @@ def _embedded_postgres() -> Iterator[str]:
 
 
 @asynccontextmanager
+async def _redis() -> AsyncIterator[tuple[str, str]]:
+    """BENCH_REDIS_URL when set, else a private redis-server: commands per job count every
+    client of the server, so on a shared Redis other engineers' tests would count too."""
+    configured = os.environ.get("BENCH_REDIS_URL")
+    if configured:
+        yield configured, f"Redis {configured} (BENCH_REDIS_URL; its other clients' commands count too)"
+        return
+    async with private_redis() as url:
+        yield url, "Redis: a private redis-server (the machine's binary, no persistence)"
+
+
+@asynccontextmanager
 async def bench_env() -> AsyncIterator[BenchEnv]:
-    """BENCH_REDIS_URL (default DB 14 of the machine's Redis); DATABASE_URL or the machine's
-    PostgreSQL when it has pgvector, else the embedded pgserver (PostgreSQL 16 with pgvector)."""
-    redis_url = os.environ.get("BENCH_REDIS_URL", DEFAULT_REDIS_URL)
+    """Redis (above); DATABASE_URL or the machine's PostgreSQL when it has pgvector, else the
+    embedded pgserver (PostgreSQL 16 with pgvector)."""
     candidate = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
     python = await asyncio.to_thread(peer_python)
-    if await _has_pgvector(candidate):
-        yield BenchEnv(redis_url, candidate, "PostgreSQL from DATABASE_URL", python)
-        return
-    with _embedded_postgres() as url:  # blocks while it starts; nothing else runs yet
-        note = "embedded pgserver (the configured PostgreSQL has no pgvector)"
-        yield BenchEnv(redis_url, url, note, python)
+    async with _redis() as (redis_url, redis_note):
+        if await _has_pgvector(candidate):
+            yield BenchEnv(redis_url, redis_note, candidate, "PostgreSQL from DATABASE_URL", python)
+            return
+        with _embedded_postgres() as url:  # blocks while it starts; nothing else runs yet
+            note = "embedded pgserver (the configured PostgreSQL has no pgvector)"
+            yield BenchEnv(redis_url, redis_note, url, note, python)
 
 
 async def flush(redis_url: str) -> None:
@@ -100,6 +115,16 @@ async def flush(redis_url: str) -> None:
         await redis.aclose()
 
 
+async def command_counts(redis_url: str) -> dict[str, int]:
+    """Calls per command name so far (`INFO commandstats`)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        stats = await redis.info("commandstats")
+    finally:
+        await redis.aclose()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
 async def commands_processed(redis_url: str) -> int:
     redis = Redis.from_url(redis_url)
     try:
@@ -107,12 +132,6 @@ async def commands_processed(redis_url: str) -> int:
         return int(info["total_commands_processed"])
     finally:
         await redis.aclose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:
@@ -154,7 +173,8 @@ def peer_environ(env: BenchEnv) -> dict[str, str]:
 
 async def peer_versions(env: BenchEnv) -> str:
     script = ("import importlib.metadata as m; "
-              "print(', '.join(f'{p} {m.version(p)}' for p in ('arq', 'saq', 'celery', 'rq', 'redis')))")
+              "print(', '.join(f'{p} {m.version(p)}' for p in "
+              "('arq', 'saq', 'celery', 'rq', 'taskiq', 'taskiq-redis', 'dramatiq', 'redis')))")
     proc = await asyncio.create_subprocess_exec(str(env.peer_python), "-c", script, stdout=asyncio.subprocess.PIPE)
     out, _ = await proc.communicate()
     return out.decode().strip()

@@ -26,6 +26,7 @@ from tests.fakes.documents import encode, page_image, text_pdf
 
 PARALLEL = 2
 PAGES = 12
+QUICK_PAGES = 4
 TEXT_LAYER_PAGES = 500
 GOAL_RATIO = 0.9
 _LINES = [f"Clause {n}: the supplier delivers the goods described in schedule {n} within thirty days "
@@ -103,8 +104,9 @@ async def worker_figures(env: BenchEnv, pages: list[bytes]) -> tuple[float, floa
     return len(pages) / ocr_s * 60, TEXT_LAYER_PAGES / layer_s
 
 
-async def run(env: BenchEnv, *, pages: int = PAGES) -> list[Row]:
+async def run(env: BenchEnv, *, quick: bool = False) -> list[Row]:
     """The benchmark's rows: worker OCR, direct tesseract, and the text-layer rate."""
+    pages = QUICK_PAGES if quick else PAGES
     images = [a4_page(n) for n in range(pages)]
     with tempfile.TemporaryDirectory(prefix="wh-bench-ocr-") as directory:
         paths = [Path(directory) / f"page-{n}.png" for n in range(pages)]

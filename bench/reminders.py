@@ -27,6 +27,7 @@ POOL_SIZE: int = Settings.model_fields["smtp_pool_size"].default
 REMINDERS = 10_000
 QUICK_REMINDERS = 1_000
 GOAL_X_LIMIT = 0.5
+WAIT_S = 300.0
 
 _SEED_EVENTS = """
 INSERT INTO scheduling_events (id, org_id, title, start_at, end_at, time_zone, participants)
@@ -61,7 +62,11 @@ async def run(env: BenchEnv, *, quick: bool = False) -> list[Row]:
             await worker.wait_ready()
             started = time.perf_counter()
             await enq.enqueue("scan_reminders", {"batchSize": 1000})
-            await sink.wait_for(lambda s: len(s.raw) >= reminders, timeout_s=600)
+            try:
+                await sink.wait_for(lambda s: len(s.raw) >= reminders, timeout_s=WAIT_S)
+            except TimeoutError:
+                raise RuntimeError(f"{len(sink.raw):,} of {reminders:,} delivered in {WAIT_S:.0f} s; "
+                                   f"see {worker.log_path}") from None
             seconds = time.perf_counter() - started
             await asyncio.sleep(1.0)  # room for a late duplicate to show up
             lag = await worker.loop_lag_max_s()

@@ -18,7 +18,8 @@ from app.jobs import build_registry
 from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer
 from app.settings import PROJECT_ROOT, Settings
-from bench.env import BenchEnv, clean_environ, free_port
+from bench.env import BenchEnv, clean_environ
+from bench.redis_server import free_port
 
 THROUGHPUT_QUEUE = "intake-routing"
 _LAG_RE = re.compile(rb"^workhorse_event_loop_lag_max_seconds (\S+)$", re.MULTILINE)

@@ -12,12 +12,15 @@ from arq.worker import Worker
 from common import (
     CHUNK,
     REDIS_URL,
+    Counted,
     answer,
+    commands_since,
     drain_times,
     paced,
     start_worker,
     stop_worker,
     throughput_answer,
+    total_commands,
     wait_for_signal,
 )
 
@@ -54,12 +57,15 @@ async def throughput(args):
     for start in range(0, args.jobs, CHUNK):
         await asyncio.gather(*(redis.enqueue_job("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
     enqueue_s = time.perf_counter() - t0
+    polls = Counted(lambda: redis.zcard(default_queue_name))
+    before = await total_commands(redis)
     proc = start_worker(__file__, *worker_args(args))
     try:
-        first, last = await drain_times(lambda: redis.zcard(default_queue_name), args.jobs)
+        first, last = await drain_times(polls, args.jobs)
+        commands = await commands_since(redis, before, polls)
     finally:
         stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last)
+    throughput_answer(args.jobs, enqueue_s, first, last, commands)
 
 
 async def latency(args):
@@ -67,7 +73,7 @@ async def latency(args):
     proc = start_worker(__file__, *worker_args(args))
     try:
         warm = await redis.enqueue_job("noop")
-        await warm.result(timeout_s=60, poll_delay=0.05)  # the worker is up and polling
+        await warm.result(timeout=60, poll_delay=0.05)  # the worker is up and polling
         sent = await paced(lambda: redis.enqueue_job("noop"), args.jobs, args.interval_ms / 1000)
         await drain_times(lambda: redis.zcard(default_queue_name), args.jobs)
         started = [(await job.result_info()).result for job, _ in sent]

@@ -6,7 +6,16 @@ import asyncio
 import time
 
 from celery import Celery
-from common import REDIS_URL, drain_times, start_worker, stop_worker, throughput_answer
+from common import (
+    REDIS_URL,
+    Counted,
+    commands_since,
+    drain_times,
+    start_worker,
+    stop_worker,
+    throughput_answer,
+    total_commands,
+)
 from redis.asyncio import Redis
 
 app = Celery("bench", broker=REDIS_URL, backend=REDIS_URL)
@@ -36,12 +45,15 @@ async def drain(args, enqueue_s):
             done += 1
         return args.jobs - done
 
+    polls = Counted(remaining, per_call=0)  # reads what the subscription received: no command
+    before = await total_commands(redis)
     proc = start_worker(__file__, "--concurrency", str(args.concurrency))
     try:
-        first, last = await drain_times(remaining, args.jobs)
+        first, last = await drain_times(polls, args.jobs)
+        commands = await commands_since(redis, before, polls)
     finally:
         stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last)
+    throughput_answer(args.jobs, enqueue_s, first, last, commands)
 
 
 def throughput(args):

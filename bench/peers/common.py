@@ -1,5 +1,6 @@
 # mypy: ignore-errors
-"""What every peer script shares: worker subprocesses, drain timing, latency pacing, the answer.
+"""What every peer script shares: worker subprocesses, drain timing and commands, latency pacing,
+the answer.
 
 The peer scripts run under .bench-venv's interpreter (the peers are not project dependencies),
 so they import only the standard library, redis and the peer they drive.
@@ -57,6 +58,35 @@ async def drain_times(remaining: Callable[[], Awaitable[int]], jobs: int,
             await asyncio.sleep(0.005)
 
 
+class Counted:
+    """A drain's `remaining` that counts its calls: each sends `per_call` Redis commands, which
+    are the bench's own and so are left out of the system's commands per job."""
+
+    def __init__(self, remaining: Callable[[], Awaitable[int]], per_call: int = 1) -> None:
+        self.remaining = remaining
+        self.per_call = per_call
+        self.calls = 0
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        return await self.remaining()
+
+    @property
+    def commands(self) -> int:
+        return self.calls * self.per_call
+
+
+async def total_commands(redis) -> int:
+    """The server's `total_commands_processed` (it counts this INFO only after answering)."""
+    return int((await redis.info("stats"))["total_commands_processed"])
+
+
+async def commands_since(redis, before: int, polls: Counted) -> int:
+    """Commands the system sent since `before` (a `total_commands`), the bench's own INFO and
+    polls left out: the worker's start-up, claiming, results and stats all count."""
+    return await total_commands(redis) - before - polls.commands - 1
+
+
 async def paced(enqueue_one, jobs, interval_s):
     """Enqueue `jobs` jobs `interval_s` apart; [(handle, wall time just before the call)]."""
     out = []
@@ -70,8 +100,9 @@ async def paced(enqueue_one, jobs, interval_s):
     return out
 
 
-def throughput_answer(jobs, enqueue_s, first, last):
-    answer(jobs=jobs, enqueue_per_s=jobs / enqueue_s, process_per_s=(jobs - 1) / (last - first))
+def throughput_answer(jobs, enqueue_s, first, last, commands):
+    answer(jobs=jobs, enqueue_per_s=jobs / enqueue_s, process_per_s=(jobs - 1) / (last - first),
+           commands_per_job=commands / jobs)
 
 
 def wait_for_signal():

@@ -5,8 +5,18 @@ import argparse
 import asyncio
 import time
 
-from common import REDIS_URL, drain_times, start_worker, stop_worker, throughput_answer
+from common import (
+    REDIS_URL,
+    Counted,
+    commands_since,
+    drain_times,
+    start_worker,
+    stop_worker,
+    throughput_answer,
+    total_commands,
+)
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from rq import Queue, Worker
 
 
@@ -25,17 +35,24 @@ def throughput(args):
     # The function by import path: the worker imports this module, not the driver's __main__.
     queue.enqueue_many([Queue.prepare_data("rq_peer.noop") for _ in range(args.jobs)])
     enqueue_s = time.perf_counter() - t0
-    finished = queue.finished_job_registry
+    asyncio.run(drain(args, enqueue_s, queue.finished_job_registry.key))
+
+
+async def drain(args, enqueue_s, finished_key):
+    redis = AsyncRedis.from_url(REDIS_URL)
 
     async def remaining():
-        return args.jobs - finished.count
+        return args.jobs - await redis.zcard(finished_key)  # one ZCARD (registry.count also cleans up)
 
+    polls = Counted(remaining)
+    before = await total_commands(redis)
     proc = start_worker(__file__)
     try:
-        first, last = asyncio.run(drain_times(remaining, args.jobs))
+        first, last = await drain_times(polls, args.jobs)
+        commands = await commands_since(redis, before, polls)
     finally:
         stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last)
+    throughput_answer(args.jobs, enqueue_s, first, last, commands)
 
 
 def main():

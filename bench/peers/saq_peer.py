@@ -5,8 +5,21 @@ import argparse
 import asyncio
 import time
 
-from common import CHUNK, REDIS_URL, answer, drain_times, paced, start_worker, stop_worker, throughput_answer
+from common import (
+    CHUNK,
+    REDIS_URL,
+    Counted,
+    answer,
+    commands_since,
+    drain_times,
+    paced,
+    start_worker,
+    stop_worker,
+    throughput_answer,
+    total_commands,
+)
 from saq import Queue, Worker
+from saq.queue.base import JobError
 
 
 async def noop(ctx):
@@ -30,19 +43,34 @@ async def throughput(args):
     for start in range(0, args.jobs, CHUNK):
         await asyncio.gather(*(queue.enqueue("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
     enqueue_s = time.perf_counter() - t0
+    polls = Counted(lambda: queue.count("incomplete"))  # one ZCARD
+    before = await total_commands(queue.redis)
     proc = start_worker(__file__, "--concurrency", str(args.concurrency))
     try:
-        first, last = await drain_times(lambda: queue.count("incomplete"), args.jobs)
+        first, last = await drain_times(polls, args.jobs)
+        commands = await commands_since(queue.redis, before, polls)
     finally:
         stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last)
+    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+
+
+async def worker_up(queue):
+    """Until a job runs. SAQ 0.26 sweeps (aborts) a job applied before its worker started, so
+    the probe is repeated until one gets through."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                await queue.apply("noop", timeout=5)
+                return
+            except JobError:
+                await asyncio.sleep(0.1)
 
 
 async def latency(args):
     queue = await connected_queue()
     proc = start_worker(__file__, "--concurrency", str(args.concurrency))
     try:
-        await queue.apply("noop", timeout=60)  # the worker is up and waiting
+        await worker_up(queue)
         sent = await paced(lambda: queue.enqueue("noop"), args.jobs, args.interval_ms / 1000)
         await drain_times(lambda: queue.count("incomplete"), args.jobs)
         jobs = await queue.jobs([job.key for job, _ in sent])

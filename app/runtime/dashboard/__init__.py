@@ -70,10 +70,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 async def _sample_forever(d: Dashboard) -> None:
     names = reads.all_queues(d.process.res)
     while True:
-        try:
-            d.throughput.record(await stats.read(d.process.res.redis, names))
-        except (RedisError, OSError) as exc:
-            log.debug("dashboard_sample_failed", error=str(exc))
+        if d.throughput.wanted:
+            try:
+                d.throughput.record(await stats.read(d.process.res.redis, names))
+            except (RedisError, OSError) as exc:
+                log.debug("dashboard_sample_failed", error=str(exc))
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 

@@ -70,6 +70,7 @@ def all_queues(res: Resources) -> list[str]:
 
 
 async def overview(process: Process, throughput: Throughput) -> Overview:
+    throughput.watched()
     res = process.res
     names = all_queues(res)
     current, depth, procs, parked = await asyncio.gather(

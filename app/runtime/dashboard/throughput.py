@@ -23,10 +23,24 @@ def finished(s: QueueStats) -> int:
     return s.completed + s.dead_lettered + s.skipped
 
 
+WATCHED_FOR_S = 600.0
+"""Sampling goes on this long after a page last showed throughput, then stops: an idle worker
+nobody watches costs Redis nothing for the dashboard."""
+
+
 class Throughput:
     def __init__(self, samples: int = SAMPLES) -> None:
         self._readings: dict[str, deque[tuple[float, int]]] = {}
         self._samples = samples
+        self._watched_at = float("-inf")
+
+    def watched(self) -> None:
+        """A page is showing throughput now."""
+        self._watched_at = time.monotonic()
+
+    @property
+    def wanted(self) -> bool:
+        return time.monotonic() - self._watched_at < WATCHED_FOR_S
 
     def record(self, current: Mapping[str, QueueStats], *, now: float | None = None) -> None:
         at = time.monotonic() if now is None else now

@@ -1,0 +1,107 @@
+"""Health under load: how long `/health/live` takes to answer while the worker is busy.
+
+A supervisor (systemd's watchdog, a load balancer) reads a slow answer as a dead process, so the
+sidecar must answer while OCR keeps both cores busy and while a backlog of pings drains. One
+client asks every 10 ms on a kept-alive connection, timing each answer; the same probe on the
+idle worker, in the same run, is the floor the loaded figures are held against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from contextlib import suppress
+
+import aiohttp
+import asyncpg
+
+from app.db import migrate
+from app.queue.enqueue import JobRequest
+from bench.env import BenchEnv, flush
+from bench.ocr import PARALLEL, a4_page, add_documents, process_all
+from bench.peers.common import drain_times
+from bench.report import Row, percentile
+from bench.workhorse import THROUGHPUT_QUEUE, Worker, enqueuer, running
+
+P99_GOAL_MS = 50.0
+PROBE_EVERY_S = 0.01
+IDLE_PROBE_S = 2.0
+_BATCH = 500
+
+
+async def probe_while(worker: Worker, load: Awaitable[object]) -> list[float]:
+    """Answer times (ms) of /health/live, asked every 10 ms until `load` completes."""
+    url = f"http://127.0.0.1:{worker.port}/health/live"
+    times: list[float] = []
+    task = asyncio.ensure_future(load)
+    try:
+        async with aiohttp.ClientSession() as http:
+            while not task.done():
+                started = time.perf_counter()
+                async with http.get(url) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"/health/live answered {response.status}")
+                times.append((time.perf_counter() - started) * 1000)
+                await asyncio.sleep(PROBE_EVERY_S)
+        await task  # its failure is the run's
+    finally:
+        if not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+    return times
+
+
+async def while_pings_drain(env: BenchEnv, pings: int) -> tuple[list[float], list[float]]:
+    """(idle answers, answers while `pings` drain through one queue at concurrency 20)."""
+    await flush(env.redis_url)
+    extra = {THROUGHPUT_QUEUE.upper().replace("-", "_") + "_CONCURRENCY": "20"}
+    async with enqueuer(env) as enq, running(env, [THROUGHPUT_QUEUE], **extra) as worker:
+        await worker.wait_ready()
+        idle = await probe_while(worker, asyncio.sleep(IDLE_PROBE_S))
+        requests = [JobRequest("ping", queue=THROUGHPUT_QUEUE) for _ in range(pings)]
+
+        async def drain() -> None:
+            for start in range(0, pings, _BATCH):
+                await enq.enqueue_many(requests[start:start + _BATCH])
+            await drain_times(lambda: enq.redis.zcard(THROUGHPUT_QUEUE), pings, timeout_s=300)
+
+        return idle, await probe_while(worker, drain())
+
+
+async def while_ocr_runs(env: BenchEnv, pages: int) -> list[float]:
+    """Answers while `pages` A4 pages go through OCR, PARALLEL at a time (both cores busy)."""
+    await flush(env.redis_url)
+    extra = {"OCR_WORKERS": str(PARALLEL), "DOCUMENT_PROCESSING_CONCURRENCY": str(PARALLEL + 1)}
+    async with running(env, ["document-processing"], **extra) as worker:
+        await worker.wait_ready()
+        db = await asyncpg.connect(env.database_url)
+        try:
+            scans = {f"bench-health-{n}": a4_page(n) for n in range(pages)}
+            await add_documents(db, worker, scans)
+            return await probe_while(worker, process_all(env, db, list(scans)))
+        finally:
+            await db.execute("DELETE FROM documents WHERE id LIKE 'bench-health-%'")
+            await db.close()
+
+
+def _figure(times: list[float]) -> str:
+    return (f"p50 {percentile(times, 50):.1f} ms, p99 {percentile(times, 99):.1f} ms, "
+            f"max {max(times):.1f} ms ({len(times)} answers)")
+
+
+async def run(env: BenchEnv, *, pings: int, pages: int) -> list[Row]:
+    await migrate.migrate(env.database_url)
+    idle, draining = await while_pings_drain(env, pings)
+    ocr = await while_ocr_runs(env, pages)
+    floor = percentile(idle, 99)
+    label = "GET /health/live"
+    rows = [Row(label, "idle worker (the floor)", _figure(idle))]
+    for name, times in ((f"while {pings:,} pings drain", draining),
+                        (f"while OCR of {pages} pages fills {PARALLEL} cores", ocr)):
+        p99 = percentile(times, 99)
+        rows.append(Row(label, name, f"p99 {p99 / floor:.1f}x idle; {_figure(times)}",
+                        f"p99 < {P99_GOAL_MS:.0f} ms", p99 < P99_GOAL_MS))
+    return rows

@@ -1,0 +1,122 @@
+# mypy: ignore-errors
+"""Taskiq with taskiq-redis's RedisStreamBroker (a stream and a consumer group, results in Redis
+keys) as a peer: worker, throughput, latency.
+
+The worker is taskiq's own (`taskiq worker`): one worker process, at most 20 jobs at a time (as
+Workhorse and the other asyncio peers run). Its consumer group is created by the driver before
+the backlog goes in: the broker creates it at the stream's end (`$`), so a worker started after
+the enqueue would otherwise never see the backlog. A job counts as finished when acknowledged,
+which taskiq does once its result is saved (its default, WHEN_SAVED).
+"""
+
+import argparse
+import asyncio
+import time
+
+from common import (
+    CHUNK,
+    REDIS_URL,
+    Counted,
+    answer,
+    commands_since,
+    drain_times,
+    paced,
+    start_worker,
+    stop_worker,
+    throughput_answer,
+    total_commands,
+)
+from redis.asyncio import Redis
+from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
+
+STREAM = "taskiq"
+GROUP = "taskiq"
+
+broker = RedisStreamBroker(REDIS_URL, queue_name=STREAM, consumer_group_name=GROUP).with_result_backend(
+    RedisAsyncResultBackend(REDIS_URL, result_ex_time=3600))
+
+
+@broker.task(task_name="noop")
+async def noop():
+    return time.time()
+
+
+def worker(args):
+    from taskiq.cli.worker.args import WorkerArgs
+    from taskiq.cli.worker.run import run_worker
+
+    run_worker(WorkerArgs.from_cli([
+        "taskiq_peer:broker", "--workers", str(args.workers), "--max-async-tasks", str(args.concurrency),
+        "--log-level", "WARNING", "--shutdown-timeout", "2",
+    ]))
+
+
+def worker_args(args):
+    return ("--concurrency", str(args.concurrency), "--workers", str(args.workers))
+
+
+async def finished(redis):
+    """Acknowledged entries of the group: read minus still pending (one XINFO GROUPS)."""
+    for group in await redis.xinfo_groups(STREAM):
+        if group["name"].decode() == GROUP:
+            return int(group["entries-read"] or 0) - int(group["pending"])
+    return 0
+
+
+async def throughput(args):
+    await broker.startup()  # creates the stream and the consumer group
+    redis = Redis.from_url(REDIS_URL)
+    t0 = time.perf_counter()
+    for start in range(0, args.jobs, CHUNK):
+        await asyncio.gather(*(noop.kiq() for _ in range(start, min(args.jobs, start + CHUNK))))
+    enqueue_s = time.perf_counter() - t0
+
+    async def remaining():
+        return args.jobs - await finished(redis)
+
+    polls = Counted(remaining)
+    before = await total_commands(redis)
+    proc = start_worker(__file__, *worker_args(args))
+    try:
+        first, last = await drain_times(polls, args.jobs)
+        commands = await commands_since(redis, before, polls)
+    finally:
+        stop_worker(proc)
+    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+
+
+async def latency(args):
+    await broker.startup()
+    redis = Redis.from_url(REDIS_URL)
+    proc = start_worker(__file__, *worker_args(args))
+    try:
+        warm = await noop.kiq()
+        await warm.wait_result(timeout=60, check_interval=0.05)  # the worker is up and reading
+        sent = await paced(noop.kiq, args.jobs, args.interval_ms / 1000)
+        await drain_times(lambda: _left(redis, args.jobs + 1), args.jobs)
+        started = [(await task.get_result()).return_value for task, _ in sent]
+    finally:
+        stop_worker(proc)
+    answer(latencies_ms=[(s - t) * 1000 for s, (_, t) in zip(started, sent, strict=True)])
+
+
+async def _left(redis, total):
+    return total - await finished(redis)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--interval-ms", type=float, default=20)
+    args = parser.parse_args()
+    if args.mode == "worker":
+        worker(args)
+    else:
+        asyncio.run({"throughput": throughput, "latency": latency}[args.mode](args))
+
+
+if __name__ == "__main__":
+    main()
