@@ -79,8 +79,8 @@ class Settings(BaseSettings):
     job_lock_ttl_s: float = Field(30.0, ge=1, le=3600)
     job_heartbeat_s: float = Field(10.0, gt=0, le=600)
     process_liveness_ttl_s: float = Field(
-        5.0, ge=1, le=60, description="a killed process's jobs are taken over this long after it stopped beating")
-    health_check_interval_s: float = Field(15.0, gt=0, le=3600)
+        6.0, ge=1, le=60, description="a killed process's jobs are taken over this long after it stopped beating")
+    health_check_interval_s: float = Field(30.0, gt=0, le=3600)
     # Retention, like BullMQ's removeOnComplete / removeOnFail: completed results 24 h and at
     # most the newest N per queue; failed jobs' results 7 days; dead letters until purged.
     keep_result_s: int = Field(86_400, ge=0, description="how long a completed job's result is kept")

@@ -1,10 +1,10 @@
 """Which worker processes are alive, known to every process within seconds.
 
-Each process keeps `workhorse:alive:<instance>` set with a short TTL, refreshed every second
-from a thread of its own (so a job that blocks the event loop for a while does not make its
+Each process keeps `workhorse:alive:<instance>` set with a short TTL, refreshed three times per
+TTL from a thread of its own (so a job that blocks the event loop for a while does not make its
 process look dead). Every job lock holds the instance that claimed it, and the claim script
 takes over a lock whose owner's key has expired: the jobs of a process killed with -9 run again
-within the liveness TTL plus one poll (~6 s), not after the job lock's 30 s. A live process is
+within the liveness TTL plus one poll (~7 s), not after the job lock's 30 s. A live process is
 never robbed: its key exists however long its jobs run, and their locks are extended anyway.
 """
 
@@ -32,10 +32,12 @@ reuse host name and pid)."""
 class Liveness:
     """The thread that keeps this process's alive key fresh."""
 
-    def __init__(self, redis_url: str, *, ttl_s: float, every_s: float = 1.0) -> None:
+    def __init__(self, redis_url: str, *, ttl_s: float) -> None:
         self.key = keys.alive_key(INSTANCE_ID)
         self.ttl_ms = int(ttl_s * 1000)
-        self.every_s = min(every_s, ttl_s / 3)
+        # Three refreshes per TTL: two may be missed (a slow Redis) before the key lapses, and an
+        # idle process still costs Redis less than one arq worker polling.
+        self.every_s = ttl_s / 3
         self._client = Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="workhorse-liveness", daemon=True)
