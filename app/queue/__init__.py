@@ -12,7 +12,8 @@ decoding, try counting, result writing). tests/test_engine_contract.py pins each
 
 What we replace (overriding private hooks of `arq.worker.Worker`, identical in 0.26-0.28):
 - polling: `_poll_iteration` waits for a pub/sub wake-up (app/queue/wake.py) instead of sleeping;
-- claiming: `start_jobs` claims many due ids in one Lua call instead of WATCH/MULTI per id;
+- claiming: one Lua call reads the queue and claims the due ids (arq: a read, then WATCH/MULTI
+  per id in `start_jobs`, which we no longer call);
 - failures before the job runs: `finish_failed_job` writes a dead letter;
 - locks: `heart_beat` extends short in-progress locks, so crash recovery does not wait for
   the largest timeout;

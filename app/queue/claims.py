@@ -1,4 +1,5 @@
-"""Claiming due jobs: one Lua round trip for many ids instead of arq's WATCH/MULTI per id.
+"""Claiming due jobs: one Lua round trip reads the queue and claims what is due, instead of
+arq's read and then WATCH/MULTI per id.
 
 A claim takes a job whose lock is free, or whose lock belongs to a process that is no longer
 alive (app/queue/liveness.py): the jobs of a killed process are taken over within seconds.
@@ -6,6 +7,7 @@ alive (app/queue/liveness.py): the jobs of a killed process are taken over withi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
@@ -13,24 +15,31 @@ from arq.connections import ArqRedis
 from app.queue import keys
 from app.queue.liveness import INSTANCE_ID
 
-# ARGV: now_ms, lock_ttl_ms, limit, this instance, ids...; claims due ids up to limit whose lock
-# is free or held by a process whose alive key has expired (killed). The lock holds the
-# instance. Returns a flat list id, score, taken-over flag (1/0), ...
-_CLAIM_LUA = """
+# KEYS: the queue. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit, then the ids this
+# process runs already (skipped without a lookup). Reads up to read_limit due ids and claims up to
+# `limit` whose lock is free or held by a process whose alive key has expired (killed); the lock
+# holds the instance. Returns
+# {due ids seen, next deferred score or -1, id, score, taken-over flag (1/0), ...}.
+_CLAIM_DUE_LUA = """
 local now, ttl, limit, me = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local out = {}
-for i = 5, #ARGV do
-  if #out >= 3 * limit then break end
-  local id = ARGV[i]
-  local score = redis.call('ZSCORE', KEYS[1], id)
-  if score and tonumber(score) <= now then
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
+local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+local out = {#due / 2, later[2] or -1}
+local running_here = {}
+for i = 6, #ARGV do running_here[ARGV[i]] = true end
+local claimed = 0
+for i = 1, #due, 2 do
+  if claimed >= limit then break end
+  local id = due[i]
+  if not running_here[id] then
     local lock = '%(lock)s' .. id
     local owner = redis.call('GET', lock)
     local dead = owner and owner ~= me and owner ~= '1' and redis.call('EXISTS', '%(alive)s' .. owner) == 0
     if not owner or dead then
       redis.call('PSETEX', lock, ttl, me)
+      claimed = claimed + 1
       out[#out+1] = id
-      out[#out+1] = score
+      out[#out+1] = due[i + 1]
       out[#out+1] = dead and 1 or 0
     end
   end
@@ -47,13 +56,29 @@ class Claimed:
     """The lock belonged to a process that died."""
 
 
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What one look at the queue found and took."""
+
+    claimed: list[Claimed]
+    due: int
+    """Due ids seen (running ones included, at most the read limit)."""
+    next_deferred_ms: float | None
+    """The score of the first job not due yet."""
+
+
 class Claimer:
-    def __init__(self, pool: ArqRedis, queue: str, *, lock_ttl_s: float) -> None:
+    def __init__(self, pool: ArqRedis, queue: str, *, lock_ttl_s: float, read_limit: int) -> None:
         self.queue = queue
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
-        self._script = pool.register_script(_CLAIM_LUA)
+        self.read_limit = read_limit
+        self._script = pool.register_script(_CLAIM_DUE_LUA)
 
-    async def claim(self, job_ids: list[bytes], *, now_ms: int, limit: int) -> list[Claimed]:
-        """Lock up to `limit` of `job_ids` that are due and free for this process."""
-        flat = await self._script(keys=[self.queue], args=[now_ms, self.lock_ttl_ms, limit, INSTANCE_ID, *job_ids])
-        return [Claimed(flat[i].decode(), int(float(flat[i + 1])), bool(flat[i + 2])) for i in range(0, len(flat), 3)]
+    async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = ()) -> Look:
+        """Read the queue and lock up to `limit` due jobs free for this process, in one round trip."""
+        flat = await self._script(keys=[self.queue], args=[now_ms, self.lock_ttl_ms, limit, INSTANCE_ID,
+                                                           self.read_limit, *running_here])
+        claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), bool(flat[i + 2]))
+                   for i in range(2, len(flat), 3)]
+        next_ms = float(flat[1])
+        return Look(claimed, int(flat[0]), None if next_ms < 0 else next_ms)

@@ -5,8 +5,8 @@ Overrides of arq's private hooks (stable across 0.26-0.28, pinned in pyproject):
   poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors. A fallback
   poll of a queue last seen empty is skipped when the process's sweep (app/queue/wake.py) has
   looked since: an idle process sends one command per fallback, not one per queue.
-- `start_jobs`: claims many due jobs in one Lua round trip (app/queue/claims.py), taking over
-  the jobs of processes that died.
+- `start_jobs` is bypassed: one Lua round trip reads the queue and claims what is due
+  (app/queue/claims.py), taking over the jobs of processes that died.
 - `finish_job`: holds a finished job's outcome through a Redis outage instead of losing it
   (which would run the job again); completed results get their own, shorter TTL.
 - `finish_failed_job`: failures that never reach the job function go to the dead-letter queue.
@@ -86,7 +86,8 @@ class QueueWorker(Worker):
         self.books = Bookkeeping(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s,
                                  heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
         self._keep_completed_s = settings.keep_result_s
-        self._claimer = Claimer(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s)
+        self._claimer = Claimer(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s,
+                                read_limit=self.queue_read_limit)
         self._finisher = FinishBatcher(pool, queue.name)
         self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
@@ -149,39 +150,24 @@ class QueueWorker(Worker):
         self._looked_at = time.monotonic()
         self.queue_reads += 1
         now = timestamp_ms()
-        rows = await self.pool.zrange(
-            self.queue_name, "-inf", "+inf",  # type: ignore[arg-type]  # stubs omit byscore bounds
-            byscore=True, offset=0, num=self.queue_read_limit, withscores=True,
-        )
-        self._seen_jobs = len(rows)
-        self.hub.saw(self.queue_name, has_jobs=bool(rows))
-        due: list[bytes] = []
-        for job_id, score in rows:
-            if score > now:
-                break
-            if job_id.decode() not in self.tasks:
-                due.append(job_id)
-        if due:
-            await self.start_jobs(due)
-        later = [score for _, score in rows if score > now]
-        return later[0] if later else None
-
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        limit = self.max_jobs - self.job_counter
-        if limit <= 0 or not job_ids:
-            return
-        now = timestamp_ms()
-        for claim in await self._claimer.claim(job_ids, now_ms=now, limit=limit):
-            job_id = claim.job_id
+        look = await self._claimer.claim_due(now_ms=now, limit=self.max_jobs - self.job_counter,
+                                             running_here=self.tasks)
+        self._seen_jobs = look.due + (look.next_deferred_ms is not None)
+        self.hub.saw(self.queue_name, has_jobs=bool(self._seen_jobs))
+        for claim in look.claimed:
             if claim.taken_over:
-                log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=job_id)
-            await self.sem.acquire()
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, claim.score))
-            task.add_done_callback(functools.partial(self._job_done, job_id))
-            self.tasks[job_id] = task
-            self.books.started(job_id, now)
+                log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=claim.job_id)
+            await self._start(claim.job_id, claim.score, now)
         self._gauge_in_flight.set(self.job_counter)
+        return look.next_deferred_ms
+
+    async def _start(self, job_id: str, score: int, now_ms: int) -> None:
+        await self.sem.acquire()
+        self.job_counter += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(functools.partial(self._job_done, job_id))
+        self.tasks[job_id] = task
+        self.books.started(job_id, now_ms)
 
     def _job_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
         self._release_sem_dec_counter_on_complete()
