@@ -1,7 +1,6 @@
 # mypy: ignore-errors
 """Raw arq 0.28 (pickle, its own claiming and polling) as a peer: worker, throughput, latency."""
 
-import argparse
 import asyncio
 import time
 
@@ -17,6 +16,7 @@ from common import (
     commands_since,
     drain_times,
     paced,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -83,15 +83,8 @@ async def latency(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--poll-delay", type=float, default=0.5)
-    parser.add_argument("--queues", type=int, default=1)
-    parser.add_argument("--interval-ms", type=float, default=20)
-    args = parser.parse_args()
-    asyncio.run({"worker": worker, "throughput": throughput, "latency": latency}[args.mode](args))
+    run_peer({"worker": worker, "throughput": throughput, "latency": latency},
+             ("--concurrency", int, 20), ("--poll-delay", float, 0.5), ("--queues", int, 1))
 
 
 if __name__ == "__main__":

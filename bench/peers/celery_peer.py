@@ -1,7 +1,6 @@
 # mypy: ignore-errors
 """Celery (Redis broker and result backend, prefork pool) as a peer: worker and throughput."""
 
-import argparse
 import asyncio
 import time
 
@@ -11,6 +10,7 @@ from common import (
     Counted,
     commands_since,
     drain_times,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -64,12 +64,8 @@ def throughput(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput"])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=2)
-    args = parser.parse_args()
-    {"worker": worker, "throughput": throughput}[args.mode](args)
+    run_peer({"worker": worker, "throughput": throughput},
+             ("--concurrency", int, 2))
 
 
 if __name__ == "__main__":

@@ -112,3 +112,24 @@ def wait_for_signal():
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def run_peer(modes, *options):
+    """A peer script's entry point: `MODE --jobs N [--interval-ms MS] [options]`, then the mode's
+    function, awaited when it is a coroutine function (sync workers such as Dramatiq's and
+    Celery's run their own loop). `options` are (flag, type, default) of the script's own."""
+    import argparse
+    import inspect
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=list(modes))
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--interval-ms", type=float, default=20)
+    for flag, kind, default in options:
+        parser.add_argument(flag, type=kind, default=default)
+    args = parser.parse_args()
+    run = modes[args.mode]
+    if inspect.iscoroutinefunction(run):
+        asyncio.run(run(args))
+    else:
+        run(args)

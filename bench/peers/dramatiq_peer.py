@@ -8,7 +8,6 @@ The worker is Dramatiq's own command, as deployed: a process per core (2 here) w
 acknowledged, after its result is stored, so that hash's length is what is left to do.
 """
 
-import argparse
 import asyncio
 import time
 
@@ -20,6 +19,7 @@ from common import (
     commands_since,
     drain_times,
     paced,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -93,17 +93,8 @@ async def _send():
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=8)
-    parser.add_argument("--interval-ms", type=float, default=20)
-    args = parser.parse_args()
-    if args.mode == "worker":
-        worker(args)
-    else:
-        asyncio.run({"throughput": throughput, "latency": latency}[args.mode](args))
+    run_peer({"worker": worker, "throughput": throughput, "latency": latency},
+             ("--processes", int, 2), ("--threads", int, 8))
 
 
 if __name__ == "__main__":

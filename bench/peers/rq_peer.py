@@ -1,7 +1,6 @@
 # mypy: ignore-errors
 """RQ (a forked process per job) as a peer: worker and throughput."""
 
-import argparse
 import asyncio
 import time
 
@@ -10,6 +9,7 @@ from common import (
     Counted,
     commands_since,
     drain_times,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -56,11 +56,7 @@ async def drain(args, enqueue_s, finished_key):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput"])
-    parser.add_argument("--jobs", type=int, default=500)
-    args = parser.parse_args()
-    {"worker": worker, "throughput": throughput}[args.mode](args)
+    run_peer({"worker": worker, "throughput": throughput})
 
 
 if __name__ == "__main__":

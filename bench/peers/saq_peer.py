@@ -1,7 +1,6 @@
 # mypy: ignore-errors
 """SAQ (Redis lists with blocking pops) as a peer: worker, throughput, latency."""
 
-import argparse
 import asyncio
 import time
 
@@ -13,6 +12,7 @@ from common import (
     commands_since,
     drain_times,
     paced,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -80,13 +80,8 @@ async def latency(args):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--interval-ms", type=float, default=20)
-    args = parser.parse_args()
-    asyncio.run({"worker": worker, "throughput": throughput, "latency": latency}[args.mode](args))
+    run_peer({"worker": worker, "throughput": throughput, "latency": latency},
+             ("--concurrency", int, 20))
 
 
 if __name__ == "__main__":

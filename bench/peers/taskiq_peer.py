@@ -9,7 +9,6 @@ the enqueue would otherwise never see the backlog. A job counts as finished when
 which taskiq does once its result is saved (its default, WHEN_SAVED).
 """
 
-import argparse
 import asyncio
 import time
 
@@ -21,6 +20,7 @@ from common import (
     commands_since,
     drain_times,
     paced,
+    run_peer,
     start_worker,
     stop_worker,
     throughput_answer,
@@ -105,17 +105,8 @@ async def _left(redis, total):
 
 
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["worker", "throughput", "latency"])
-    parser.add_argument("--jobs", type=int, default=5000)
-    parser.add_argument("--concurrency", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--interval-ms", type=float, default=20)
-    args = parser.parse_args()
-    if args.mode == "worker":
-        worker(args)
-    else:
-        asyncio.run({"throughput": throughput, "latency": latency}[args.mode](args))
+    run_peer({"worker": worker, "throughput": throughput, "latency": latency},
+             ("--concurrency", int, 20), ("--workers", int, 1))
 
 
 if __name__ == "__main__":
