@@ -18,7 +18,7 @@ from app.runtime.embedded import RedisServer
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.postgres import PrivatePostgres
-from tests.support.worker import in_process_worker, start_worker, wait_for_runs
+from tests.support.worker import in_process_worker, run_command, start_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 EnvFactory = Callable[..., dict[str, str]]
@@ -86,10 +86,10 @@ async def test_a_nul_bearing_job_in_redis_is_dead_lettered_with_its_payload_esca
 
 
 async def test_a_dead_letter_postgres_keeps_refusing_is_parked_not_looped(
-        make_settings: Callable[..., Settings], res: Resources, tmp_path: Path) -> None:
+        make_settings: Callable[..., Settings], make_env: EnvFactory, res: Resources, tmp_path: Path) -> None:
     """With PostgreSQL gone, a failed job's dead letter cannot be written: the job is tried a
-    bounded number of times, then the letter is parked in Redis; once PostgreSQL is back,
-    unpark() moves it into the dead-letter table."""
+    bounded number of times, then the letter is parked in Redis, where `workhorse dlq list`
+    shows it; once PostgreSQL is back, `workhorse dlq unpark` moves it into the table."""
     pg = await asyncio.to_thread(PrivatePostgres, tmp_path / "pg")
     try:
         settings = make_settings(database_url=pg.url, intake_routing_base_delay_s=0.05)
@@ -106,14 +106,11 @@ async def test_a_dead_letter_postgres_keeps_refusing_is_parked_not_looped(
             [parked] = await process.res.dlq.parked()
             assert parked["job_id"] == "orphan-1" and "storeError" in parked
             await asyncio.to_thread(pg.start)
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        moved = await process.res.dlq.unpark()
-                        break
-                    except OSError:
-                        await asyncio.sleep(0.2)
-            assert moved == 1
+            env = make_env(database_url=pg.url)
+            code, out, _ = await run_command(env, "app.cli", "dlq", "list")
+            assert code == 0 and "1 dead letter(s) parked in Redis" in out and "orphan-1" in out
+            code, out, _ = await run_command(env, "app.cli", "dlq", "unpark")
+            assert code == 0 and "moved 1" in out
             [letter] = await process.res.dlq.list()
             assert letter.job_id == "orphan-1" and await process.res.dlq.parked() == []
     finally:

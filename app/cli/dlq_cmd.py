@@ -44,6 +44,8 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=list_)
+    up = dsub.add_parser("unpark", help="move dead letters parked in Redis (PostgreSQL refused them) into the table")
+    up.set_defaults(handler=unpark)
     sh = dsub.add_parser("show", help="one dead letter with payload and traceback")
     sh.add_argument("id", type=letter_id)
     sh.add_argument("--json", action="store_true")
@@ -72,12 +74,32 @@ def _summary(d: DeadLetter) -> dict[str, Any]:
 async def list_(settings: Settings, args: argparse.Namespace) -> int:
     async with open_resources(settings, build_registry(settings)) as res:
         letters = await res.dlq.list(queue=args.queue, limit=args.limit)
+        parked = [p for p in await res.dlq.parked() if args.queue in (None, p.get("queue"))]
     if args.json:
-        print_json([_summary(d) for d in letters])
-    else:
-        print_table(["id", "queue", "job", "attempts", "error class", "error", "last failed"],
-                    [[d.id, d.queue, d.job_name, d.attempts, d.error_class, d.error_message,
-                      d.last_failed_at.strftime("%Y-%m-%d %H:%M:%S")] for d in letters])
+        print_json([_summary(d) for d in letters] + [_parked_summary(p) for p in parked])
+        return 0
+    print_table(["id", "queue", "job", "attempts", "error class", "error", "last failed"],
+                [[d.id, d.queue, d.job_name, d.attempts, d.error_class, d.error_message,
+                  d.last_failed_at.strftime("%Y-%m-%d %H:%M:%S")] for d in letters])
+    if parked:
+        print(f"\n{len(parked)} dead letter(s) parked in Redis because PostgreSQL refused them "
+              "(`workhorse dlq unpark` moves them into the table):")
+        print_table(["job id", "queue", "job", "error", "store error"],
+                    [[p.get("job_id"), p.get("queue"), p.get("job_name"), p.get("error_message"), p.get("storeError")]
+                     for p in parked])
+    return 0
+
+
+def _parked_summary(p: dict[str, Any]) -> dict[str, Any]:
+    return {"id": None, "jobId": p.get("job_id"), "job": p.get("job_name"), "queue": p.get("queue"),
+            "attempts": p.get("attempts"), "errorClass": p.get("error_class"), "error": p.get("error_message"),
+            "lastFailedAt": p.get("parkedAt"), "status": "PARKED", "storeError": p.get("storeError")}
+
+
+async def unpark(settings: Settings, args: argparse.Namespace) -> int:
+    async with open_resources(settings, build_registry(settings)) as res:
+        moved = await res.dlq.unpark()
+    print(f"moved {moved} parked dead letter(s) into the table")
     return 0
 
 
