@@ -141,6 +141,12 @@ class DeadLetters:
         raw = await awaited(self.redis.hgetall(keys.PARKED_DEAD_LETTERS))
         return [json.loads(v) for v in raw.values()]
 
+    async def parked_count(self) -> int:
+        """How many letters wait in Redis for PostgreSQL to take them (operators should look)."""
+        if self.redis is None:
+            return 0
+        return int(await awaited(self.redis.hlen(keys.PARKED_DEAD_LETTERS)))
+
     async def unpark(self) -> int:
         """Write parked letters to PostgreSQL; returns how many moved."""
         if self.redis is None:

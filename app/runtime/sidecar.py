@@ -114,6 +114,7 @@ async def describe(process: Process) -> dict[str, Any]:
                     "stopping": process.stopping, "loopLagMaxS": round(process.loop_lag_max_s, 4)},
         "dependencies": deps,
         "queues": queues,
+        "parkedDeadLetters": await _safe(res.dlq.parked_count(), None),
         "cron": await _safe(process.cron.describe(), []),
         "breakers": {p: s.name.lower().replace("_", "-") for p, s in res.breakers.states().items()},
         "config": describe_config(process),
