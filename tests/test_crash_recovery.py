@@ -28,14 +28,14 @@ EnvFactory = Callable[..., dict[str, str]]
 async def test_job_of_a_killed_process_runs_again_within_the_lock_ttl(make_env: EnvFactory, res: Resources) -> None:
     """kill -9 mid-job: another process runs the job again once its short lock lapses — seconds,
     not the queue's 120 s timeout — and it completes."""
-    env = make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5)
+    env = make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5, process_liveness_ttl_s=2)
     first = await start_worker(env)
     await res.enqueuer.enqueue("probe", {"tag": "victim", "sleepMs": 3000}, queue=QUEUE)
     await wait_for_runs(res, "victim", "start", 1)
     first.signal(signal.SIGKILL)
     await first.wait()
     killed_at = asyncio.get_running_loop().time()
-    second = await start_worker(make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5))
+    second = await start_worker(make_env(job_lock_ttl_s=2, job_heartbeat_s=0.5, process_liveness_ttl_s=2))
     try:
         starts = await wait_for_runs(res, "victim", "start", 2, timeout_s=20)
         recovered_after = asyncio.get_running_loop().time() - killed_at
@@ -63,7 +63,7 @@ async def test_heartbeat_keeps_a_long_job_from_running_twice(make_env: EnvFactor
 async def test_poison_pill_is_dead_lettered_after_repeated_crashes(make_env: EnvFactory, res: Resources) -> None:
     """A job that kills its process every time is dead-lettered after its crash recoveries
     instead of crashing the worker forever."""
-    env = make_env(job_lock_ttl_s=1, job_heartbeat_s=0.3, intake_routing_attempts=1)
+    env = make_env(job_lock_ttl_s=1, job_heartbeat_s=0.3, process_liveness_ttl_s=1, intake_routing_attempts=1)
     await res.enqueuer.enqueue("probe", {"tag": "pill", "crash": True}, queue=QUEUE, job_id="pill")
     exits = []
     for _ in range(5):
@@ -137,7 +137,7 @@ async def test_kill_9_with_2000_jobs_queued_loses_none_and_sends_each_email_once
               for n in range(100)]
     enqueued = await res.enqueuer.enqueue_many([*probes, *emails])
     assert all(enqueued)
-    env = make_env(**smtp_sink.env(), job_lock_ttl_s=2, job_heartbeat_s=0.5)
+    env = make_env(**smtp_sink.env(), job_lock_ttl_s=2, job_heartbeat_s=0.5, process_liveness_ttl_s=2)
     first = await start_worker(env)
     await smtp_sink.wait_for(lambda s: len(s.messages) >= 20)
     smtp_sink.gate.clear()  # later sends stop at MAIL FROM, before the server has the message

@@ -145,7 +145,8 @@ async def test_constructed_worker_has_the_attributes_queue_worker_reads_and_writ
     QueueWorker assigns are plain instance attributes."""
     worker = Worker(**worker_options(pool, func(greet, name="greet")))
     expected: list[tuple[str, type | tuple[type, ...], str]] = [
-        ("tasks", dict, WORKER), ("job_counter", int, WORKER), ("sem", asyncio.Semaphore, WORKER),
+        ("tasks", dict, WORKER), ("job_tasks", dict, WORKER), ("job_counter", int, WORKER),
+        ("sem", asyncio.Semaphore, WORKER),
         ("max_jobs", int, WORKER), ("queue_read_limit", int, WORKER), ("in_progress_timeout_s", (int, float), WORKER),
         ("allow_pick_jobs", bool, WORKER), ("health_check_key", str, WORKER),
         ("health_check_interval", (int, float), WORKER), ("_last_health_check", (int, float), WORKER),

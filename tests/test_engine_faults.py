@@ -192,3 +192,19 @@ async def test_a_live_process_running_past_its_lock_is_never_robbed(make_env: En
         await a.stop()
         await b.stop()
     assert len(await wait_for_runs(res, "slow", "start", 1)) == 1
+
+
+async def test_a_live_process_whose_loop_stalls_past_the_lock_floor_keeps_its_job(
+        make_env: EnvFactory, res: Resources) -> None:
+    """A job blocks its process's event loop for 3 s (no heartbeat can run) with JOB_LOCK_TTL_S=1:
+    the lock outlives the queue's timeout anyway, so the other process never runs the job too."""
+    env = dict(job_lock_ttl_s=1, job_heartbeat_s=0.3, process_liveness_ttl_s=1)
+    a, b = await start_worker(make_env(**env)), await start_worker(make_env(**env))
+    try:
+        await res.enqueuer.enqueue("probe", {"tag": "stall", "blockMs": 3000}, queue=QUEUE)
+        await wait_for_runs(res, "stall", "done", 1, timeout_s=20)
+        await asyncio.sleep(1.5)  # a second run would have started by now
+    finally:
+        await a.stop()
+        await b.stop()
+    assert len(await wait_for_runs(res, "stall", "start", 1)) == 1

@@ -60,7 +60,8 @@ class Bookkeeping:
                 # A job that ended before the next publication was never announced: nothing to take back.
                 self._published.discard(job_id)
                 self._finished.append(job_id)
-            if completed:
+            if completed and not job_id.startswith(keys.OUTBOX_JOB_PREFIX):
+                # An outbox job's result is the relay's proof of dispatch: kept its full TTL.
                 self._completed.append((job_id, timestamp_ms()))
 
     def next_lock_refresh_in_s(self) -> float | None:

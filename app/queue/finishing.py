@@ -3,7 +3,9 @@ to Redis in one MULTI/EXEC instead of one round trip each.
 
 What one finish writes is arq's `finish_job` (lock deleted, result stored with its TTL, retry
 counter and record deleted, id removed from the queue; or, for a retry, the score moved on),
-without its ZREM of arq's abort set: abort is off (see the package docstring). A batch is
+without its ZREM of arq's abort set (abort is off, see the package docstring), and written so
+that applying it twice changes nothing: the retry's new score is absolute, and the lock is
+deleted only while this process holds it. A batch is
 atomic, so a job is never half-finished; a batch that fails fails every finish in it, and each
 caller retries its own (app/queue/worker.py holds outcomes through a Redis outage).
 """
@@ -18,6 +20,11 @@ from arq.connections import ArqRedis
 from redis.asyncio.client import Pipeline
 
 from app.queue import keys
+from app.queue.liveness import INSTANCE_ID
+
+# KEYS: a job's lock. ARGV: this instance. Deletes the lock only while it is ours: a finish
+# written late (after an outage) must not release a lock another process has taken since.
+_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,22 +32,22 @@ class Finish:
     job_id: str
     result: bytes | None
     result_ttl_ms: int | None
-    """None: keep the result forever."""
+    """None: keep the result forever; 0: keep none."""
     done: bool
-    """False: a retry; the job stays queued with its score moved by `incr_score_ms`."""
-    incr_score_ms: int | None = None
+    """False: a retry; the job stays queued, due at `next_score_ms`."""
+    next_score_ms: int | None = None
 
     def write(self, tr: Pipeline, queue: str) -> None:
-        lock = keys.IN_PROGRESS_PREFIX + self.job_id
+        """The finish's commands. Each is idempotent (an absolute score, a compare-and-delete),
+        so a finish written twice — its reply lost, then retried — does no harm."""
         if self.done:
-            if self.result is not None:
+            if self.result is not None and self.result_ttl_ms != 0:
                 tr.set(keys.RESULT_PREFIX + self.job_id, self.result, px=self.result_ttl_ms)
             tr.zrem(queue, self.job_id)
-            tr.delete(lock, keys.RETRY_PREFIX + self.job_id, keys.JOB_PREFIX + self.job_id)
-            return
-        if self.incr_score_ms:
-            tr.zincrby(queue, self.incr_score_ms, self.job_id)
-        tr.delete(lock)
+            tr.delete(keys.RETRY_PREFIX + self.job_id, keys.JOB_PREFIX + self.job_id)
+        elif self.next_score_ms is not None:
+            tr.zadd(queue, {self.job_id: self.next_score_ms}, xx=True)
+        tr.eval(_RELEASE_LUA, 1, keys.IN_PROGRESS_PREFIX + self.job_id, INSTANCE_ID)
 
 
 class FinishBatcher:

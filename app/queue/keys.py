@@ -42,6 +42,10 @@ PROCESSES = "workhorse:processes"
 process's sidecar when it starts and removed when it stops (app/runtime/dashboard/processes.py)."""
 
 
+OUTBOX_JOB_PREFIX = "outbox:"
+"""+ an outbox row's id: the job id the relay dispatches it under. Completed results of these jobs
+are not trimmed by count (only by KEEP_RESULT_S), since the relay's duplicate check needs them."""
+
 IDEMPOTENCY_PREFIX = "workhorse:api:idempotency:"
 """+ SHA-256 of an HTTP Idempotency-Key -> the first response (app/runtime/api/idempotency.py)."""
 

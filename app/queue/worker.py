@@ -28,6 +28,7 @@ import structlog
 from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
 from app.backoff import Backoff
@@ -42,6 +43,8 @@ from app.queue_table import QueueConfig
 
 log = structlog.get_logger(__name__)
 
+# At shutdown, how long the requeue writes of cancelled jobs may take before the pool closes.
+_FINISH_GRACE_S = 5.0
 # A worker that lost Redis looks again soon: jobs waiting on it are the cost of a slow retry.
 _REDIS_BACKOFF = Backoff(initial_s=0.1, factor=2.0, cap_s=5.0, jitter=0.1)
 # A Worker is considered polling (for /health/ready) if it polled this recently.
@@ -67,8 +70,11 @@ class QueueWorker(Worker):
             job_deserializer=codec.loads_job,
             log_results=False,
         )
-        # Short lock, extended by heart_beat while the job runs (arq: largest timeout + 10 s).
-        self.in_progress_timeout_s = settings.job_lock_ttl_s
+        # The lock outlives any job of this queue (arq's own choice: the largest timeout + 10 s; at
+        # least JOB_LOCK_TTL_S), so a live process whose loop stalls never loses a running job.
+        # A killed process's jobs do not wait for it: the claim takes over locks whose owner's
+        # liveness key has lapsed (app/queue/claims.py). heart_beat extends the locks as well.
+        self.in_progress_timeout_s = max(self.in_progress_timeout_s, settings.job_lock_ttl_s)
         self.runtime = runtime
         self.hub = hub
         self.accepting = True
@@ -83,12 +89,14 @@ class QueueWorker(Worker):
         self.queue_reads = 0
         """How often this worker has read its queue (the idle sweep makes most reads needless)."""
         self._heartbeat_s = settings.job_heartbeat_s
-        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s,
+        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
                                  heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
         self._keep_completed_s = settings.keep_result_s
-        self._claimer = Claimer(pool, queue.name, lock_ttl_s=settings.job_lock_ttl_s,
+        self._claimer = Claimer(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
                                 read_limit=self.queue_read_limit)
         self._finisher = FinishBatcher(pool, queue.name)
+        self._scores: dict[str, int] = {}
+        """The score each running job was claimed with (a retry's new score is relative to it)."""
         self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
@@ -106,11 +114,15 @@ class QueueWorker(Worker):
 
         Replaces arq's close(), whose gather() raises when a job task was cancelled outright.
         """
-        running = [t for t in self.tasks.values() if not t.done()]
-        for task in running:
-            task.cancel()
+        running = {job_id: t for job_id, t in self.tasks.items() if not t.done()}
+        for job_id, task in running.items():
+            # Cancel the job function, not arq's run_job around it: run_job then writes the
+            # requeue itself (a cancelled run_job would leave its shielded finish orphaned, and
+            # the pool is closed below). A job still in run_job's prelude is cancelled whole.
+            function_task = self.job_tasks.get(job_id)
+            (function_task if function_task is not None and not function_task.done() else task).cancel()
         if running:
-            await asyncio.wait(running)
+            await asyncio.wait(running.values(), timeout=_FINISH_GRACE_S)
         self._reap_finished()
         if self.main_task is not None and not self.main_task.done():
             self.main_task.cancel()
@@ -162,6 +174,7 @@ class QueueWorker(Worker):
         return look.next_deferred_ms
 
     async def _start(self, job_id: str, score: int, now_ms: int) -> None:
+        self._scores[job_id] = score
         await self.sem.acquire()
         self.job_counter += 1
         task = self.loop.create_task(self.run_job(job_id, score))
@@ -237,7 +250,11 @@ class QueueWorker(Worker):
             result_timeout_s = self._keep_completed_s  # completed: kept shorter than failures
         # keep_in_progress is only set for arq's own cron jobs, which we do not use.
         ttl_ms = None if keep_result_forever or result_timeout_s is None else int(result_timeout_s * 1000)
-        outcome = Finish(job_id, result_data, ttl_ms, done=finish, incr_score_ms=incr_score)
+        score = self._scores.pop(job_id, None)
+        # arq's incr_score is relative to the score the job was claimed with; the finish writes
+        # the absolute score, so writing it twice does not defer the job twice.
+        next_score = score + incr_score if score is not None and incr_score else None
+        outcome = Finish(job_id, result_data, ttl_ms, done=finish, next_score_ms=next_score)
         await self._hold_through_outage(job_id, lambda: self._finisher.write(outcome))
 
     async def _hold_through_outage(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
@@ -248,7 +265,9 @@ class QueueWorker(Worker):
         while True:
             try:
                 await write()
-            except (RedisError, OSError) as exc:
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+                # Only the connection failing is an outage worth waiting out: an error reply
+                # (ResponseError) would fail the same way again.
                 failures += 1
                 if time.monotonic() >= deadline:
                     raise

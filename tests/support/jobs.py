@@ -34,6 +34,8 @@ class Probe(Payload):
     fail_times: int = 0
     error: str = Field("transient", pattern="^(transient|permanent|bug|rate_limited)$")
     sleep_ms: int = 0
+    block_ms: int = 0
+    """Block the event loop itself (time.sleep) this long, as CPU-bound code in a job would."""
     crash: bool = False
     """Kill the worker process outright (SIGKILL) on every run: a poison pill."""
 
@@ -50,6 +52,8 @@ async def probe(job: Job, p: Probe) -> dict[str, object]:
         os.kill(os.getpid(), signal.SIGKILL)
     if p.sleep_ms:
         await asyncio.sleep(p.sleep_ms / 1000)
+    if p.block_ms:
+        time.sleep(p.block_ms / 1000)  # noqa: ASYNC251  # on purpose: a stalled event loop
     runs = await job.res.redis.incr(f"test:probe:{p.tag}")
     if runs <= p.fail_times:
         await _record(job, p, "fail")

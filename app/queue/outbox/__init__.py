@@ -14,7 +14,9 @@ one round trip and marks them DISPATCHED in the same transaction. The job id is 
 `job_id` or `outbox:<row id>`, and the Enqueuer refuses an id that is queued, running or holds a
 result: a relay killed between the Redis write and the commit leaves the row PENDING, and the next
 claim finds the job already there and only marks the row. That holds while Redis keeps the job or
-its result (KEEP_RESULT_S), far longer than any relay takes to come back.
+its result (KEEP_RESULT_S; `outbox:` results are exempt from the per-queue count trim), far
+longer than any relay takes to come back. A row that names its own job id gets no such
+exemption: on a busy queue its result may be trimmed sooner.
 
 A row that can never be enqueued (unknown job or queue, invalid or oversized payload) is marked
 FAILED with the reason and dead-lettered, without holding up the rest of its batch. Redis or

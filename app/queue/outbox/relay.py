@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF
 from app.errors import InvalidPayload, UnknownJob
+from app.queue import keys
 from app.queue.dead_letters import storable_text
 from app.queue.engine import Engine
 from app.queue.enqueue import Enqueued, Enqueuer, JobRequest
@@ -54,7 +55,7 @@ class _Row:
 
     @property
     def dispatch_id(self) -> str:
-        return self.job_id or f"outbox:{self.id}"
+        return self.job_id or f"{keys.OUTBOX_JOB_PREFIX}{self.id}"
 
 
 @dataclass(frozen=True, slots=True)
