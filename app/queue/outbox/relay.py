@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,11 +15,11 @@ from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF
 from app.errors import InvalidPayload, UnknownJob
-from app.queue import keys
 from app.queue.dead_letters import storable_text
 from app.queue.engine import Engine
 from app.queue.enqueue import Enqueued, Enqueuer, JobRequest
 from app.queue.outbox import sql
+from app.queue.outbox.rows import ClaimedRow, within_budget
 from app.queue.outbox.writer import Db
 from app.queue.payload import MAX_PAYLOAD_BYTES, loads_limited
 from app.queue.registry import ANY_QUEUE
@@ -33,9 +32,6 @@ ARCHIVE_CHUNK = 10_000
 GAUGES_EVERY_S = 5.0
 LISTENER_PING_S = 30.0
 _MAX_ERROR_CHARS = 2000
-BATCH_MAX_BYTES = 8_000_000
-"""Payload bytes one batch reads; rows past it wait for the next batch (at least one row is taken)."""
-
 # Failures that are the servers' and pass: logged as a warning, not with a traceback.
 _TRANSIENT = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
               asyncpg.exceptions.OperatorInterventionError)
@@ -43,24 +39,8 @@ _TRANSIENT = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
-    """A claimed outbox row, without its payload (read separately, within BATCH_MAX_BYTES)."""
-
-    id: int
-    job_name: str
-    queue: str | None
-    job_id: str | None
-    run_at: dt.datetime | None
-    payload_bytes: int
-
-    @property
-    def dispatch_id(self) -> str:
-        return self.job_id or f"{keys.OUTBOX_JOB_PREFIX}{self.id}"
-
-
-@dataclass(frozen=True, slots=True)
 class _Refused:
-    row: _Row
+    row: ClaimedRow
     payload: Any
     error: Exception
 
@@ -135,9 +115,9 @@ class OutboxRelay:
         claimed: list[int] = []
         try:
             async with self.engine.db.acquire() as conn, conn.transaction():
-                rows = [_Row(**r) for r in await conn.fetch(sql.CLAIM, self.batch_size)]
+                rows = [ClaimedRow(**r) for r in await conn.fetch(sql.CLAIM, self.batch_size)]
                 claimed = [r.id for r in rows]
-                taken = _within_budget(rows)
+                taken = within_budget(rows)
                 result = BatchResult(claimed=len(rows), more=len(rows) == self.batch_size or len(taken) < len(rows))
                 if taken:
                     lags = await self._dispatch(conn, taken, result)
@@ -149,7 +129,7 @@ class OutboxRelay:
             self._observe(result, lags)
         return result
 
-    async def _dispatch(self, conn: Db, rows: list[_Row], result: BatchResult) -> list[float]:
+    async def _dispatch(self, conn: Db, rows: list[ClaimedRow], result: BatchResult) -> list[float]:
         texts = {r["id"]: r["payload"] for r in await conn.fetch(
             sql.PAYLOADS, [r.id for r in rows if r.payload_bytes <= MAX_PAYLOAD_BYTES])}
         planned, refused = self._plan(rows, texts)
@@ -170,9 +150,10 @@ class OutboxRelay:
         """The Redis write, in one round trip (the step a crash test interrupts)."""
         return await self.enqueuer.enqueue_many(requests) if requests else []
 
-    def _plan(self, rows: list[_Row], texts: dict[int, str]) -> tuple[list[tuple[_Row, JobRequest]], list[_Refused]]:
+    def _plan(self, rows: list[ClaimedRow],
+              texts: dict[int, str]) -> tuple[list[tuple[ClaimedRow, JobRequest]], list[_Refused]]:
         """Each row's job request, or why it can never be enqueued."""
-        planned: list[tuple[_Row, JobRequest]] = []
+        planned: list[tuple[ClaimedRow, JobRequest]] = []
         refused: list[_Refused] = []
         for row in rows:
             payload: Any = None
@@ -196,7 +177,7 @@ class OutboxRelay:
             job_id=f.row.dispatch_id, job_name=f.row.job_name, queue=self._queue_of(f.row), payload=f.payload,
             attempts=1, error_class=type(f.error).__name__, error_message=f"outbox row {f.row.id}: {f.error}")
 
-    def _queue_of(self, row: _Row) -> str:
+    def _queue_of(self, row: ClaimedRow) -> str:
         """The queue a dead letter is filed under: the job's own, else the row's, else ''."""
         try:
             spec = self.engine.registry.spec(row.job_name)
@@ -283,16 +264,6 @@ class OutboxRelay:
 
     def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
         self._wake.set()
-
-
-def _within_budget(rows: list[_Row]) -> list[_Row]:
-    """The leading rows whose payloads fit BATCH_MAX_BYTES together (at least one)."""
-    total = 0
-    for n, row in enumerate(rows):
-        total += row.payload_bytes if row.payload_bytes <= MAX_PAYLOAD_BYTES else 0
-        if n and total > BATCH_MAX_BYTES:
-            return rows[:n]
-    return rows
 
 
 async def _pause(event: asyncio.Event, seconds: float) -> None:
