@@ -13,14 +13,12 @@ from common import (
     REDIS_URL,
     Counted,
     answer,
-    commands_since,
+    drain_and_answer,
     drain_times,
     paced,
     run_peer,
     start_worker,
     stop_worker,
-    throughput_answer,
-    total_commands,
     wait_for_signal,
 )
 
@@ -58,14 +56,7 @@ async def throughput(args):
         await asyncio.gather(*(redis.enqueue_job("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
     enqueue_s = time.perf_counter() - t0
     polls = Counted(lambda: redis.zcard(default_queue_name))
-    before = await total_commands(redis)
-    proc = start_worker(__file__, *worker_args(args))
-    try:
-        first, last = await drain_times(polls, args.jobs)
-        commands = await commands_since(redis, before, polls)
-    finally:
-        stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+    await drain_and_answer(redis, polls, __file__, worker_args(args), args.jobs, enqueue_s)
 
 
 async def latency(args):

@@ -8,13 +8,8 @@ from celery import Celery
 from common import (
     REDIS_URL,
     Counted,
-    commands_since,
-    drain_times,
+    drain_and_answer,
     run_peer,
-    start_worker,
-    stop_worker,
-    throughput_answer,
-    total_commands,
 )
 from redis.asyncio import Redis
 
@@ -46,14 +41,7 @@ async def drain(args, enqueue_s):
         return args.jobs - done
 
     polls = Counted(remaining, per_call=0)  # reads what the subscription received: no command
-    before = await total_commands(redis)
-    proc = start_worker(__file__, "--concurrency", str(args.concurrency))
-    try:
-        first, last = await drain_times(polls, args.jobs)
-        commands = await commands_since(redis, before, polls)
-    finally:
-        stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+    await drain_and_answer(redis, polls, __file__, ("--concurrency", str(args.concurrency)), args.jobs, enqueue_s)
 
 
 def throughput(args):

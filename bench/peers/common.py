@@ -133,3 +133,16 @@ def run_peer(modes, *options):
         asyncio.run(run(args))
     else:
         run(args)
+
+
+async def drain_and_answer(redis, polls: Counted, script, worker_args, jobs, enqueue_s):
+    """The backlog protocol's second half, the same for every peer: count the server's commands,
+    start the peer's worker, time the drain through `polls`, stop the worker, answer."""
+    before = await total_commands(redis)
+    proc = start_worker(script, *worker_args)
+    try:
+        first, last = await drain_times(polls, jobs)
+        commands = await commands_since(redis, before, polls)
+    finally:
+        stop_worker(proc)
+    throughput_answer(jobs, enqueue_s, first, last, commands)

@@ -16,14 +16,12 @@ from common import (
     REDIS_URL,
     Counted,
     answer,
-    commands_since,
+    drain_and_answer,
     drain_times,
     paced,
     run_peer,
     start_worker,
     stop_worker,
-    throughput_answer,
-    total_commands,
 )
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.results import Results
@@ -64,14 +62,7 @@ async def throughput(args):
     enqueue_s = time.perf_counter() - t0
     redis = Redis.from_url(REDIS_URL)
     polls = Counted(lambda: redis.hlen(MESSAGES_KEY))
-    before = await total_commands(redis)
-    proc = start_worker(__file__, *worker_args(args))
-    try:
-        first, last = await drain_times(polls, args.jobs)
-        commands = await commands_since(redis, before, polls)
-    finally:
-        stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+    await drain_and_answer(redis, polls, __file__, worker_args(args), args.jobs, enqueue_s)
 
 
 async def latency(args):

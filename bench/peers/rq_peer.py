@@ -7,13 +7,8 @@ import time
 from common import (
     REDIS_URL,
     Counted,
-    commands_since,
-    drain_times,
+    drain_and_answer,
     run_peer,
-    start_worker,
-    stop_worker,
-    throughput_answer,
-    total_commands,
 )
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
@@ -45,14 +40,7 @@ async def drain(args, enqueue_s, finished_key):
         return args.jobs - await redis.zcard(finished_key)  # one ZCARD (registry.count also cleans up)
 
     polls = Counted(remaining)
-    before = await total_commands(redis)
-    proc = start_worker(__file__)
-    try:
-        first, last = await drain_times(polls, args.jobs)
-        commands = await commands_since(redis, before, polls)
-    finally:
-        stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+    await drain_and_answer(redis, polls, __file__, (), args.jobs, enqueue_s)
 
 
 def main():

@@ -9,14 +9,12 @@ from common import (
     REDIS_URL,
     Counted,
     answer,
-    commands_since,
+    drain_and_answer,
     drain_times,
     paced,
     run_peer,
     start_worker,
     stop_worker,
-    throughput_answer,
-    total_commands,
 )
 from saq import Queue, Worker
 from saq.queue.base import JobError
@@ -44,14 +42,7 @@ async def throughput(args):
         await asyncio.gather(*(queue.enqueue("noop") for _ in range(start, min(args.jobs, start + CHUNK))))
     enqueue_s = time.perf_counter() - t0
     polls = Counted(lambda: queue.count("incomplete"))  # one ZCARD
-    before = await total_commands(queue.redis)
-    proc = start_worker(__file__, "--concurrency", str(args.concurrency))
-    try:
-        first, last = await drain_times(polls, args.jobs)
-        commands = await commands_since(queue.redis, before, polls)
-    finally:
-        stop_worker(proc)
-    throughput_answer(args.jobs, enqueue_s, first, last, commands)
+    await drain_and_answer(queue.redis, polls, __file__, ("--concurrency", str(args.concurrency)), args.jobs, enqueue_s)
 
 
 async def worker_up(queue):

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.support.services import free_port
+from tests.fakes import serve_local
 
 CLIENT_ID = "test-client.apps.googleusercontent.com"
 CLIENT_SECRET = "test-client-secret"
@@ -73,10 +73,7 @@ class GoogleFake:
         app.router.add_post("/calendar/v3/calendars/{cal}/events/watch", self._watch)
         app.router.add_post("/calendar/v3/channels/stop", self._stop)
         app.router.add_post("/token", self._token)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve_local(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

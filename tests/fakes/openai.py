@@ -23,6 +23,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import serve_local
+
 DIMENSIONS = 1536
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -123,11 +125,7 @@ class FakeOpenAI:
 async def running_fake_openai() -> AsyncIterator[FakeOpenAI]:
     """The fake listening on a free port of 127.0.0.1; `base_url` ends in /v1 like OpenAI's."""
     fake = FakeOpenAI()
-    runner = web.AppRunner(fake.app())
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
+    runner, port = await serve_local(fake.app())
     fake.base_url = f"http://127.0.0.1:{port}/v1"
     try:
         yield fake

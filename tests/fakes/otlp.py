@@ -19,7 +19,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from tests.support.services import free_port
+from tests.fakes import serve_local
 
 PROTOBUF = "application/x-protobuf"
 
@@ -56,10 +56,7 @@ class OtlpReceiver:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/v1/traces", self._export)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve_local(app, access_log=False)
 
     async def stop(self) -> None:
         if self._runner is not None:
