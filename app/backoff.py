@@ -34,6 +34,10 @@ class Backoff:
 CONNECT_BACKOFF = Backoff(initial_s=0.2, factor=2.0, cap_s=5.0, jitter=0.1)
 """Reconnecting to Redis or PostgreSQL: quick at first, then every ~5 s."""
 
+REDIS_OUTAGE_BACKOFF = Backoff(initial_s=0.1, factor=2.0, cap_s=5.0, jitter=0.1)
+"""A worker that lost Redis looks again soon: jobs waiting on it (or a finished job's outcome
+held for it) are the cost of a slow retry."""
+
 
 class Deadline(Exception):
     """`retry_until` gave up: the last failure is the cause."""

@@ -1,19 +1,19 @@
 """The contract with arq: every hook, attribute, key and behaviour of arq that app/queue relies on.
 
-app/queue overrides private hooks of arq's Worker and writes arq's job records itself, so an arq
-upgrade can break it without a single type error. Each test pins one thing we rely on, and each
-assertion message names the arq item and the file of ours that depends on it: when arq moves,
-this file says what moved and where to look. Only arq, our codec and our keys are imported here,
-so the pins hold while the rest of app/queue is reshaped.
+app/queue overrides private hooks of arq's Worker, and reads and writes arq's job records, locks,
+retry counters and results itself, so an arq upgrade can break it without a single type error.
+Each test pins one thing we rely on, and each assertion message names the arq item and the file
+of ours that depends on it: when arq moves, this file says what moved and where to look. Only
+arq, our codec and our keys are imported here, so the pins hold while the rest of app/queue is
+reshaped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-import pickle
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,23 +21,23 @@ from typing import Any
 import arq.constants
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.jobs import Job, JobStatus, serialize_job
+from arq.jobs import Job, JobStatus, serialize_job, serialize_result
 from arq.utils import timestamp_ms
-from arq.worker import Function, Retry, Worker, func
+from arq.worker import Function, Worker, func
 
 from app.queue import codec, keys
 from tests.support.services import ServiceUrls
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = "app/queue/worker.py"
+RUNNING = "app/queue/running.py"
+CLAIMS = "app/queue/claims.py"
 ENQUEUE = "app/queue/enqueue.py"
 KEYS = "app/queue/keys.py"
 PROCESS = "app/runtime/process.py"
 RESOURCES = "app/runtime/resources.py"
 JOBS_CLI = "app/cli/jobs_cmd.py"
-# Where job functions are wrapped (ctx, Retry, func); registry.py is being split into execution.py.
-EXECUTION = next((p for p in ("app/queue/execution.py", "app/queue/registry.py") if (ROOT / p).exists()),
-                 "app/queue/registry.py")
+EXECUTION = "app/queue/execution.py"
 
 QUEUE = "contract"
 MAX_JOBS = 3
@@ -49,12 +49,12 @@ class ObservedWorker(Worker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.failed_before_start: list[tuple[str, bytes | None]] = []
         self.health_records = 0
+        self.polled = asyncio.Event()
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        self.failed_before_start.append((job_id, result_data))
-        await super().finish_failed_job(job_id, result_data)
+    async def _poll_iteration(self) -> None:
+        self.polled.set()
+        await asyncio.sleep(3600)
 
     async def record_health(self) -> None:
         self.health_records += 1
@@ -104,11 +104,9 @@ HOOKS = [
     # (arq Worker method, its parameters after self, awaited by us, the file of ours that relies on it)
     ("_poll_iteration", (), True, WORKER),
     ("start_jobs", ("job_ids",), True, WORKER),
-    ("finish_failed_job", ("job_id", "result_data"), True, WORKER),
     ("heart_beat", (), True, WORKER),
     ("record_health", (), True, WORKER),
     ("_release_sem_dec_counter_on_complete", (), False, WORKER),
-    ("run_job", ("job_id", "score"), True, WORKER),
     ("async_run", (), True, PROCESS),
 ]
 
@@ -145,14 +143,14 @@ async def test_constructed_worker_has_the_attributes_queue_worker_reads_and_writ
     QueueWorker assigns are plain instance attributes."""
     worker = Worker(**worker_options(pool, func(greet, name="greet")))
     expected: list[tuple[str, type | tuple[type, ...], str]] = [
-        ("tasks", dict, WORKER), ("job_tasks", dict, WORKER), ("job_counter", int, WORKER),
+        ("tasks", dict, WORKER), ("job_counter", int, WORKER),
         ("sem", asyncio.Semaphore, WORKER),
         ("max_jobs", int, WORKER), ("queue_read_limit", int, WORKER), ("in_progress_timeout_s", (int, float), WORKER),
         ("allow_pick_jobs", bool, WORKER), ("health_check_key", str, WORKER),
         ("health_check_interval", (int, float), WORKER), ("_last_health_check", (int, float), WORKER),
         ("main_task", type(None), PROCESS), ("pool", ArqRedis, WORKER), ("jobs_complete", int, WORKER),
         ("jobs_failed", int, WORKER), ("jobs_retried", int, WORKER), ("queue_name", str, WORKER),
-        ("loop", asyncio.AbstractEventLoop, WORKER), ("ctx", dict, EXECUTION),
+        ("loop", asyncio.AbstractEventLoop, WORKER),
     ]
     for name, kind, ours in expected:
         assert hasattr(worker, name), f"arq Worker.{name} is gone; {ours} uses it"
@@ -168,6 +166,10 @@ async def test_constructed_worker_has_the_attributes_queue_worker_reads_and_writ
     assert worker.loop is asyncio.get_running_loop(), f"arq Worker.loop is not the running loop; {WORKER}"
     assert worker.health_check_key == QUEUE + arq.constants.health_check_key_suffix == QUEUE + ":health-check", (
         f"arq Worker.health_check_key moved; {WORKER} record_health writes it for `arq --check`")
+    slow = Worker(**{**worker_options(pool, func(greet, name="greet", timeout=120)), "job_timeout": 30})
+    assert slow.in_progress_timeout_s == 130, (
+        f"arq Worker.in_progress_timeout_s is {slow.in_progress_timeout_s}, not the largest timeout + 10 s; "
+        f"{WORKER} keeps locks at least that long")
 
 
 async def test_semaphore_admits_max_jobs_and_the_release_hook_frees_one_slot(pool: ArqRedis) -> None:
@@ -198,10 +200,10 @@ def test_key_prefixes_are_the_strings_our_lua_scripts_spell() -> None:
     """arq's key prefixes, health-key suffix and job expiry are the values our Lua scripts and
     keys.py assume, and keys.py re-exports arq's own objects."""
     for ours, arq_name, value, users in (
-        (keys.JOB_PREFIX, "job_key_prefix", "arq:job:", f"{ENQUEUE} Lua, {EXECUTION}, {WORKER}"),
-        (keys.IN_PROGRESS_PREFIX, "in_progress_key_prefix", "arq:in-progress:", f"{WORKER} claim Lua, heart_beat"),
-        (keys.RETRY_PREFIX, "retry_key_prefix", "arq:retry:", f"{EXECUTION} attempt refund"),
-        (keys.RESULT_PREFIX, "result_key_prefix", "arq:result:", f"{ENQUEUE} Lua"),
+        (keys.JOB_PREFIX, "job_key_prefix", "arq:job:", f"{ENQUEUE} Lua, {CLAIMS} Lua, {EXECUTION}"),
+        (keys.IN_PROGRESS_PREFIX, "in_progress_key_prefix", "arq:in-progress:", f"{CLAIMS} Lua, heart_beat"),
+        (keys.RETRY_PREFIX, "retry_key_prefix", "arq:retry:", f"{CLAIMS} Lua, {EXECUTION} attempt refund"),
+        (keys.RESULT_PREFIX, "result_key_prefix", "arq:result:", f"{ENQUEUE} Lua, app/queue/finishing.py Lua"),
     ):
         assert getattr(arq.constants, arq_name, None) == value, (
             f"arq.constants.{arq_name} is no longer {value!r}; {users} spell it via {KEYS}")
@@ -238,15 +240,12 @@ async def test_arq_enqueue_writes_only_the_job_record_and_the_queue_entry(pool: 
         f"arq enqueue_job record fields changed; {ENQUEUE} writes t, f, a, k, et")
 
 
-def test_func_keeps_name_max_tries_and_timeout_and_retry_keeps_its_defer() -> None:
-    """func(name=, max_tries=, timeout=) returns a Function exposing them; Retry(defer=s) is an
-    Exception carrying defer_score in ms."""
+def test_func_keeps_name_max_tries_and_timeout() -> None:
+    """func(name=, max_tries=, timeout=) returns a Function exposing them."""
     function = func(greet, name="greet_v2", max_tries=4, timeout=12.5)
     assert isinstance(function, Function), f"arq.worker.func no longer returns a Function; {EXECUTION}"
     assert (function.name, function.max_tries, function.timeout_s, function.coroutine) == (
         "greet_v2", 4, 12.5, greet), f"arq Function fields name/max_tries/timeout_s moved; {EXECUTION} sets them"
-    retry = Retry(defer=2.5)
-    assert isinstance(retry, Exception) and retry.defer_score == 2500, f"arq Retry(defer=); {EXECUTION} raises it"
 
 
 async def greet(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> str:
@@ -254,205 +253,34 @@ async def greet(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> str:
     return f"hello {args[0]['name']}"
 
 
-async def test_successful_run_passes_ctx_then_keeps_only_a_result_our_codec_reads(pool: ArqRedis) -> None:
-    """run_job gives the function ctx with job_id, job_try 1, enqueue_time and score; on success it
-    deletes the record, retry counter, lock and queue entry and stores the result under arq:result:<id>."""
-    seen: list[dict[Any, Any]] = []
-
-    async def record_ctx(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> str:
-        seen.append(ctx)
-        return await greet(ctx, *args)
-
-    worker = make_worker(pool, func(record_ctx, name="greet"))
-    score = await put_job(pool, "s1", "greet", {"name": "Ada"})
-    await worker.run_job("s1", score)
-
-    [ctx] = seen
-    assert (ctx.get("job_id"), ctx.get("job_try"), ctx.get("score")) == ("s1", 1, score), (
-        f"arq run_job ctx job_id/job_try changed: {ctx}; {EXECUTION} reads them")
-    enqueued = ctx.get("enqueue_time")
-    assert isinstance(enqueued, datetime) and enqueued.tzinfo is not None, (
-        f"arq run_job ctx['enqueue_time'] is {enqueued!r}; {EXECUTION} passes it on as an aware datetime")
-    assert abs(enqueued.timestamp() * 1000 - score) < 1, f"arq ctx['enqueue_time'] is not the record's et; {EXECUTION}"
-    assert await key_names(pool) == {"arq:result:s1"}, f"arq finish_job left keys; {WORKER} and {ENQUEUE} assume not"
-    result_data = await pool.get("arq:result:s1")
-    assert result_data is not None
-    result = codec.loads(result_data)
-    assert {k: result.get(k) for k in ("s", "r", "t", "f", "q", "id")} == {
-        "s": True, "r": "hello Ada", "t": 1, "f": "greet", "q": QUEUE, "id": "s1"}, (
-        f"arq result record changed: {result}; {JOBS_CLI} and {WORKER} read it with our codec")
-    assert worker.jobs_complete == 1, f"arq Worker.jobs_complete not counted; {WORKER} record_health reports it"
+def test_serialize_result_writes_the_result_record_our_handles_read() -> None:
+    """serialize_result, called positionally as running.py does, writes a JSON object with the
+    fields JobHandle, `jobs show` and arq's Job read, errors through our codec."""
+    params = list(inspect.signature(serialize_result).parameters)
+    assert params[:11] == ["function", "args", "kwargs", "job_try", "enqueue_time_ms", "success", "result",
+                           "start_ms", "finished_ms", "ref", "queue_name"], (
+        f"arq.jobs.serialize_result takes {params}; {RUNNING} passes its arguments by position")
+    data = serialize_result("greet", ({"name": "Ada"},), {}, 2, 1000, False, RuntimeError("boom"), 1100, 1200,
+                            "r1:greet", QUEUE, job_id="r1", serializer=codec.dumps)
+    assert data is not None
+    result = codec.loads(data)
+    assert {k: result.get(k) for k in ("s", "r", "t", "f", "q", "id", "et", "st", "ft")} == {
+        "s": False, "r": {"error": "RuntimeError", "message": "boom"}, "t": 2, "f": "greet", "q": QUEUE, "id": "r1",
+        "et": 1000, "st": 1100, "ft": 1200}, f"arq result record changed: {result}; {RUNNING} writes it"
 
 
-async def test_retry_with_defer_requeues_later_and_the_next_run_is_try_two(pool: ArqRedis) -> None:
-    """A function raising Retry(defer=5) leaves its record, arq:retry:<id> at 1 and its id queued
-    5 s after the run (not after its old score); the next run sees job_try 2 and cleans up."""
-    tries: list[int] = []
-
-    async def flaky(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> str:
-        tries.append(ctx["job_try"])
-        if len(tries) == 1:
-            raise Retry(defer=5)
-        return "done"
-
-    worker = make_worker(pool, func(flaky, name="flaky"))
-    score = await put_job(pool, "r1", "flaky", {}, score=timestamp_ms() - 60_000)
-    ran_at = timestamp_ms()
-    await worker.run_job("r1", score)
-
-    assert await pool.get("arq:retry:r1") == b"1", f"arq run_job retry counter; {EXECUTION} refunds by DECR on it"
-    assert await pool.ttl("arq:retry:r1") > 86_400, f"arq retry counter expires within a day; {EXECUTION} backoffs"
-    assert await key_names(pool) == {"arq:job:r1", "arq:retry:r1", QUEUE}, (
-        f"arq Retry handling deletes the record or keeps the lock; {EXECUTION} expires arq:job:<id> itself")
-    new_score = await pool.zscore(QUEUE, "r1")
-    assert new_score is not None and ran_at + 5_000 <= new_score <= timestamp_ms() + 5_000, (
-        f"arq Retry(defer=5) rescored r1 to {new_score} (ran at {ran_at}); {EXECUTION} defers from now")
-    assert worker.jobs_retried == 1, f"arq Worker.jobs_retried not counted; {WORKER} record_health reports it"
-
-    await pool.psetex(keys.IN_PROGRESS_PREFIX + "r1", 10_000, b"1")
-    await worker.run_job("r1", int(new_score))
-    assert tries == [1, 2], f"arq run_job job_try after a Retry is {tries[-1]}, not 2; {EXECUTION} counts attempts"
-    assert await key_names(pool) == {"arq:result:r1"}, f"arq success after a retry left keys; {EXECUTION}"
-
-
-async def test_a_decremented_retry_counter_gives_the_next_run_the_same_try(pool: ArqRedis) -> None:
-    """job_try comes from INCR of arq:retry:<id>, so the DECR our refund does before raising Retry
-    makes the next run count as the same attempt."""
-    tries: list[int] = []
-
-    async def refunding(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
-        tries.append(ctx["job_try"])
-        if len(tries) == 1:
-            await pool.decr(keys.RETRY_PREFIX + ctx["job_id"])
-            raise Retry(defer=None)
-
-    worker = make_worker(pool, func(refunding, name="refunding"))
-    score = await put_job(pool, "d1", "refunding", {})
-    await worker.run_job("d1", score)
-    assert await pool.zscore(QUEUE, "d1") == score, f"arq Retry(defer=None) moved the job; {EXECUTION}"
-    await worker.run_job("d1", score)
-    assert tries == [1, 1], f"arq job_try no longer follows arq:retry:<id> ({tries}); {EXECUTION} refunds with DECR"
-
-
-async def test_a_cancelled_run_leaves_the_job_queued_at_its_score_and_unlocked(pool: ArqRedis) -> None:
-    """Cancelling run_job's task (what QueueWorker.shutdown does) keeps the job queued at its
-    score with its record, counts the try and releases the lock, so another process runs it."""
-    started = asyncio.Event()
-
-    async def endless(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
-        started.set()
-        await asyncio.Event().wait()
-
-    worker = make_worker(pool, func(endless, name="endless"))
-    score = await put_job(pool, "c1", "endless", {})
-    task = asyncio.create_task(worker.run_job("c1", score))
-    async with asyncio.timeout(2):
-        await started.wait()
-        task.cancel()
-        await asyncio.wait([task])
-    assert await pool.zscore(QUEUE, "c1") == score, f"arq requeue on cancel changed the score; {WORKER} shutdown"
-    assert await key_names(pool) == {"arq:job:c1", "arq:retry:c1", QUEUE}, (
-        f"arq cancel handling dropped the record or kept the lock; {WORKER} shutdown relies on a requeue")
-    assert worker.jobs_retried == 1, f"arq Worker.jobs_retried not counted on cancel; {WORKER}"
-
-
-async def write_pickle(pool: ArqRedis, job_id: str) -> None:
-    record = pickle.dumps({"t": None, "f": "greet", "a": [{}], "k": {}, "et": timestamp_ms()})
-    await pool.psetex(keys.JOB_PREFIX + job_id, DAY_MS, record)
-    await pool.zadd(QUEUE, {job_id: timestamp_ms()})
-
-
-async def write_queue_entry_only(pool: ArqRedis, job_id: str) -> None:
-    await pool.zadd(QUEUE, {job_id: timestamp_ms()})
-
-
-async def write_unknown_function(pool: ArqRedis, job_id: str) -> None:
-    await put_job(pool, job_id, "nope", {})
-
-
-async def write_past_max_tries(pool: ArqRedis, job_id: str) -> None:
-    await put_job(pool, job_id, "greet", {"name": "Ada"})
-    await pool.set(keys.RETRY_PREFIX + job_id, "1")
-
-
-Setup = Callable[[ArqRedis, str], Awaitable[None]]
-FAILED_BEFORE_START: list[tuple[str, Setup, str, str, str, int]] = [
-    # (case, Redis state, error class, message, record's f, record's t)
-    ("record_expired", write_queue_entry_only, "JobExecutionFailed", "job expired", "<unknown>", 1),
-    ("record_pickled", write_pickle, "DeserializationError", "unable to deserialize job", "<unknown>", 1),
-    ("function_unknown", write_unknown_function, "JobExecutionFailed", "function 'nope' not found", "nope", 1),
-    ("past_max_tries", write_past_max_tries, "JobExecutionFailed", "max 1 retries exceeded", "greet", 2),
-]
-
-
-@pytest.mark.parametrize(("case", "setup", "error", "message", "function", "job_try"), FAILED_BEFORE_START,
-                         ids=[row[0] for row in FAILED_BEFORE_START])
-async def test_failures_before_the_function_runs_go_through_finish_failed_job(
-        pool: ArqRedis, case: str, setup: Setup, error: str, message: str, function: str, job_try: int) -> None:
-    """A job arq cannot start (record gone, not JSON, unknown function, past max_tries) reaches
-    self.finish_failed_job with a result our codec reads, and only its result is left behind."""
-    called: list[str] = []
-
-    async def never(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
-        called.append(ctx["job_id"])
-
-    worker = make_worker(pool, func(never, name="greet", max_tries=1))
-    await setup(pool, "f1")
-    await worker.run_job("f1", timestamp_ms())
-
-    assert called == [], f"arq run_job called the function in case {case}; {WORKER} dead-letters it instead"
-    [(job_id, result_data)] = worker.failed_before_start or [("<none>", None)]
-    assert job_id == "f1" and result_data is not None, (
-        f"arq run_job no longer calls self.finish_failed_job(job_id, result_data) in case {case}; {WORKER}")
-    result = codec.loads(result_data)
-    assert (result.get("r"), result.get("f"), result.get("t"), result.get("s")) == (
-        {"error": error, "message": message}, function, job_try, False), (
-        f"arq failed-job result in case {case} is {result}; {WORKER} finish_failed_job reads r, f, t")
-    assert await key_names(pool) == {"arq:result:f1"}, f"arq Worker.finish_failed_job left keys; {WORKER} calls it"
-
-
-async def test_a_function_that_raises_is_finished_without_finish_failed_job(pool: ArqRedis) -> None:
-    """An exception from the function (our DeadLettered) is stored as a failed result and the job
-    removed, without finish_failed_job: our wrapper has already written the dead letter."""
-
-    async def broken(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("boom")
-
-    worker = make_worker(pool, func(broken, name="broken"))
-    score = await put_job(pool, "x1", "broken", {})
-    await worker.run_job("x1", score)
-    assert worker.failed_before_start == [], (
-        f"arq run_job now calls finish_failed_job for a raising function; {WORKER} would dead-letter twice")
-    assert await key_names(pool) == {"arq:result:x1"}, f"arq failure handling left keys; {EXECUTION}"
-    result_data = await pool.get("arq:result:x1")
-    assert result_data is not None
-    result = codec.loads(result_data)
-    assert (result.get("s"), result.get("r")) == (False, {"error": "RuntimeError", "message": "boom"}), (
-        f"arq failed result is {result}; {JOBS_CLI} shows it through our codec")
-    assert worker.jobs_failed == 1, f"arq Worker.jobs_failed not counted; {WORKER} record_health reports it"
-
-
-async def test_async_run_sets_main_task_and_gives_jobs_the_pool_as_ctx_redis(pool: ArqRedis) -> None:
-    """async_run (how the process starts each Worker) sets main_task and puts the Worker's pool in
-    ctx['redis'], which our job wrapper uses for the retry counter and the record's expiry."""
-    seen: list[dict[Any, Any]] = []
-    ran = asyncio.Event()
-
-    async def record_ctx(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> None:
-        seen.append(ctx)
-        ran.set()
-
-    worker = make_worker(pool, func(record_ctx, name="greet"))
-    await put_job(pool, "a1", "greet", {}, claimed=False)
+async def test_async_run_sets_main_task_and_polls_through_the_overridable_hook(pool: ArqRedis) -> None:
+    """async_run (how the process starts each Worker) sets main_task and loops on
+    self._poll_iteration, which QueueWorker replaces."""
+    worker = make_worker(pool, func(greet, name="greet"))
     runner = asyncio.create_task(worker.async_run())
     try:
         async with asyncio.timeout(2):
-            await ran.wait()
+            await worker.polled.wait()
     finally:
         assert worker.main_task is not None, f"arq Worker.async_run no longer sets main_task; {PROCESS}"
         worker.main_task.cancel()
-        await asyncio.wait([runner, *worker.tasks.values()])
-    assert seen[0].get("redis") is worker.pool, f"arq Worker.main no longer sets ctx['redis']; {EXECUTION} uses it"
+        await asyncio.wait([runner])
 
 
 async def test_job_handle_reports_each_status_and_the_result_fields_jobs_show_prints(pool: ArqRedis) -> None:
@@ -469,7 +297,12 @@ async def test_job_handle_reports_each_status_and_the_result_fields_jobs_show_pr
     assert await job.status() is JobStatus.queued, f"arq Job.status() of a due score; {JOBS_CLI}"
     await pool.psetex(keys.IN_PROGRESS_PREFIX + "h1", 10_000, b"1")
     assert await job.status() is JobStatus.in_progress, f"arq Job.status() reads the lock {WORKER} claims"
-    await make_worker(pool, func(greet, name="greet")).run_job("h1", timestamp_ms())
+    # Finished as running.py and finishing.py finish it: result stored, record, lock and entry gone.
+    await pool.set(keys.RESULT_PREFIX + "h1", serialize_result(
+        "greet", ({"name": "Ada"},), {}, 1, future, True, "hello Ada", future, timestamp_ms(), "h1:greet", QUEUE,
+        job_id="h1", serializer=codec.dumps) or b"")
+    await pool.delete(keys.JOB_PREFIX + "h1", keys.IN_PROGRESS_PREFIX + "h1")
+    await pool.zrem(QUEUE, "h1")
     assert await job.status() is JobStatus.complete, f"arq Job.status() after a run; {JOBS_CLI}"
     done = await job.result_info()
     assert done is not None and (done.success, done.result, done.job_try, done.function) == (

@@ -65,6 +65,31 @@ async def test_malformed_job_records_are_dead_lettered_once_and_the_worker_goes_
     assert await res.redis.zcard(QUEUE) == 0
 
 
+async def test_jobs_that_cannot_start_are_dead_lettered_once_with_the_reason(settings: Settings,
+                                                                             res: Resources) -> None:
+    """A queue entry whose record has expired and a record naming no known job never run: each is
+    dead-lettered once with the reason and what it held, leaves a failed result and no lock,
+    record or attempt counter; a record asking for a later attempt is run as that attempt."""
+    await res.redis.zadd(QUEUE, {"gone": 1})
+    await write_raw_job(res, "nope", {"t": None, "f": "no_such_job", "a": [{"x": 1}], "k": {}, "et": 1})
+    await write_raw_job(res, "third", {"t": 3, "f": "ping", "a": [{}], "k": {}, "et": 1})
+    async with in_process_worker(settings, [QUEUE]):
+        await wait_for_letters(res, 2)
+        third = await res.enqueuer.job("third", QUEUE).result(timeout_s=10)
+    assert third["attempt"] == 3
+    letters = {d.job_id: d for d in await res.dlq.list()}
+    assert set(letters) == {"gone", "nope"}
+    assert (letters["gone"].error_class, letters["gone"].error_message) == ("JobExecutionFailed", "job expired")
+    assert letters["nope"].error_message == "function 'no_such_job' not found"
+    assert (letters["nope"].job_name, letters["nope"].payload, letters["nope"].attempts) == ("no_such_job", {"x": 1}, 1)
+    for job_id in ("gone", "nope"):
+        outcome = await res.enqueuer.job(job_id, QUEUE).outcome()
+        assert outcome is not None and not outcome.success
+    assert await res.redis.zcard(QUEUE) == 0
+    assert not await res.redis.exists(*(prefix + job_id for job_id in ("gone", "nope", "third") for prefix in (
+        keys.IN_PROGRESS_PREFIX, keys.RETRY_PREFIX, keys.JOB_PREFIX)))
+
+
 async def test_a_nul_character_is_refused_naming_the_field(res: Resources) -> None:
     """A NUL in a string field is invalid input: refused at enqueue, naming the field."""
     with pytest.raises(InvalidPayload, match=r"orgId: contains a NUL character"):

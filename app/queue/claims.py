@@ -1,5 +1,6 @@
-"""Claiming due jobs: one Lua round trip reads the queue and claims what is due, instead of
-arq's read and then WATCH/MULTI per id.
+"""Claiming due jobs: one Lua round trip reads the queue, claims what is due and starts it
+(reads each job's record and counts the attempt), instead of arq's read, WATCH/MULTI per id,
+then a pipeline per job to start it.
 
 A claim takes a job whose lock is free, or whose lock belongs to a process that is no longer
 alive (app/queue/liveness.py): the jobs of a killed process are taken over within seconds.
@@ -15,11 +16,17 @@ from arq.connections import ArqRedis
 from app.queue import keys
 from app.queue.liveness import INSTANCE_ID
 
+# How long an attempt count outlives the job's last claim: arq's own figure (88,400 s), so a
+# record written by arq or by us ages out the same way.
+RETRY_COUNTER_TTL_S = 88_400
+
 # KEYS: the queue. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit, then the ids this
 # process runs already (skipped without a lookup). Reads up to read_limit due ids and claims up to
 # `limit` whose lock is free or held by a process whose alive key has expired (killed); the lock
-# holds the instance. Returns
-# {due ids seen, next deferred score or -1, id, score, taken-over flag (1/0), ...}.
+# holds the instance. Each claimed job's attempt is counted (arq's retry counter, kept as long
+# as arq keeps it) and its record read. Returns
+# {due ids seen, next deferred score or -1, then per claim: id, score, taken-over flag (1/0),
+#  record (false when it has expired), attempt}.
 _CLAIM_DUE_LUA = """
 local now, ttl, limit, me = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
@@ -33,19 +40,28 @@ for i = 1, #due, 2 do
   local id = due[i]
   if not running_here[id] then
     local lock = '%(lock)s' .. id
-    local owner = redis.call('GET', lock)
-    local dead = owner and owner ~= me and owner ~= '1' and redis.call('EXISTS', '%(alive)s' .. owner) == 0
-    if not owner or dead then
-      redis.call('PSETEX', lock, ttl, me)
+    local taken, dead = redis.call('SET', lock, me, 'NX', 'PX', ttl), false
+    if not taken then
+      local owner = redis.call('GET', lock)
+      dead = owner and owner ~= me and owner ~= '1' and redis.call('EXISTS', '%(alive)s' .. owner) == 0
+      if dead then redis.call('PSETEX', lock, ttl, me) end
+    end
+    if taken or dead then
       claimed = claimed + 1
+      local retry = '%(retry)s' .. id
+      local attempt = redis.call('INCR', retry)
+      redis.call('EXPIRE', retry, %(retry_ttl)d)
       out[#out+1] = id
       out[#out+1] = due[i + 1]
       out[#out+1] = dead and 1 or 0
+      out[#out+1] = redis.call('GET', '%(job)s' .. id)
+      out[#out+1] = attempt
     end
   end
 end
 return out
-""" % {"lock": keys.IN_PROGRESS_PREFIX, "alive": keys.alive_key("")}
+""" % {"lock": keys.IN_PROGRESS_PREFIX, "alive": keys.alive_key(""), "retry": keys.RETRY_PREFIX,
+       "job": keys.JOB_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +70,10 @@ class Claimed:
     score: int
     taken_over: bool
     """The lock belonged to a process that died."""
+    record: bytes | None
+    """The job's record as it was claimed; None when it has expired."""
+    attempt: int
+    """This run's attempt, counted by the claim (1 on the first run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +95,11 @@ class Claimer:
         self._script = pool.register_script(_CLAIM_DUE_LUA)
 
     async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = ()) -> Look:
-        """Read the queue and lock up to `limit` due jobs free for this process, in one round trip."""
+        """Read the queue, lock up to `limit` due jobs free for this process and start them, in one round trip."""
         flat = await self._script(keys=[self.queue], args=[now_ms, self.lock_ttl_ms, limit, INSTANCE_ID,
                                                            self.read_limit, *running_here])
-        claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), bool(flat[i + 2]))
-                   for i in range(2, len(flat), 3)]
+        claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), bool(flat[i + 2]), flat[i + 3] or None,
+                           int(flat[i + 4]))
+                   for i in range(2, len(flat), 5)]
         next_ms = float(flat[1])
         return Look(claimed, int(flat[0]), None if next_ms < 0 else next_ms)

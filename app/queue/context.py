@@ -1,5 +1,5 @@
 """What a job function receives besides its payload: its identity, the process's resources and
-a logger bound to the job.
+a logger bound to the job (bound on first use: most runs never log).
 
 `JobContext` is generic in the resources type so that the engine does not import the runtime
 that builds them: jobs annotate `Job` (app/runtime/resources.py), i.e. `JobContext[Resources]`.
@@ -19,6 +19,8 @@ from app.queue import codec, keys
 
 R = TypeVar("R")
 
+_JOBS_LOG: structlog.stdlib.BoundLogger = structlog.get_logger("app.jobs")
+
 
 @dataclass(slots=True)
 class JobContext(Generic[R]):
@@ -30,9 +32,16 @@ class JobContext(Generic[R]):
     attempt: int
     """1 for the first run; arq's job_try."""
     enqueued_at: dt.datetime
-    log: structlog.stdlib.BoundLogger = field(repr=False)
     redis: Redis = field(repr=False)
     progress_ttl_s: int = 3600
+    _log: structlog.stdlib.BoundLogger | None = field(default=None, repr=False)
+
+    @property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """The jobs' logger bound to this run: queue, job, job_id, attempt."""
+        if self._log is None:
+            self._log = _JOBS_LOG.bind(queue=self.queue, job=self.name, job_id=self.job_id, attempt=self.attempt)
+        return self._log
 
     async def progress(self, percent: int, **detail: Any) -> None:
         """Report progress (0-100), readable with `workhorse jobs show ID` while the job runs."""

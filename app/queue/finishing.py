@@ -1,30 +1,52 @@
 """Writing finished jobs' outcomes: the jobs of one queue that finish in the same loop turn go
-to Redis in one MULTI/EXEC instead of one round trip each.
+to Redis in one script call instead of a round trip (and a handful of commands to encode) each.
 
 What one finish writes is arq's `finish_job` (lock deleted, result stored with its TTL, retry
 counter and record deleted, id removed from the queue; or, for a retry, the score moved on),
 without its ZREM of arq's abort set (abort is off, see the package docstring), and written so
 that applying it twice changes nothing: the retry's new score is absolute, and the lock is
-deleted only while this process holds it. A batch is
-atomic, so a job is never half-finished; a batch that fails fails every finish in it, and each
-caller retries its own (app/queue/worker.py holds outcomes through a Redis outage).
+deleted only while this process holds it. A batch is one script, so it is applied whole and a
+job is never half-finished; a batch that fails fails every finish in it, and each caller
+retries its own (app/queue/running.py holds outcomes through a Redis outage).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
-from redis.asyncio.client import Pipeline
 
 from app.queue import keys
 from app.queue.liveness import INSTANCE_ID
 
-# KEYS: a job's lock. ARGV: this instance. Deletes the lock only while it is ours: a finish
-# written late (after an outage) must not release a lock another process has taken since.
-_RELEASE_LUA = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+# KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'r' retry),
+# result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
+# The lock is deleted only while it names this instance: a finish written late (after an
+# outage) must not release a lock another process has taken since.
+_FINISH_LUA = """
+local me = ARGV[1]
+for i = 2, #ARGV, 5 do
+  local id, kind, result, ttl, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
+  if kind == 'd' then
+    if result ~= '' and ttl ~= 0 then
+      if ttl < 0 then
+        redis.call('SET', '%(result)s' .. id, result)
+      else
+        redis.call('SET', '%(result)s' .. id, result, 'PX', ttl)
+      end
+    end
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', '%(retry)s' .. id, '%(job)s' .. id)
+  elseif score ~= '' then
+    redis.call('ZADD', KEYS[1], 'XX', score, id)
+  end
+  local lock = '%(lock)s' .. id
+  if redis.call('GET', lock) == me then redis.call('DEL', lock) end
+end
+return 0
+""" % {"result": keys.RESULT_PREFIX, "retry": keys.RETRY_PREFIX, "job": keys.JOB_PREFIX,
+       "lock": keys.IN_PROGRESS_PREFIX}
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,36 +59,33 @@ class Finish:
     """False: a retry; the job stays queued, due at `next_score_ms`."""
     next_score_ms: int | None = None
 
-    def write(self, tr: Pipeline, queue: str) -> None:
-        """The finish's commands. Each is idempotent (an absolute score, a compare-and-delete),
-        so a finish written twice — its reply lost, then retried — does no harm."""
-        if self.done:
-            if self.result is not None and self.result_ttl_ms != 0:
-                tr.set(keys.RESULT_PREFIX + self.job_id, self.result, px=self.result_ttl_ms)
-            tr.zrem(queue, self.job_id)
-            tr.delete(keys.RETRY_PREFIX + self.job_id, keys.JOB_PREFIX + self.job_id)
-        elif self.next_score_ms is not None:
-            tr.zadd(queue, {self.job_id: self.next_score_ms}, xx=True)
-        tr.eval(_RELEASE_LUA, 1, keys.IN_PROGRESS_PREFIX + self.job_id, INSTANCE_ID)
+    def args(self) -> tuple[str | bytes | int, ...]:
+        """The finish's five script arguments. Each effect is idempotent (an absolute score, a
+        compare-and-delete), so a finish written twice — its reply lost, then retried — does no harm."""
+        ttl = -1 if self.result_ttl_ms is None else self.result_ttl_ms
+        score = "" if self.next_score_ms is None else self.next_score_ms
+        return self.job_id, "d" if self.done else "r", self.result or b"", ttl, score
 
 
 class FinishBatcher:
-    """Coalesces the finishes of one queue's jobs into one transaction per loop turn."""
+    """Coalesces the finishes of one queue's jobs into one script call per loop turn."""
 
     def __init__(self, pool: ArqRedis, queue: str) -> None:
         self.pool, self.queue = pool, queue
-        self._pending: list[tuple[Callable[[Pipeline], None], asyncio.Future[None]]] = []
+        self._script = pool.register_script(_FINISH_LUA)
+        self._pending: list[tuple[Finish, asyncio.Future[None]]] = []
         self._flush_scheduled = False
         self.batches = 0
         self.finishes = 0
 
     async def write(self, finish: Finish) -> None:
         """Return once `finish` is in Redis; raise what the batch it went in raised."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((lambda tr: finish.write(tr, self.queue), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((finish, future))
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._start_flush)
+            loop.call_soon(self._start_flush)
         await future
 
     def _start_flush(self) -> None:
@@ -77,12 +96,12 @@ class FinishBatcher:
         if batch:
             asyncio.get_running_loop().create_task(self._flush(batch))
 
-    async def _flush(self, batch: list[tuple[Callable[[Pipeline], None], asyncio.Future[None]]]) -> None:
+    async def _flush(self, batch: list[tuple[Finish, asyncio.Future[None]]]) -> None:
+        args: list[str | bytes | int] = [INSTANCE_ID]
+        for finish, _ in batch:
+            args.extend(finish.args())
         try:
-            async with self.pool.pipeline(transaction=True) as tr:
-                for add, _ in batch:
-                    add(tr)
-                await tr.execute()
+            await self._script(keys=[self.queue], args=args)
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():

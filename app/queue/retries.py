@@ -21,6 +21,16 @@ import redis.exceptions
 from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
 from app.queue_table import RetryPolicy
 
+
+class RetryLater(Exception):  # a request to the runner, not an error
+    """Raised by a job's wrapper (app/queue/execution.py) when the policy retries: the runner
+    queues the job again `defer_s` from now (None: at once, at its old score)."""
+
+    def __init__(self, defer_s: float | None) -> None:
+        super().__init__(f"retry in {defer_s} s" if defer_s is not None else "retry at once")
+        self.defer_s = defer_s
+
+
 # A 429 without a usable Retry-After still waits this long: providers punish eager retries.
 MIN_RATE_LIMIT_DELAY_S = 60.0
 

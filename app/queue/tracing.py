@@ -19,8 +19,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from arq.worker import Retry
-
+from app.queue.retries import RetryLater
 from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -108,7 +107,7 @@ class JobTracer:
 
     async def run_job(self, job: Awaitable[T], *, name: str, queue: str, job_id: str, attempt: int,
                       traceparent: str | None) -> T:
-        """Await `job` (the engine's wrapper, which returns or raises arq's Retry, DeadLettered or
+        """Await `job` (the engine's wrapper, which returns or raises RetryLater, DeadLettered or
         CancelledError) in a span `job <name>`, a child of the enqueuer's span when it sent one."""
         from opentelemetry.context import Context
         from opentelemetry.trace import SpanKind
@@ -139,7 +138,7 @@ def _record_failure(span: Span, exc: BaseException) -> None:
     if isinstance(exc, asyncio.CancelledError):
         span.set_attribute(ATTR_OUTCOME, "cancelled")
         return
-    span.set_attribute(ATTR_OUTCOME, "retried" if isinstance(exc, Retry) else "dead_lettered")
+    span.set_attribute(ATTR_OUTCOME, "retried" if isinstance(exc, RetryLater) else "dead_lettered")
     cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
     span.record_exception(cause)
     span.set_status(Status(StatusCode.ERROR, f"{type(cause).__name__}: {cause}"))

@@ -5,11 +5,9 @@ Overrides of arq's private hooks (stable across 0.26-0.28, pinned in pyproject):
   poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors. A fallback
   poll of a queue last seen empty is skipped when the process's sweep (app/queue/wake.py) has
   looked since: an idle process sends one command per fallback, not one per queue.
-- `start_jobs` is bypassed: one Lua round trip reads the queue and claims what is due
-  (app/queue/claims.py), taking over the jobs of processes that died.
-- `finish_job`: holds a finished job's outcome through a Redis outage instead of losing it
-  (which would run the job again); completed results get their own, shorter TTL.
-- `finish_failed_job`: failures that never reach the job function go to the dead-letter queue.
+- `start_jobs` and `run_job` are bypassed: one Lua round trip reads the queue, claims what is
+  due and starts it (app/queue/claims.py), taking over the jobs of processes that died; our
+  runner (app/queue/running.py) runs each job and batches its finish with the others.
 - `heart_beat`: extends running jobs' short in-progress locks and publishes running jobs
   (app/queue/bookkeeping.py).
 - `record_health`: writes arq's health key (`arq --check`) without arq's extra ZCARD.
@@ -21,23 +19,22 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import structlog
 from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 from arq.worker import Worker
-from redis import exceptions as redis_errors
 from redis.exceptions import RedisError
 
-from app.backoff import Backoff
-from app.queue import codec, keys
+from app.backoff import REDIS_OUTAGE_BACKOFF
+from app.queue import codec
 from app.queue.bookkeeping import Bookkeeping
-from app.queue.claims import Claimer
-from app.queue.execution import Runtime, arq_functions, dead_letter_before_start
-from app.queue.finishing import Finish, FinishBatcher
+from app.queue.claims import Claimed, Claimer
+from app.queue.execution import Runtime, arq_functions, job_functions
+from app.queue.finishing import FinishBatcher
 from app.queue.registry import Registry
+from app.queue.running import Ended, Runner
 from app.queue.wake import WakeHub
 from app.queue_table import QueueConfig
 
@@ -45,8 +42,6 @@ log = structlog.get_logger(__name__)
 
 # At shutdown, how long the requeue writes of cancelled jobs may take before the pool closes.
 _FINISH_GRACE_S = 5.0
-# A worker that lost Redis looks again soon: jobs waiting on it are the cost of a slow retry.
-_REDIS_BACKOFF = Backoff(initial_s=0.1, factor=2.0, cap_s=5.0, jitter=0.1)
 # A Worker is considered polling (for /health/ready) if it polled this recently.
 _POLL_STALE_S = 10.0
 
@@ -55,8 +50,9 @@ class QueueWorker(Worker):
     def __init__(self, queue: QueueConfig, registry: Registry, runtime: Runtime, hub: WakeHub,
                  pool: ArqRedis) -> None:
         settings = runtime.res.settings
+        functions = job_functions(registry, queue.name, runtime)
         super().__init__(
-            functions=arq_functions(registry, queue.name, runtime),
+            functions=arq_functions(functions),
             queue_name=queue.name,
             redis_pool=pool,
             handle_signals=False,  # the process handles signals once, for every Worker
@@ -88,15 +84,16 @@ class QueueWorker(Worker):
         """Jobs (waiting, deferred, running anywhere) the last read of the queue found."""
         self.queue_reads = 0
         """How often this worker has read its queue (the idle sweep makes most reads needless)."""
-        self._heartbeat_s = settings.job_heartbeat_s
         self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
                                  heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
-        self._keep_completed_s = settings.keep_result_s
         self._claimer = Claimer(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
                                 read_limit=self.queue_read_limit)
         self._finisher = FinishBatcher(pool, queue.name)
-        self._scores: dict[str, int] = {}
-        """The score each running job was claimed with (a retry's new score is relative to it)."""
+        self._holding_slot: set[str] = set()
+        """Jobs that hold a slot: claimed, function not yet ended (their finish may still be on its way)."""
+        self._runner = Runner(runtime.res, queue.name, functions, self._finisher, slot_freed=self._free_slot,
+                              keep_completed_s=settings.keep_result_s, keep_failed_s=settings.keep_failed_s,
+                              lock_ttl_s=self.in_progress_timeout_s, heartbeat_s=settings.job_heartbeat_s)
         self._redis_failures = 0
         self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
@@ -110,17 +107,14 @@ class QueueWorker(Worker):
         self._wake.set()
 
     async def shutdown(self) -> None:
-        """Cancel what still runs (arq requeues it), then stop polling and close the pool.
+        """Cancel the job functions still running (the runner requeues them), let finishes being
+        written complete, then stop polling and close the pool.
 
         Replaces arq's close(), whose gather() raises when a job task was cancelled outright.
         """
         running = {job_id: t for job_id, t in self.tasks.items() if not t.done()}
-        for job_id, task in running.items():
-            # Cancel the job function, not arq's run_job around it: run_job then writes the
-            # requeue itself (a cancelled run_job would leave its shielded finish orphaned, and
-            # the pool is closed below). A job still in run_job's prelude is cancelled whole.
-            function_task = self.job_tasks.get(job_id)
-            (function_task if function_task is not None and not function_task.done() else task).cancel()
+        for task in list(self._runner.in_function.values()):
+            task.cancel()
         if running:
             await asyncio.wait(running.values(), timeout=_FINISH_GRACE_S)
         self._reap_finished()
@@ -169,22 +163,37 @@ class QueueWorker(Worker):
         for claim in look.claimed:
             if claim.taken_over:
                 log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=claim.job_id)
-            await self._start(claim.job_id, claim.score, now)
+            await self._start(claim, now)
         self._gauge_in_flight.set(self.job_counter)
         return look.next_deferred_ms
 
-    async def _start(self, job_id: str, score: int, now_ms: int) -> None:
-        self._scores[job_id] = score
+    async def _start(self, claim: Claimed, now_ms: int) -> None:
         await self.sem.acquire()
         self.job_counter += 1
-        task = self.loop.create_task(self.run_job(job_id, score))
-        task.add_done_callback(functools.partial(self._job_done, job_id))
-        self.tasks[job_id] = task
-        self.books.started(job_id, now_ms)
+        self._holding_slot.add(claim.job_id)
+        task = self.loop.create_task(self._runner.run(claim))
+        task.add_done_callback(functools.partial(self._job_done, claim.job_id))
+        self.tasks[claim.job_id] = task
+        self.books.started(claim.job_id, now_ms)
 
-    def _job_done(self, job_id: str, _task: asyncio.Task[None]) -> None:
-        self._release_sem_dec_counter_on_complete()
-        self.books.finished(job_id, completed=self.runtime.outcomes.pop(job_id, None) is True)
+    def _free_slot(self, job_id: str) -> None:
+        if job_id in self._holding_slot:
+            self._holding_slot.discard(job_id)
+            self._release_sem_dec_counter_on_complete()
+
+    def _job_done(self, job_id: str, task: asyncio.Task[Ended]) -> None:
+        self._free_slot(job_id)  # a task cancelled before it started never freed its slot
+        ended = None if task.cancelled() or task.exception() is not None else task.result()
+        if ended is Ended.COMPLETED:
+            self.jobs_complete += 1
+        elif ended is Ended.FAILED:
+            self.jobs_failed += 1
+        else:  # retried, requeued by shutdown, or its finish never written (it runs again)
+            self.jobs_retried += 1
+            # The slot was freed before the new score was written, so the look that took the next
+            # job may have missed it: look again to learn when it is due.
+            self._wake.set()
+        self.books.finished(job_id, completed=ended is Ended.COMPLETED)
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -239,48 +248,4 @@ class QueueWorker(Worker):
         self._gauge_up.set(0)
         self._redis_failures += 1
         self._reap_finished()
-        await asyncio.sleep(_REDIS_BACKOFF.delay_s(self._redis_failures))
-
-    async def finish_job(self, job_id: str, finish: bool, result_data: bytes | None, result_timeout_s: float | None,
-                         keep_result_forever: bool, incr_score: int | None, keep_in_progress: float | None) -> None:
-        """arq's finish, held through a Redis outage: the job's work is done, so its outcome is
-        kept in memory and written once Redis answers (the lock is still ours meanwhile: it is
-        extended as soon as Redis is back), instead of the job running a second time."""
-        if self.runtime.outcomes.get(job_id) is True:
-            result_timeout_s = self._keep_completed_s  # completed: kept shorter than failures
-        # keep_in_progress is only set for arq's own cron jobs, which we do not use.
-        ttl_ms = None if keep_result_forever or result_timeout_s is None else int(result_timeout_s * 1000)
-        score = self._scores.pop(job_id, None)
-        # arq's incr_score is relative to the score the job was claimed with; the finish writes
-        # the absolute score, so writing it twice does not defer the job twice.
-        next_score = score + incr_score if score is not None and incr_score else None
-        outcome = Finish(job_id, result_data, ttl_ms, done=finish, next_score_ms=next_score)
-        await self._hold_through_outage(job_id, lambda: self._finisher.write(outcome))
-
-    async def _hold_through_outage(self, job_id: str, write: Callable[[], Awaitable[None]]) -> None:
-        # The lock was extended at most one heartbeat ago; stop retrying well before it lapses,
-        # since past that point another process may already run the job again.
-        deadline = time.monotonic() + self.in_progress_timeout_s - self._heartbeat_s - 1
-        failures = 0
-        while True:
-            try:
-                await write()
-            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-                # Only the connection failing is an outage worth waiting out: an error reply
-                # (ResponseError) would fail the same way again.
-                failures += 1
-                if time.monotonic() >= deadline:
-                    raise
-                if failures == 1:
-                    log.warning("job_outcome_held", queue=self.queue_name, job_id=job_id, error=str(exc))
-                await asyncio.sleep(max(0.0, min(_REDIS_BACKOFF.delay_s(failures), deadline - time.monotonic())))
-            else:
-                if failures:
-                    log.info("job_outcome_written", queue=self.queue_name, job_id=job_id, tries=failures + 1)
-                return
-
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        """arq failed the job before running it: store a dead letter, then let arq clean up."""
-        raw = await self.pool.get(keys.JOB_PREFIX + job_id)
-        await dead_letter_before_start(self.runtime.res, self.queue_name, job_id, raw, result_data)
-        await self._hold_through_outage(job_id, lambda: super(QueueWorker, self).finish_failed_job(job_id, result_data))
+        await asyncio.sleep(REDIS_OUTAGE_BACKOFF.delay_s(self._redis_failures))
