@@ -26,6 +26,7 @@ from typing import Literal
 
 import asyncpg
 
+from app.batching import GroupCommit
 from app.errors import TransientError
 
 ClaimVerdict = Literal["claim", "already_sent", "busy"]
@@ -33,6 +34,21 @@ ClaimVerdict = Literal["claim", "already_sent", "busy"]
 _INSERT_CLAIM = (
     "INSERT INTO notifications (idempotency_key, channel, recipient, subject, job_id)"
     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
+)
+# The same for many keys at once, answering in their order: the keys already present come back
+# without an id, and so does a key repeated in the batch after its first occurrence (it takes
+# the row-lock path, as it would have one call later).
+_INSERT_CLAIMS = (
+    "WITH new AS (INSERT INTO notifications (idempotency_key, channel, recipient, subject, job_id)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key)"
+    " SELECT CASE WHEN k.n = min(k.n) OVER (PARTITION BY k.key) THEN new.id END AS id"
+    " FROM unnest($1::text[]) WITH ORDINALITY AS k(key, n)"
+    " LEFT JOIN new ON new.idempotency_key = k.key ORDER BY k.n"
+)
+_MARK_SENT = (
+    "UPDATE notifications n SET status = 'SENT', provider_id = u.provider_id, sent_at = now(), error = NULL"
+    " FROM unnest($1::bigint[], $2::text[]) AS u(id, provider_id) WHERE n.id = u.id"
 )
 
 
@@ -69,15 +85,22 @@ class AlreadySent(Exception):
         self.notification_id = notification_id
 
 
+_NewClaim = tuple[str, str, str, str | None, str]
+"""(key, channel, recipient, subject, job_id)"""
+
+
 class Ledger:
     def __init__(self, db: asyncpg.Pool, *, stale_after_s: float) -> None:
         self.db = db
         self.stale_after_s = stale_after_s
+        # Shared statements: a key's first claim, and SENT marks (app/batching.py).
+        self.new_claims = GroupCommit(self._insert_claims)
+        self.sent_marks = GroupCommit(self._mark_sent)
 
     async def claim(self, key: str, channel: str, recipient: str, subject: str | None, job_id: str) -> Claim:
         """Claim `key` for a send by `job_id`; AlreadySent or TransientError (busy) otherwise."""
-        # The common case, a key never seen, in one round trip; anything else takes the row lock.
-        new_id: int | None = await self.db.fetchval(_INSERT_CLAIM, key, channel, recipient, subject, job_id)
+        # The common case, a key never seen, in one shared round trip; anything else takes the row lock.
+        new_id = await self.new_claims.submit((key, channel, recipient, subject, job_id))
         if new_id is not None:
             return Claim(new_id, in_doubt=False)
         async with self.db.acquire() as conn, conn.transaction():
@@ -104,9 +127,16 @@ class Ledger:
             return Claim(row["id"], in_doubt=in_doubt)
 
     async def sent(self, notification_id: int, provider_id: str | None) -> None:
-        await self.db.execute(
-            "UPDATE notifications SET status = 'SENT', provider_id = $2, sent_at = now(), error = NULL"
-            " WHERE id = $1", notification_id, provider_id)
+        await self.sent_marks.submit((notification_id, provider_id))
+
+    async def _insert_claims(self, claims: list[_NewClaim]) -> list[int | None]:
+        rows = await self.db.fetch(_INSERT_CLAIMS, *(list(column) for column in zip(*claims, strict=True)))
+        return [row["id"] for row in rows]
+
+    async def _mark_sent(self, marks: list[tuple[int, str | None]]) -> list[None]:
+        ids, provider_ids = zip(*marks, strict=True)
+        await self.db.execute(_MARK_SENT, list(ids), list(provider_ids))
+        return [None] * len(marks)
 
     async def failed(self, notification_id: int, error: str) -> None:
         await self.db.execute(

@@ -1,5 +1,5 @@
-"""Writing finished jobs' outcomes: the jobs of one queue that finish in the same loop turn go
-to Redis in one script call instead of a round trip (and a handful of commands to encode) each.
+"""Writing finished jobs' outcomes: the jobs of one queue that finish together go to Redis in
+one script call instead of a round trip (and a handful of commands to encode) each.
 
 What one finish writes is arq's `finish_job` (lock deleted, result stored with its TTL, retry
 counter and record deleted, id removed from the queue; or, for a retry, the score moved on),
@@ -12,11 +12,11 @@ retries its own (app/queue/running.py holds outcomes through a Redis outage).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 
+from app.batching import GroupCommit
 from app.queue import keys
 from app.queue.liveness import INSTANCE_ID
 
@@ -68,49 +68,21 @@ class Finish:
 
 
 class FinishBatcher:
-    """Coalesces the finishes of one queue's jobs into one script call per loop turn."""
+    """Coalesces the finishes of one queue's jobs into one script call: those of a loop turn, and
+    those that arrive while a call is in flight (app/batching.py)."""
 
     def __init__(self, pool: ArqRedis, queue: str) -> None:
         self.pool, self.queue = pool, queue
         self._script = pool.register_script(_FINISH_LUA)
-        self._pending: list[tuple[Finish, asyncio.Future[None]]] = []
-        self._flush_scheduled = False
-        self.batches = 0
-        self.finishes = 0
+        self._group = GroupCommit(self._write_batch)
 
     async def write(self, finish: Finish) -> None:
         """Return once `finish` is in Redis; raise what the batch it went in raised."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((finish, future))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon(self._start_flush)
-        await future
+        await self._group.submit(finish)
 
-    def _start_flush(self) -> None:
-        # call_soon runs after the callbacks already scheduled, so every job that finished in
-        # this turn of the loop has added its finish by now.
-        self._flush_scheduled = False
-        batch, self._pending = self._pending, []
-        if batch:
-            asyncio.get_running_loop().create_task(self._flush(batch))
-
-    async def _flush(self, batch: list[tuple[Finish, asyncio.Future[None]]]) -> None:
+    async def _write_batch(self, batch: list[Finish]) -> list[None]:
         args: list[str | bytes | int] = [INSTANCE_ID]
-        for finish, _ in batch:
+        for finish in batch:
             args.extend(finish.args())
-        try:
-            await self._script(keys=[self.queue], args=args)
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            self.batches += 1
-            self.finishes += len(batch)
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+        await self._script(keys=[self.queue], args=args)
+        return [None] * len(batch)

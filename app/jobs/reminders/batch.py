@@ -6,8 +6,9 @@ REMINDER_SEND_CONCURRENCY at once, over the SMTP connection pool), so the queue'
 bounds jobs, not messages. Every message keeps its own idempotency key, so a retried batch
 sends only what did not go out: reminders already SENT are skipped at once.
 
-Per reminder: nothing to send → SKIPPED; a permanent failure (a refused address, say) → FAILED
-at once, the others unaffected. Any passing failure makes the batch fail after the others have
+The batch's reminders are read in one query and those sent are marked SENT in one statement
+once all have settled. Per reminder: nothing to send → SKIPPED; a permanent failure (a refused
+address, say) → FAILED at once, the others unaffected. Any passing failure makes the batch fail after the others have
 settled, so the queue's policy retries it; a batch dead-lettered for good marks its reminders
 that are still unsent FAILED.
 """
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import Field
 
 from app.errors import CircuitOpen, JobSkipped, PermanentError
-from app.jobs.reminders.send import deliver, mark_failed
+from app.jobs.reminders.send import deliver, load, mark_failed, mark_sent
 from app.queue.payload import Payload
 from app.runtime.resources import Job
 
@@ -40,11 +41,12 @@ def batch_job_id(reminder_ids: list[int]) -> str:
 
 async def send_reminders(job: Job, p: SendReminders) -> dict[str, Any]:
     slots = asyncio.Semaphore(job.res.settings.reminder_send_concurrency)
+    rows = await load(job, p.reminder_ids)
 
     async def one(reminder_id: int) -> dict[str, Any]:
         async with slots:
             try:
-                return await deliver(job, reminder_id)
+                return await deliver(job, reminder_id, rows.get(reminder_id))
             except JobSkipped:
                 return {"status": "skipped"}
             except PermanentError as exc:
@@ -53,6 +55,9 @@ async def send_reminders(job: Job, p: SendReminders) -> dict[str, Any]:
                 return {"status": "failed"}
 
     outcomes = await asyncio.gather(*(one(r) for r in p.reminder_ids), return_exceptions=True)
+    sent = [r for r, o in zip(p.reminder_ids, outcomes, strict=True) if isinstance(o, dict) and o["status"] == "sent"]
+    if sent:
+        await mark_sent(job, sent)
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     if failures:
         # An open breaker defers the batch without using an attempt; anything else retries it.

@@ -28,7 +28,7 @@ SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.locat
        e.start_at, e.end_at, e.time_zone, e.status AS event_status, e.organizer_email, e.organizer_name,
        e.participants, e.sequence, now() AS now
 FROM event_reminders r JOIN scheduling_events e ON e.id = r.event_id
-WHERE r.id = $1
+WHERE r.id = ANY($1::bigint[])
 """
 
 
@@ -49,15 +49,24 @@ class Participant:
 
 
 async def send_reminder(job: Job, p: SendReminder) -> dict[str, Any]:
-    return await deliver(job, p.reminder_id)
+    row = (await load(job, [p.reminder_id])).get(p.reminder_id)
+    outcome = await deliver(job, p.reminder_id, row)
+    if outcome["status"] == "sent":
+        await mark_sent(job, [p.reminder_id])
+    return outcome
 
 
-async def deliver(job: Job, reminder_id: int) -> dict[str, Any]:
-    """Send one reminder's messages and mark it SENT; JobSkipped (marked SKIPPED) when there is
-    nothing to send. Shared by `send_reminder` and the scan's batches (batch.py)."""
-    # The scan that queued this job may not have committed yet: the row then still reads PENDING,
-    # which is as sendable as QUEUED (and our SENT mark waits for its commit).
-    row = await job.res.db.fetchrow(_LOAD, reminder_id)
+async def load(job: Job, reminder_ids: list[int]) -> dict[int, asyncpg.Record]:
+    """The reminders with their events, in one query; missing ids are absent."""
+    # The scan that queued them may not have committed yet: such rows still read PENDING, which
+    # is as sendable as QUEUED (and our SENT mark waits for its commit).
+    return {row["id"]: row for row in await job.res.db.fetch(_LOAD, reminder_ids)}
+
+
+async def deliver(job: Job, reminder_id: int, row: asyncpg.Record | None) -> dict[str, Any]:
+    """Send one reminder's messages: {"status": "sent", ...} (the caller marks it SENT, a batch at
+    once); JobSkipped (marked SKIPPED) when there is nothing to send. Shared by `send_reminder`
+    and the scan's batches (batch.py)."""
     if row is None:
         raise NotFound(f"reminder {reminder_id} does not exist")
     if row["status"] in ("SENT", "SKIPPED"):
@@ -73,8 +82,15 @@ async def deliver(job: Job, reminder_id: int) -> dict[str, Any]:
         reason = "; ".join(reasons) or "no participant to remind"
         await _mark(job.res.db, reminder_id, "SKIPPED", skip_reason=reason)
         raise JobSkipped(reason)
-    await _mark(job.res.db, reminder_id, "SENT", retry_count=job.attempt - 1)
     return {"status": "sent", **{status: counts[status] for status in ("sent", "duplicate", "skipped")}}
+
+
+async def mark_sent(job: Job, reminder_ids: list[int]) -> None:
+    """SENT, once their messages went out. A crash before this mark only costs a re-run that finds
+    every message already sent in the ledger (no second delivery) and marks them then."""
+    await job.res.db.execute(
+        "UPDATE event_reminders SET status = 'SENT', error = NULL, retry_count = $2, sent_at = now()"
+        " WHERE id = ANY($1::bigint[])", reminder_ids, job.attempt - 1)
 
 
 async def record_failure(job: Job, p: SendReminder, exc: BaseException) -> None:
@@ -156,11 +172,7 @@ def _invite(row: asyncpg.Record, people: list[Participant]) -> Invite:
     )
 
 
-async def _mark(db: asyncpg.Pool, reminder_id: int, status: str, *, skip_reason: str | None = None,
-                error: str | None = None, retry_count: int | None = None) -> None:
-    await db.execute(
-        "UPDATE event_reminders SET status = $2, skip_reason = COALESCE($3, skip_reason),"
-        " error = $4, retry_count = COALESCE($5, retry_count),"
-        " sent_at = CASE WHEN $2 = 'SENT' THEN now() ELSE sent_at END WHERE id = $1",
-        reminder_id, status, skip_reason, error, retry_count)
+async def _mark(db: asyncpg.Pool, reminder_id: int, status: str, *, skip_reason: str) -> None:
+    await db.execute("UPDATE event_reminders SET status = $2, skip_reason = $3, error = NULL WHERE id = $1",
+                     reminder_id, status, skip_reason)
 
