@@ -14,7 +14,7 @@ from app.calendar.events import reminder_times
 from app.calendar.when import describe, relative, zone
 from app.notify.ledger import Existing, judge
 from app.providers.messages import Attachment, Email
-from app.providers.smtp import build_mime
+from app.providers.smtp import build_message
 from app.providers.twilio import MAX_SMS_CHARS, fit_sms
 from app.providers.webhook import is_public
 from app.settings import Settings
@@ -81,13 +81,20 @@ def test_an_email_resent_after_a_crash_carries_the_same_message_id() -> None:
     settings = Settings.load({"SMTP_FROM_EMAIL": "reminders@example.com"})
     message = Email(to="ana@example.com", to_name="Zoë", subject="Réunion", text="hé", html="<p>hé</p>",
                     attachments=(Attachment("invite.ics", b"BEGIN:VCALENDAR", "text/calendar; method=REQUEST"),))
-    first, again = (build_mime(message, "reminder:1:email:ana@example.com", settings) for _ in range(2))
-    other = build_mime(message, "reminder:2:email:ana@example.com", settings)
+    first, again, other = (
+        parse(build_message(message, key, settings))
+        for key in ("reminder:1:email:ana@example.com", "reminder:1:email:ana@example.com",
+                    "reminder:2:email:ana@example.com"))
     assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]
     assert first["Message-ID"].endswith("@example.com>")
-    parsed = email.message_from_bytes(first.as_bytes(), policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    assert (parsed["To"], parsed["Subject"]) == ("Zoë <ana@example.com>", "Réunion")
-    [invite] = parsed.iter_attachments()
+    assert (first["To"], first["Subject"]) == ("Zoë <ana@example.com>", "Réunion")
+    [invite] = first.iter_attachments()
     assert invite.get_content_type() == "text/calendar" and invite.get_param("method") == "REQUEST"
     assert invite.get_filename() == "invite.ics"
+
+
+def parse(raw: bytes) -> EmailMessage:
+    """The message as a mail client's parser reads it."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
