@@ -103,10 +103,10 @@ async def pool(clean: ServiceUrls) -> AsyncIterator[ArqRedis]:
 HOOKS = [
     # (arq Worker method, its parameters after self, awaited by us, the file of ours that relies on it)
     ("_poll_iteration", (), True, WORKER),
+    ("main", (), True, WORKER),
     ("start_jobs", ("job_ids",), True, WORKER),
     ("heart_beat", (), True, WORKER),
     ("record_health", (), True, WORKER),
-    ("_release_sem_dec_counter_on_complete", (), False, WORKER),
     ("async_run", (), True, PROCESS),
 ]
 
@@ -144,7 +144,6 @@ async def test_constructed_worker_has_the_attributes_queue_worker_reads_and_writ
     worker = Worker(**worker_options(pool, func(greet, name="greet")))
     expected: list[tuple[str, type | tuple[type, ...], str]] = [
         ("tasks", dict, WORKER), ("job_counter", int, WORKER),
-        ("sem", asyncio.Semaphore, WORKER),
         ("max_jobs", int, WORKER), ("queue_read_limit", int, WORKER), ("in_progress_timeout_s", (int, float), WORKER),
         ("allow_pick_jobs", bool, WORKER), ("health_check_key", str, WORKER),
         ("health_check_interval", (int, float), WORKER), ("_last_health_check", (int, float), WORKER),
@@ -170,21 +169,6 @@ async def test_constructed_worker_has_the_attributes_queue_worker_reads_and_writ
     assert slow.in_progress_timeout_s == 130, (
         f"arq Worker.in_progress_timeout_s is {slow.in_progress_timeout_s}, not the largest timeout + 10 s; "
         f"{WORKER} keeps locks at least that long")
-
-
-async def test_semaphore_admits_max_jobs_and_the_release_hook_frees_one_slot(pool: ArqRedis) -> None:
-    """Worker.sem lets start_jobs take max_jobs jobs without waiting, and the release hook QueueWorker
-    extends gives back one slot and one count."""
-    worker = make_worker(pool, func(greet, name="greet"))
-    for _ in range(MAX_JOBS):
-        assert not worker.sem.locked(), f"arq Worker.sem admits fewer than max_jobs; {WORKER} start_jobs waits on it"
-        await worker.sem.acquire()
-        worker.job_counter += 1
-    while not worker.sem.locked():
-        await worker.sem.acquire()
-    worker._release_sem_dec_counter_on_complete()
-    assert worker.job_counter == MAX_JOBS - 1, f"arq Worker._release_sem_dec_counter_on_complete; {WORKER}"
-    assert not worker.sem.locked(), f"arq Worker._release_sem_dec_counter_on_complete keeps the slot; {WORKER}"
 
 
 async def test_heart_beat_records_health_through_the_overridable_hook_and_nothing_else(pool: ArqRedis) -> None:
@@ -269,9 +253,9 @@ def test_serialize_result_writes_the_result_record_our_handles_read() -> None:
         "et": 1000, "st": 1100, "ft": 1200}, f"arq result record changed: {result}; {RUNNING} writes it"
 
 
-async def test_async_run_sets_main_task_and_polls_through_the_overridable_hook(pool: ArqRedis) -> None:
-    """async_run (how the process starts each Worker) sets main_task and loops on
-    self._poll_iteration, which QueueWorker replaces."""
+async def test_async_run_sets_main_task_and_runs_the_overridable_main(pool: ArqRedis) -> None:
+    """async_run (how the process starts each Worker) sets main_task and runs self.main, which
+    QueueWorker replaces (arq's own loops on self._poll_iteration, which QueueWorker replaces too)."""
     worker = make_worker(pool, func(greet, name="greet"))
     runner = asyncio.create_task(worker.async_run())
     try:

@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from app.queue import keys
 from app.queue.finishing import Finish, FinishBatcher
-from app.queue.liveness import INSTANCE_ID
 from app.runtime.resources import Resources
 
 QUEUE = "intake-routing"
+ME = "test-host:1:f1f1f1"
+"""The worker process writing the finishes (its locks name it)."""
 
 
 async def test_a_retry_finish_applied_twice_defers_the_job_once(res: Resources) -> None:
     """The retry's score is absolute: writing the same finish twice leaves it where it was."""
     await res.redis.zadd(QUEUE, {"j1": 1000})
-    await res.redis.set(keys.IN_PROGRESS_PREFIX + "j1", INSTANCE_ID)
-    batcher = FinishBatcher(res.redis, QUEUE)
+    await res.redis.set(keys.IN_PROGRESS_PREFIX + "j1", ME)
+    batcher = FinishBatcher(res.redis, QUEUE, ME)
     finish = Finish("j1", None, None, done=False, next_score_ms=11_000)
     await batcher.write(finish)
     await batcher.write(finish)
@@ -27,14 +28,14 @@ async def test_a_late_finish_never_releases_a_lock_another_process_holds(res: Re
     """After an outage another process may have taken the job over: our late finish leaves its lock."""
     await res.redis.zadd(QUEUE, {"j2": 1000})
     await res.redis.set(keys.IN_PROGRESS_PREFIX + "j2", "other-host:1:abc")
-    await FinishBatcher(res.redis, QUEUE).write(Finish("j2", None, None, done=False, next_score_ms=5000))
+    await FinishBatcher(res.redis, QUEUE, ME).write(Finish("j2", None, None, done=False, next_score_ms=5000))
     assert await res.redis.get(keys.IN_PROGRESS_PREFIX + "j2") == b"other-host:1:abc"
 
 
 async def test_a_zero_result_ttl_stores_no_result_and_fails_nothing(res: Resources) -> None:
     """KEEP_RESULT_S=0: the job finishes, no result is kept (Redis refuses SET PX 0 outright)."""
     await res.redis.zadd(QUEUE, {"j3": 1000})
-    await res.redis.set(keys.IN_PROGRESS_PREFIX + "j3", INSTANCE_ID)
-    await FinishBatcher(res.redis, QUEUE).write(Finish("j3", b'{"s":true}', 0, done=True))
+    await res.redis.set(keys.IN_PROGRESS_PREFIX + "j3", ME)
+    await FinishBatcher(res.redis, QUEUE, ME).write(Finish("j3", b'{"s":true}', 0, done=True))
     assert await res.redis.zcard(QUEUE) == 0
     assert not await res.redis.exists(keys.RESULT_PREFIX + "j3", keys.IN_PROGRESS_PREFIX + "j3")

@@ -1,6 +1,7 @@
 """Claiming due jobs: one Lua round trip reads the queue, claims what is due and starts it
 (reads each job's record and counts the attempt), instead of arq's read, WATCH/MULTI per id,
-then a pipeline per job to start it.
+then a pipeline per job to start it. The same round trip keeps the process in (or out of) the
+queue's idle set, through which enqueues hand jobs straight to it (app/queue/handoff.py).
 
 A claim takes a job whose lock is free, or whose lock belongs to a process that is no longer
 alive (app/queue/liveness.py): the jobs of a killed process are taken over within seconds.
@@ -14,19 +15,20 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 
 from app.queue import keys
-from app.queue.liveness import INSTANCE_ID
 
 # How long an attempt count outlives the job's last claim: arq's own figure (88,400 s), so a
 # record written by arq or by us ages out the same way.
 RETRY_COUNTER_TTL_S = 88_400
 
-# KEYS: the queue. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit, then the ids this
-# process runs already (skipped without a lookup). Reads up to read_limit due ids and claims up to
-# `limit` whose lock is free or held by a process whose alive key has expired (killed); the lock
-# holds the instance. Each claimed job's attempt is counted (arq's retry counter, kept as long
-# as arq keeps it) and its record read. Returns
-# {due ids seen, next deferred score or -1, then per claim: id, score, taken-over flag (1/0),
-#  record (false when it has expired), attempt}.
+# KEYS: the queue, its idle set. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit, then
+# the ids this process runs already (skipped without a lookup). Reads up to read_limit due ids
+# and claims up to `limit` whose lock is free, held by a process whose alive key has expired
+# (killed), or held by this process for a job it does not run (a handoff whose message was lost:
+# its attempt is counted already). The lock holds the instance. Each claimed job's attempt is
+# counted (arq's retry counter, kept as long as arq keeps it) and its record read. With a slot
+# left over, the process enters the queue's idle set (app/queue/handoff.py); else it leaves it.
+# Returns {due ids seen, next deferred score or -1, then per claim: id, score, whose lock it was
+# (0 free, 1 a dead process's, 2 ours), record (false when it has expired), attempt}.
 _CLAIM_DUE_LUA = """
 local now, ttl, limit, me = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
@@ -40,24 +42,31 @@ for i = 1, #due, 2 do
   local id = due[i]
   if not running_here[id] then
     local lock = '%(lock)s' .. id
-    local taken, dead = redis.call('SET', lock, me, 'NX', 'PX', ttl), false
+    local taken, dead, mine = redis.call('SET', lock, me, 'NX', 'PX', ttl), false, false
     if not taken then
       local owner = redis.call('GET', lock)
-      dead = owner and owner ~= me and owner ~= '1' and redis.call('EXISTS', '%(alive)s' .. owner) == 0
-      if dead then redis.call('PSETEX', lock, ttl, me) end
+      mine = owner == me
+      dead = owner and not mine and owner ~= '1' and redis.call('EXISTS', '%(alive)s' .. owner) == 0
+      if dead or mine then redis.call('PSETEX', lock, ttl, me) end
     end
-    if taken or dead then
+    if taken or dead or mine then
       claimed = claimed + 1
       local retry = '%(retry)s' .. id
-      local attempt = redis.call('INCR', retry)
+      local attempt = mine and tonumber(redis.call('GET', retry) or '') or nil
+      if not attempt then attempt = redis.call('INCR', retry) end
       redis.call('EXPIRE', retry, %(retry_ttl)d)
       out[#out+1] = id
       out[#out+1] = due[i + 1]
-      out[#out+1] = dead and 1 or 0
+      out[#out+1] = dead and 1 or (mine and 2 or 0)
       out[#out+1] = redis.call('GET', '%(job)s' .. id)
       out[#out+1] = attempt
     end
   end
+end
+if claimed < limit then
+  redis.call('ZADD', KEYS[2], ttl, me)
+else
+  redis.call('ZREM', KEYS[2], me)
 end
 return out
 """ % {"lock": keys.IN_PROGRESS_PREFIX, "alive": keys.alive_key(""), "retry": keys.RETRY_PREFIX,
@@ -70,6 +79,8 @@ class Claimed:
     score: int
     taken_over: bool
     """The lock belonged to a process that died."""
+    was_ours: bool
+    """The lock was this process's already: a handoff whose message may still be on its way."""
     record: bytes | None
     """The job's record as it was claimed; None when it has expired."""
     attempt: int
@@ -88,18 +99,19 @@ class Look:
 
 
 class Claimer:
-    def __init__(self, pool: ArqRedis, queue: str, *, lock_ttl_s: float, read_limit: int) -> None:
-        self.queue = queue
+    def __init__(self, pool: ArqRedis, queue: str, instance: str, *, lock_ttl_s: float, read_limit: int) -> None:
+        self.queue, self.instance = queue, instance
+        self.idle_key = keys.idle_workers_key(queue)
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.read_limit = read_limit
         self._script = pool.register_script(_CLAIM_DUE_LUA)
 
     async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = ()) -> Look:
         """Read the queue, lock up to `limit` due jobs free for this process and start them, in one round trip."""
-        flat = await self._script(keys=[self.queue], args=[now_ms, self.lock_ttl_ms, limit, INSTANCE_ID,
-                                                           self.read_limit, *running_here])
-        claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), bool(flat[i + 2]), flat[i + 3] or None,
-                           int(flat[i + 4]))
+        flat = await self._script(keys=[self.queue, self.idle_key],
+                                  args=[now_ms, self.lock_ttl_ms, limit, self.instance, self.read_limit, *running_here])
+        claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2] == 1, flat[i + 2] == 2,
+                           flat[i + 3] or None, int(flat[i + 4]))
                    for i in range(2, len(flat), 5)]
         next_ms = float(flat[1])
         return Look(claimed, int(flat[0]), None if next_ms < 0 else next_ms)

@@ -3,8 +3,9 @@ the web app's Python side and, later, the HTTP API).
 
 Jobs are validated against the registry first, so an unknown job or a bad payload is refused
 with a message naming the field. Any number of jobs go to Redis in one round trip (a Lua
-script that writes each job the way arq does and publishes one wake-up per queue touched), so
-workers start them within milliseconds instead of at their next poll.
+script that writes each job the way arq does, hands a due job to an idle worker and publishes
+one wake-up per queue touched), so workers start them within a millisecond or two instead of
+at their next poll.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from arq.utils import timestamp_ms
 
 from app.queue import codec, keys, tracing
 from app.queue.handles import JobHandle
+from app.queue.handoff import HAND_OFF_LUA
 from app.queue.payload import Payload
 from app.queue.registry import Registry
 
@@ -28,11 +30,13 @@ from app.queue.registry import Registry
 EXPIRES_EXTRA_MS = 86_400_000
 
 # ARGV: now_ms, expires_extra_ms, then 5 values per job: queue, id, score, data, replace_result.
-# Writes each job like arq's enqueue_job (job key + ZADD) unless its id is taken, and publishes
-# one wake-up per queue that received a job. Returns 1/0 per job (enqueued / duplicate id).
-_ENQUEUE_LUA = """
+# Writes each job like arq's enqueue_job (job key + ZADD) unless its id is taken; the first job
+# due now of each queue goes straight to an idle worker when there is one (app/queue/handoff.py),
+# and every other queue that received a job gets one wake-up. Returns 1/0 per job (enqueued /
+# duplicate id).
+_ENQUEUE_LUA = HAND_OFF_LUA + """
 local now, extra = tonumber(ARGV[1]), tonumber(ARGV[2])
-local out, woken = {}, {}
+local out, woken, offered = {}, {}, {}
 for i = 3, #ARGV, 5 do
   local q, id, score, data, replace = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
   local jk, rk = '%(job)s' .. id, '%(result)s' .. id
@@ -43,7 +47,12 @@ for i = 3, #ARGV, 5 do
     redis.call('PSETEX', jk, math.max(score - now, 0) + extra, data)
     redis.call('ZADD', q, score, id)
     out[#out+1] = 1
-    woken[q] = true
+    local handed = false
+    if score <= now and not offered[q] then
+      offered[q] = true
+      handed = hand_off(q, id, ARGV[i+2], data)
+    end
+    if not handed then woken[q] = true end
   end
 end
 for q, _ in pairs(woken) do redis.call('PUBLISH', '%(wake)s' .. q, '1') end

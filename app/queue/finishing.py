@@ -18,7 +18,6 @@ from arq.connections import ArqRedis
 
 from app.batching import GroupCommit
 from app.queue import keys
-from app.queue.liveness import INSTANCE_ID
 
 # KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'r' retry),
 # result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
@@ -71,8 +70,8 @@ class FinishBatcher:
     """Coalesces the finishes of one queue's jobs into one script call: those of a loop turn, and
     those that arrive while a call is in flight (app/batching.py)."""
 
-    def __init__(self, pool: ArqRedis, queue: str) -> None:
-        self.pool, self.queue = pool, queue
+    def __init__(self, pool: ArqRedis, queue: str, instance: str) -> None:
+        self.pool, self.queue, self.instance = pool, queue, instance
         self._script = pool.register_script(_FINISH_LUA)
         self._group = GroupCommit(self._write_batch)
 
@@ -81,7 +80,7 @@ class FinishBatcher:
         await self._group.submit(finish)
 
     async def _write_batch(self, batch: list[Finish]) -> list[None]:
-        args: list[str | bytes | int] = [INSTANCE_ID]
+        args: list[str | bytes | int] = [self.instance]
         for finish in batch:
             args.extend(finish.args())
         await self._script(keys=[self.queue], args=args)

@@ -55,6 +55,17 @@ def wake_channel(queue: str) -> str:
     return f"workhorse:wake:{queue}"
 
 
+def idle_workers_key(queue: str) -> str:
+    """ZSET of processes (instance ids) with a free slot for `queue`, scored by their job lock's
+    TTL (ms): an enqueue hands a due job straight to one of them (app/queue/handoff.py)."""
+    return f"workhorse:idle:{queue}"
+
+
+def handoff_channel(instance: str) -> str:
+    """Pub/sub: jobs handed to the process `instance`, already claimed for it (app/queue/handoff.py)."""
+    return f"workhorse:handoff:{instance}"
+
+
 def stats_key(queue: str) -> str:
     """HASH of cumulative counters (completed, failed, retried, dead_lettered, skipped)."""
     return f"workhorse:stats:{queue}"

@@ -24,16 +24,17 @@ from app.queue import keys
 
 log = structlog.get_logger(__name__)
 
-INSTANCE_ID = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-"""This process among all processes ever: host, pid and a nonce (a restarted container may
-reuse host name and pid)."""
+def new_instance_id() -> str:
+    """A worker process among all processes ever: host, pid and a nonce (a restarted container
+    may reuse host name and pid; two workers run in one Python process in tests)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class Liveness:
-    """The thread that keeps this process's alive key fresh."""
+    """The thread that keeps a worker process's alive key fresh."""
 
-    def __init__(self, redis_url: str, *, ttl_s: float) -> None:
-        self.key = keys.alive_key(INSTANCE_ID)
+    def __init__(self, redis_url: str, instance: str, *, ttl_s: float) -> None:
+        self.key = keys.alive_key(instance)
         self.ttl_ms = int(ttl_s * 1000)
         # Three refreshes per TTL: two may be missed (a slow Redis) before the key lapses, and an
         # idle process still costs Redis less than one arq worker polling.

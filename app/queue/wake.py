@@ -7,7 +7,8 @@ an idle process costs Redis less than one arq worker, the fallback is one sweep 
 not one poll per queue: a single `EXISTS` over every unpaused queue, which wakes the workers
 of queues they last saw empty when more queues hold jobs than their workers know of. A worker
 whose queue holds jobs, or that has seen no sweep since its last look, still polls by itself.
-The paused set is re-read on each control message, on reconnect and every few seconds.
+The paused set is re-read on each control message, on reconnect and every few seconds. The
+same connection receives the jobs enqueues hand to this process (app/queue/handoff.py).
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF
-from app.queue import control, keys
+from app.queue import control, handoff, keys
+from app.queue.claims import Claimed
 
 log = structlog.get_logger(__name__)
 
@@ -31,8 +34,10 @@ DEFAULT_SWEEP_S = 1.0
 
 
 class WakeHub:
-    def __init__(self, redis: ArqRedis, queues: list[str]) -> None:
+    def __init__(self, redis: ArqRedis, queues: list[str], instance: str) -> None:
         self.redis = redis
+        self.instance = instance
+        """The worker process this hub serves (app/queue/liveness.py)."""
         self.queues = queues
         self.events: dict[str, asyncio.Event] = {q: asyncio.Event() for q in queues}
         self.paused: set[str] = set()
@@ -40,8 +45,14 @@ class WakeHub:
         self.sweep_every_s = DEFAULT_SWEEP_S
         self.swept_at = float("-inf")
         """Monotonic time at which the latest successful sweep began."""
+        self.on_handoff: dict[str, Callable[[Claimed], None]] = {}
+        """queue -> its worker's taker of handed-off jobs (removed when the worker stops taking jobs)."""
         self._has_jobs = dict.fromkeys(queues, False)
         self._registered = asyncio.Event()
+        self._giving_back: set[asyncio.Task[None]] = set()
+        self.giving_back: set[str] = set()
+        """Ids of the jobs being given back right now."""
+        self._give_back_script = handoff.GiveBack(redis, instance)
         self._tasks: list[asyncio.Task[None]] = []
 
     def is_paused(self, queue: str) -> bool:
@@ -65,6 +76,8 @@ class WakeHub:
                        asyncio.create_task(self._sweep_forever(), name="wake-sweep")]
 
     async def stop(self) -> None:
+        if self._giving_back:
+            await asyncio.wait(self._giving_back, timeout=2.0)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -111,9 +124,11 @@ class WakeHub:
                 failures = 0
 
     async def _listen(self) -> None:
+        handoff_channel = keys.handoff_channel(self.instance)
         pubsub = self.redis.pubsub()
         try:
-            await pubsub.subscribe(keys.CONTROL_CHANNEL, *(keys.wake_channel(q) for q in self.queues))
+            await pubsub.subscribe(keys.CONTROL_CHANNEL, handoff_channel,
+                                   *(keys.wake_channel(q) for q in self.queues))
             await self._refresh_paused()
             self.connected.set()
             next_refresh = time.monotonic() + PAUSED_REFRESH_S
@@ -122,7 +137,9 @@ class WakeHub:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=PAUSED_REFRESH_S)
                 if message is not None:
                     channel = message["channel"].decode()
-                    if channel == keys.CONTROL_CHANNEL:
+                    if channel == handoff_channel:
+                        self._hand_over(message["data"])
+                    elif channel == keys.CONTROL_CHANNEL:
                         await self._refresh_paused()
                     elif channel.startswith(prefix):
                         event = self.events.get(channel[len(prefix):])
@@ -134,6 +151,36 @@ class WakeHub:
         finally:
             with contextlib.suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+
+    def _hand_over(self, data: bytes) -> None:
+        try:
+            queue, claim = handoff.parse(data)
+        except handoff.MalformedHandoff as exc:
+            log.warning("handoff_malformed", error=str(exc))
+            return
+        take = self.on_handoff.get(queue)
+        if take is not None:
+            take(claim)
+        else:  # this process does not (or no longer) serve the queue
+            self.give_back(queue, claim.job_id)
+
+    def give_back(self, queue: str, job_id: str) -> None:
+        """Return a handed-off job to its queue, in the background (until it is back, the job is
+        in `giving_back`: this process's looks must not take it)."""
+        self.giving_back.add(job_id)
+        task = asyncio.create_task(self._give_back(queue, job_id))
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
+
+    async def _give_back(self, queue: str, job_id: str) -> None:
+        try:
+            await self._give_back_script(queue, job_id)
+        except (RedisError, OSError) as exc:
+            # Locked by a live process that does not run it: this process's next look takes it
+            # (or, once it has stopped, the others through liveness).
+            log.warning("handoff_give_back_failed", queue=queue, job_id=job_id, error=str(exc))
+        finally:
+            self.giving_back.discard(job_id)
 
     async def _refresh_paused(self) -> None:
         now_paused = await control.paused(self.redis)

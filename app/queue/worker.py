@@ -1,13 +1,17 @@
 """QueueWorker: an arq Worker for one queue, with the parts arq leaves out.
 
 Overrides of arq's private hooks (stable across 0.26-0.28, pinned in pyproject):
+- `main`: loops on `_poll_iteration` alone (arq's adds start-up log lines, an INFO command and a
+  `sleep(0)` lap between iterations that only delays the look after a wake-up);
 - `_poll_iteration`: waits for a wake-up (or the next deferred job's time, or a fallback
   poll) instead of sleeping `poll_delay`; honours pause; survives Redis errors. A fallback
   poll of a queue last seen empty is skipped when the process's sweep (app/queue/wake.py) has
   looked since: an idle process sends one command per fallback, not one per queue.
 - `start_jobs` and `run_job` are bypassed: one Lua round trip reads the queue, claims what is
-  due and starts it (app/queue/claims.py), taking over the jobs of processes that died; our
-  runner (app/queue/running.py) runs each job and batches its finish with the others.
+  due and starts it (app/queue/claims.py), taking over the jobs of processes that died; an
+  enqueue may hand a job to an idle worker directly (app/queue/handoff.py); our runner
+  (app/queue/running.py) runs each job and batches its finish with the others. Slots are
+  counted by `job_counter` alone: arq's semaphore is not used.
 - `heart_beat`: extends running jobs' short in-progress locks and publishes running jobs
   (app/queue/bookkeeping.py).
 - `record_health`: writes arq's health key (`arq --check`) without arq's extra ZCARD.
@@ -28,7 +32,7 @@ from arq.worker import Worker
 from redis.exceptions import RedisError
 
 from app.backoff import REDIS_OUTAGE_BACKOFF
-from app.queue import codec
+from app.queue import codec, handoff
 from app.queue.bookkeeping import Bookkeeping
 from app.queue.claims import Claimed, Claimer
 from app.queue.execution import Runtime, arq_functions, job_functions
@@ -79,6 +83,10 @@ class QueueWorker(Worker):
         self._wake = hub.events[queue.name]
         self._fallback_s = settings.poll_fallback_ms / 1000
         hub.register(queue.name, self._fallback_s)
+        hub.on_handoff[queue.name] = self.take_handoff
+        self._runs = handoff.RunsHere()
+        self._held_handoffs: list[Claimed] | None = None
+        """While a look is on its way: the handoffs that arrived meanwhile."""
         self._looked_at = float("-inf")
         self._seen_jobs: int | None = None
         """Jobs (waiting, deferred, running anywhere) the last read of the queue found."""
@@ -86,9 +94,9 @@ class QueueWorker(Worker):
         """How often this worker has read its queue (the idle sweep makes most reads needless)."""
         self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
                                  heartbeat_s=settings.job_heartbeat_s, keep_results=settings.keep_results_per_queue)
-        self._claimer = Claimer(pool, queue.name, lock_ttl_s=self.in_progress_timeout_s,
+        self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.in_progress_timeout_s,
                                 read_limit=self.queue_read_limit)
-        self._finisher = FinishBatcher(pool, queue.name)
+        self._finisher = FinishBatcher(pool, queue.name, hub.instance)
         self._holding_slot: set[str] = set()
         """Jobs that hold a slot: claimed, function not yet ended (their finish may still be on its way)."""
         self._runner = Runner(runtime.res, queue.name, functions, self._finisher, slot_freed=self._free_slot,
@@ -105,6 +113,7 @@ class QueueWorker(Worker):
     def stop_taking_jobs(self) -> None:
         self.accepting = False
         self._wake.set()
+        self.hub.on_handoff.pop(self.queue_name, None)
 
     async def shutdown(self) -> None:
         """Cancel the job functions still running (the runner requeues them), let finishes being
@@ -112,6 +121,8 @@ class QueueWorker(Worker):
 
         Replaces arq's close(), whose gather() raises when a job task was cancelled outright.
         """
+        with contextlib.suppress(RedisError, OSError):  # a stale entry only costs a give-back
+            await handoff.leave_idle_sets(self.pool, [self.queue_name], self.hub.instance)
         running = {job_id: t for job_id, t in self.tasks.items() if not t.done()}
         for task in list(self._runner.in_function.values()):
             task.cancel()
@@ -126,15 +137,21 @@ class QueueWorker(Worker):
         await self.pool.aclose(close_connection_pool=True)
         self._gauge_up.set(0)
 
+    async def main(self) -> None:
+        while True:
+            await self._poll_iteration()
+
     async def _poll_iteration(self) -> None:
         next_due_ms: float | None = None
         try:
             woken = self._wake.is_set()
             self._wake.clear()
+            # Reaped first: a job finished since the last look is no longer "running here" to the
+            # claim (a retry due at once is taken in this look).
+            self._reap_finished()
             self.allow_pick_jobs = self.accepting and not self.hub.is_paused(self.queue_name)
             if self.allow_pick_jobs and self.job_counter < self.max_jobs and self._must_look(woken):
                 next_due_ms = await self._start_due_jobs()
-            self._reap_finished()
             await self.heart_beat()
         except (RedisError, OSError) as exc:
             await self._redis_trouble(exc)
@@ -156,21 +173,48 @@ class QueueWorker(Worker):
         self._looked_at = time.monotonic()
         self.queue_reads += 1
         now = timestamp_ms()
-        look = await self._claimer.claim_due(now_ms=now, limit=self.max_jobs - self.job_counter,
-                                             running_here=self.tasks)
+        # Handoffs that arrive while the look is on its way wait for its answer (so its limit
+        # holds), and jobs being given back are not ours to take again meanwhile.
+        self._held_handoffs = []
+        try:
+            look = await self._claimer.claim_due(now_ms=now, limit=self.max_jobs - self.job_counter,
+                                                 running_here=[*self.tasks, *self.hub.giving_back])
+        except BaseException:
+            held, self._held_handoffs = self._held_handoffs, None
+            for claim in held:
+                self.take_handoff(claim)
+            raise
+        held, self._held_handoffs = self._held_handoffs, None
         self._seen_jobs = look.due + (look.next_deferred_ms is not None)
         self.hub.saw(self.queue_name, has_jobs=bool(self._seen_jobs))
         for claim in look.claimed:
+            if claim.was_ours and self._runs.has(claim):
+                continue  # handed to us: its message arrived first (app/queue/handoff.py)
             if claim.taken_over:
                 log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=claim.job_id)
-            await self._start(claim, now)
-        self._gauge_in_flight.set(self.job_counter)
+            self._start(claim, now)
+        for claim in held:
+            self.take_handoff(claim)
         return look.next_deferred_ms
 
-    async def _start(self, claim: Claimed, now_ms: int) -> None:
-        await self.sem.acquire()
+    def take_handoff(self, claim: Claimed) -> None:
+        """A job an enqueue handed to this process, already claimed for it (app/queue/handoff.py)."""
+        if self._held_handoffs is not None:
+            self._held_handoffs.append(claim)
+            return
+        if self._runs.has(claim):
+            return  # a look took it already: the message came late
+        if self.accepting and not self.hub.is_paused(self.queue_name) and self.job_counter < self.max_jobs:
+            self._start(claim, timestamp_ms())
+        else:
+            self.hub.give_back(self.queue_name, claim.job_id)
+
+    def _start(self, claim: Claimed, now_ms: int) -> None:
+        # Slots are counted by job_counter alone (arq's semaphore is not used): a start never waits.
         self.job_counter += 1
+        self._gauge_in_flight.set(self.job_counter)
         self._holding_slot.add(claim.job_id)
+        self._runs.started(claim)
         task = self.loop.create_task(self._runner.run(claim))
         task.add_done_callback(functools.partial(self._job_done, claim.job_id))
         self.tasks[claim.job_id] = task
@@ -179,10 +223,14 @@ class QueueWorker(Worker):
     def _free_slot(self, job_id: str) -> None:
         if job_id in self._holding_slot:
             self._holding_slot.discard(job_id)
-            self._release_sem_dec_counter_on_complete()
+            self.job_counter -= 1
+            self._gauge_in_flight.set(self.job_counter)
+            # A freed slot takes the next waiting job at once.
+            self._wake.set()
 
     def _job_done(self, job_id: str, task: asyncio.Task[Ended]) -> None:
         self._free_slot(job_id)  # a task cancelled before it started never freed its slot
+        self._runs.finished(job_id)
         ended = None if task.cancelled() or task.exception() is not None else task.result()
         if ended is Ended.COMPLETED:
             self.jobs_complete += 1
@@ -195,16 +243,12 @@ class QueueWorker(Worker):
             self._wake.set()
         self.books.finished(job_id, completed=ended is Ended.COMPLETED)
 
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._gauge_in_flight.set(self.job_counter)
-        # A freed slot takes the next waiting job at once.
-        self._wake.set()
-
     def _reap_finished(self) -> None:
         for job_id, task in list(self.tasks.items()):
             if task.done():
                 del self.tasks[job_id]
+                # Told here too: its done callback (which also tells) may not have run yet.
+                self._runs.finished(job_id)
                 if not task.cancelled() and task.exception() is not None:
                     # arq re-raises here and its loop dies (#231); the job's lock expires and
                     # the job runs again, so logging is enough.

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from app.cron import cron_table
 from app.queue import stats, tracing
 from app.queue.execution import Runtime
-from app.queue.liveness import Liveness
+from app.queue.liveness import Liveness, new_instance_id
 from app.queue.outbox import OutboxRelay
 from app.queue.registry import Registry
 from app.queue.ticker import CronTicker
@@ -44,7 +44,9 @@ class Process:
         self.res = res
         self.queue_names = queue_names
         self.runtime = Runtime(res)
-        self.hub = WakeHub(res.redis, queue_names)
+        self.instance = new_instance_id()
+        """This worker among all, in job locks, liveness, handoffs and the dashboard."""
+        self.hub = WakeHub(res.redis, queue_names, self.instance)
         self.workers: list[QueueWorker] = []
         served = set(queue_names)
         self.cron = CronTicker(res, [e for e in cron_table(res.settings) if res.registry.spec(e.job).queue in served])
@@ -52,7 +54,7 @@ class Process:
         self.started_monotonic = time.monotonic()
         self.loop_lag_max_s = 0.0
         self.notifier = Notifier(res.settings.notify_socket)
-        self.liveness = Liveness(res.redis_url, ttl_s=res.settings.process_liveness_ttl_s)
+        self.liveness = Liveness(res.redis_url, self.instance, ttl_s=res.settings.process_liveness_ttl_s)
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
 

@@ -1,0 +1,187 @@
+"""Handing a due job straight to an idle worker (app/queue/handoff.py): the enqueue claims the
+job for the worker and publishes it on the worker's channel; nothing is lost or run twice when a
+message is lost, the worker is full, the process is dead, the queue is paused or the message is
+garbage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from redis.asyncio.client import PubSub
+
+from app.queue import codec, control, keys
+from app.queue.awaitable import awaited
+from app.queue.enqueue import JobRequest
+from app.runtime.process import Process
+from app.runtime.resources import Resources
+from app.settings import Settings
+from tests.support.jobs import RUNS_KEY, result_of
+from tests.support.worker import in_process_worker, wait_for_runs
+
+QUEUE = "intake-routing"
+IDLE = keys.idle_workers_key(QUEUE)
+
+
+async def until(check: Callable[[], Awaitable[object]], timeout_s: float = 10) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
+async def registered(res: Resources, worker: Process) -> None:
+    """Until the worker process has entered the queue's idle set."""
+    await until(lambda: res.redis.zscore(IDLE, worker.instance))
+
+
+@asynccontextmanager
+async def listening(res: Resources, worker: Process) -> AsyncIterator[PubSub]:
+    pubsub = res.redis.pubsub()
+    await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.instance))
+    try:
+        yield pubsub
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def heard(pubsub: PubSub, quiet_s: float = 0.3) -> list[str]:
+    """The channels of the messages received until none came for `quiet_s`."""
+    return [channel for channel, _ in await messages(pubsub, quiet_s)]
+
+
+async def messages(pubsub: PubSub, quiet_s: float = 0.3) -> list[tuple[str, bytes]]:
+    """(channel, data) of the messages received until none came for `quiet_s`."""
+    received = []
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+    while loop.time() - last < quiet_s:
+        message = await pubsub.get_message(timeout=0.05)
+        if message is not None and message["type"] == "message":
+            received.append((message["channel"].decode(), message["data"]))
+            last = loop.time()
+    return received
+
+
+async def test_a_due_job_for_an_idle_worker_is_handed_to_it_without_a_wake_up(settings: Settings,
+                                                                               res: Resources) -> None:
+    async with in_process_worker(settings, [QUEUE]) as worker, listening(res, worker) as pubsub:
+        await registered(res, worker)
+        await result_of(res, await res.enqueuer.enqueue("probe", {"tag": "once"}, queue=QUEUE), QUEUE)
+        [(channel, handed)] = await messages(pubsub)
+        assert channel == keys.handoff_channel(worker.instance)
+        # The same message again, late (after another job, so the first is long reaped): the job
+        # finished moments ago, so it is not run twice.
+        await result_of(res, await res.enqueuer.enqueue("ping", {}, queue=QUEUE), QUEUE)
+        await registered(res, worker)
+        await res.redis.publish(channel, handed)
+        await heard(pubsub)
+        assert [run["attempt"] for run in await wait_for_runs(res, "once", "start", 1)] == [1]
+        # Several at once: the first is handed off, the others wake the worker; each runs once.
+        await registered(res, worker)
+        batch = await res.enqueuer.enqueue_many([JobRequest("ping", queue=QUEUE) for _ in range(5)])
+        pongs = [await res.enqueuer.job(e.job_id, QUEUE).result(timeout_s=10) for e in batch if e is not None]
+        assert [p["attempt"] for p in pongs] == [1] * 5
+        assert await heard(pubsub) == [keys.handoff_channel(worker.instance), keys.wake_channel(QUEUE)]
+    assert await res.redis.zcard(QUEUE) == 0
+    assert not await res.redis.keys(keys.IN_PROGRESS_PREFIX + "*")
+    assert await res.redis.zscore(IDLE, worker.instance) is None, "a stopped worker stays in the idle set"
+
+
+async def test_two_workers_taking_handoffs_and_looking_at_once_run_every_job_once(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """Enqueues one by one from many tasks while two small workers are busy: handoffs, looks and
+    give-backs interleave; every job runs exactly once, as attempt 1."""
+    tags = [f"race-{n}" for n in range(300)]
+    async with in_process_worker(make_settings(intake_routing_concurrency=3), [QUEUE]), \
+            in_process_worker(make_settings(intake_routing_concurrency=3), [QUEUE]):
+        async def enqueue(chunk: list[str]) -> None:
+            # Alone and in small batches: each enqueue hands its first job off, wakes for the rest.
+            for start in range(0, len(chunk), 3):
+                await res.enqueuer.enqueue_many([JobRequest("probe", {"tag": tag}, queue=QUEUE)
+                                                 for tag in chunk[start:start + 3]])
+        await asyncio.gather(*(enqueue(tags[n::10]) for n in range(10)))
+        async with asyncio.timeout(60):
+            while len(runs := await _runs(res)) < 2 * len(tags) or await res.redis.zcard(QUEUE):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # a second run of any job would show up meanwhile
+        runs = await _runs(res)
+    starts = [r for r in runs if r["event"] == "start"]
+    assert sorted(r["tag"] for r in starts) == sorted(tags)
+    assert {r["attempt"] for r in starts} == {1}
+
+
+async def _runs(res: Resources) -> list[dict[str, Any]]:
+    return [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+
+
+async def test_a_dead_process_in_the_idle_set_is_skipped_and_dropped(settings: Settings, res: Resources) -> None:
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        await registered(res, worker)
+        await res.redis.zadd(IDLE, {"gone-host:1:dead00": 1})  # popped first: the lowest score
+        pong = await result_of(res, await res.enqueuer.enqueue("ping", {}, queue=QUEUE), QUEUE)
+        assert pong["attempt"] == 1
+        assert await res.redis.zscore(IDLE, "gone-host:1:dead00") is None
+
+
+async def test_a_lost_handoff_is_taken_by_the_next_look_without_counting_the_attempt_twice(
+        settings: Settings, res: Resources) -> None:
+    """The enqueue claimed the job for us but its message never arrived: our next look runs it,
+    as attempt 1."""
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        await registered(res, worker)
+        record = codec.dumps({"t": None, "f": "ping", "a": [{}], "k": {}, "et": 1})
+        await res.redis.psetex(keys.JOB_PREFIX + "lost", 600_000, record)
+        await res.redis.zadd(QUEUE, {"lost": 1})
+        await res.redis.set(keys.IN_PROGRESS_PREFIX + "lost", worker.instance, px=30_000)
+        await res.redis.incr(keys.RETRY_PREFIX + "lost")
+        await res.redis.publish(keys.wake_channel(QUEUE), "1")
+        pong = await res.enqueuer.job("lost", QUEUE).result(timeout_s=10)
+    assert pong["attempt"] == 1
+
+
+async def test_a_full_worker_gives_a_handoff_back_and_runs_it_later_as_the_same_attempt(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    settings = make_settings(intake_routing_concurrency=1)
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        await registered(res, worker)
+        await res.enqueuer.enqueue("probe", {"tag": "long", "sleepMs": 2000}, queue=QUEUE)
+        await wait_for_runs(res, "long", "start", 1)
+        await until(lambda: _absent(res, worker))  # full: out of the idle set
+        await res.redis.zadd(IDLE, {worker.instance: 30_000})  # as if registered before it filled up
+        handed = await res.enqueuer.enqueue("probe", {"tag": "next"}, queue=QUEUE)
+        assert handed is not None
+        # Given back while "long" still runs: unlocked for any process, its attempt refunded.
+        await until(lambda: _given_back(res, handed.job_id), timeout_s=1.5)
+        [done] = await wait_for_runs(res, "next", "done", 1)
+        [long_done] = await wait_for_runs(res, "long", "done", 1)
+    assert done["attempt"] == 1 and done["t"] >= long_done["t"]
+    assert len(await wait_for_runs(res, "next", "start", 1)) == 1
+
+
+async def _given_back(res: Resources, job_id: str) -> bool:
+    locked = await res.redis.exists(keys.IN_PROGRESS_PREFIX + job_id)
+    return not locked and await res.redis.get(keys.RETRY_PREFIX + job_id) == b"0"
+
+
+async def _absent(res: Resources, worker: Process) -> bool:
+    return await res.redis.zscore(IDLE, worker.instance) is None
+
+
+async def test_a_paused_queue_gets_no_handoff_and_garbage_on_the_channel_changes_nothing(
+        settings: Settings, res: Resources) -> None:
+    async with in_process_worker(settings, [QUEUE]) as worker, listening(res, worker) as pubsub:
+        await registered(res, worker)
+        await res.redis.publish(keys.handoff_channel(worker.instance), b"\x00garbage")
+        await res.redis.publish(keys.handoff_channel(worker.instance), b"intake-routing 1 1 999\nshort")
+        await control.pause(res.redis, QUEUE)
+        enqueued = await res.enqueuer.enqueue("ping", {}, queue=QUEUE)
+        assert enqueued is not None
+        await asyncio.sleep(0.2)
+        assert await res.enqueuer.job(enqueued.job_id, QUEUE).status() == "queued"
+        assert await heard(pubsub) == [keys.handoff_channel(worker.instance)] * 2 + [keys.wake_channel(QUEUE)]
+        await control.resume(res.redis, QUEUE)
+        pong = await res.enqueuer.job(enqueued.job_id, QUEUE).result(timeout_s=10)
+    assert pong["attempt"] == 1
