@@ -20,13 +20,15 @@ from app.queue import keys
 # record written by arq or by us ages out the same way.
 RETRY_COUNTER_TTL_S = 88_400
 
-# KEYS: the queue, its idle set. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit, then
-# the ids this process runs already (skipped without a lookup). Reads up to read_limit due ids
+# KEYS: the queue, its idle set. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit,
+# whether handoffs can reach this process now ('1'/'0'), then the ids this process runs already
+# (skipped without a lookup). Reads up to read_limit due ids
 # and claims up to `limit` whose lock is free, held by a process whose alive key has expired
 # (killed), or held by this process for a job it does not run (a handoff whose message was lost:
 # its attempt is counted already). The lock holds the instance. Each claimed job's attempt is
 # counted (arq's retry counter, kept as long as arq keeps it) and its record read. With a slot
-# left over, the process enters the queue's idle set (app/queue/handoff.py); else it leaves it.
+# left over (and its handoff channel listened to), the process enters the queue's idle set
+# (app/queue/handoff.py); else it leaves it.
 # Returns {due ids seen, next deferred score or -1, then per claim: id, score, whose lock it was
 # (0 free, 1 a dead process's, 2 ours), record (false when it has expired), attempt}.
 _CLAIM_DUE_LUA = """
@@ -35,7 +37,7 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIM
 local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local out = {#due / 2, later[2] or -1}
 local running_here = {}
-for i = 6, #ARGV do running_here[ARGV[i]] = true end
+for i = 7, #ARGV do running_here[ARGV[i]] = true end
 local claimed = 0
 for i = 1, #due, 2 do
   if claimed >= limit then break end
@@ -63,7 +65,7 @@ for i = 1, #due, 2 do
     end
   end
 end
-if claimed < limit then
+if claimed < limit and ARGV[6] == '1' then
   redis.call('ZADD', KEYS[2], ttl, me)
 else
   redis.call('ZREM', KEYS[2], me)
@@ -106,10 +108,13 @@ class Claimer:
         self.read_limit = read_limit
         self._script = pool.register_script(_CLAIM_DUE_LUA)
 
-    async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = ()) -> Look:
-        """Read the queue, lock up to `limit` due jobs free for this process and start them, in one round trip."""
+    async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = (),
+                        reachable: bool = False) -> Look:
+        """Read the queue, lock up to `limit` due jobs free for this process and start them, in one
+        round trip. `reachable`: handoffs can reach this process now (its hub is listening)."""
         flat = await self._script(keys=[self.queue, self.idle_key],
-                                  args=[now_ms, self.lock_ttl_ms, limit, self.instance, self.read_limit, *running_here])
+                                  args=[now_ms, self.lock_ttl_ms, limit, self.instance, self.read_limit,
+                                        "1" if reachable else "0", *running_here])
         claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2] == 1, flat[i + 2] == 2,
                            flat[i + 3] or None, int(flat[i + 4]))
                    for i in range(2, len(flat), 5)]

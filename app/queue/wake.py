@@ -131,6 +131,9 @@ class WakeHub:
                                    *(keys.wake_channel(q) for q in self.queues))
             await self._refresh_paused()
             self.connected.set()
+            # Workers look again now that handoffs can reach them: a look is what enters them in
+            # their queue's idle set (and one may have been missed while disconnected).
+            self._wake_all()
             next_refresh = time.monotonic() + PAUSED_REFRESH_S
             prefix = keys.wake_channel("")
             while True:

@@ -178,7 +178,8 @@ class QueueWorker(Worker):
         self._held_handoffs = []
         try:
             look = await self._claimer.claim_due(now_ms=now, limit=self.max_jobs - self.job_counter,
-                                                 running_here=[*self.tasks, *self.hub.giving_back])
+                                                 running_here=[*self.tasks, *self.hub.giving_back],
+                                                 reachable=self.hub.connected.is_set())
         except BaseException:
             held, self._held_handoffs = self._held_handoffs, None
             for claim in held:
