@@ -90,6 +90,22 @@ async def test_jobs_that_cannot_start_are_dead_lettered_once_with_the_reason(set
         keys.IN_PROGRESS_PREFIX, keys.RETRY_PREFIX, keys.JOB_PREFIX)))
 
 
+async def test_a_record_nested_past_any_limit_is_dead_lettered_not_crashed_on(settings: Settings,
+                                                                               res: Resources) -> None:
+    """Written straight into Redis, 100,000 levels deep: decoding it would overflow the stack; it
+    is dead-lettered once with the reason, and the worker goes on."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    await write_raw_job(res, "deep", b'{"t":null,"f":"ping","a":[' + deep + b'],"k":{},"et":1}')
+    async with in_process_worker(settings, [QUEUE]):
+        await wait_for_letters(res, 1)
+        pong = await res.enqueuer.enqueue("ping", {}, queue=QUEUE)
+        assert pong is not None
+        assert (await res.enqueuer.job(pong.job_id, QUEUE).result(timeout_s=10))["pong"] is True
+    [letter] = await res.dlq.list()
+    assert letter.job_id == "deep" and "nested too deeply" in letter.error_message
+    assert await res.redis.zcard(QUEUE) == 0
+
+
 async def test_a_nul_character_is_refused_naming_the_field(res: Resources) -> None:
     """A NUL in a string field is invalid input: refused at enqueue, naming the field."""
     with pytest.raises(InvalidPayload, match=r"orgId: contains a NUL character"):

@@ -57,6 +57,8 @@ def loads(data: bytes) -> Any:
         value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise NotJson(f"payload is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # written past the enqueuer's depth limit, straight into Redis
+        raise NotJson("payload is nested too deeply to decode") from exc
     if not isinstance(value, dict):
         raise NotJson("payload is not a JSON object")
     return value
