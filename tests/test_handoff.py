@@ -170,6 +170,20 @@ async def _absent(res: Resources, worker: Process) -> bool:
     return await res.redis.zscore(IDLE, worker.instance) is None
 
 
+async def test_a_stopping_process_leaves_the_idle_set_before_its_jobs_finish(settings: Settings,
+                                                                             res: Resources) -> None:
+    """While a drain waits for in-flight jobs, no enqueue hands a job to the stopping process."""
+    async with in_process_worker(settings, [QUEUE]) as worker:
+        await registered(res, worker)
+        await res.enqueuer.enqueue("probe", {"tag": "drain", "sleepMs": 1500}, queue=QUEUE)
+        await wait_for_runs(res, "drain", "start", 1)
+        await res.redis.zadd(IDLE, {worker.instance: 30_000})  # a slot is free: registered
+        worker.request_stop()
+        await until(lambda: _absent(res, worker), timeout_s=1.0)
+        assert [r for r in await _runs(res) if r["event"] == "done"] == [], "left only after the drain"
+    assert [r["tag"] for r in await _runs(res) if r["event"] == "done"] == ["drain"]
+
+
 async def test_a_paused_queue_gets_no_handoff_and_garbage_on_the_channel_changes_nothing(
         settings: Settings, res: Resources) -> None:
     async with in_process_worker(settings, [QUEUE]) as worker, listening(res, worker) as pubsub:

@@ -121,7 +121,9 @@ class QueueWorker(Worker):
 
         Replaces arq's close(), whose gather() raises when a job task was cancelled outright.
         """
-        with contextlib.suppress(RedisError, OSError):  # a stale entry only costs a give-back
+        # Left at stop_taking_jobs already (app/runtime/process.py); again, as a look that was on
+        # its way then may have entered it since. A stale entry only costs a give-back.
+        with contextlib.suppress(RedisError, OSError):
             await handoff.leave_idle_sets(self.pool, [self.queue_name], self.hub.instance)
         running = {job_id: t for job_id, t in self.tasks.items() if not t.done()}
         for task in list(self._runner.in_function.values()):

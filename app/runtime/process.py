@@ -20,7 +20,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from app.cron import cron_table
-from app.queue import stats, tracing
+from app.queue import handoff, stats, tracing
 from app.queue.execution import Runtime
 from app.queue.liveness import Liveness, new_instance_id
 from app.queue.outbox import OutboxRelay
@@ -129,6 +129,8 @@ class Process:
         await self.outbox.stop()
         for w in self.workers:
             w.stop_taking_jobs()
+        with contextlib.suppress(RedisError, OSError):  # else a handoff meanwhile is given back
+            await handoff.leave_idle_sets(self.res.redis, self.queue_names, self.instance)
         in_flight = [t for w in self.workers for t in w.tasks.values() if not t.done()]
         timeout_s = self.res.settings.shutdown_timeout_ms / 1000
         if in_flight:
