@@ -18,7 +18,7 @@ What we replace (overriding private hooks of `arq.worker.Worker`, identical in 0
   `run_job`; neither is called); an enqueue may hand a due job straight to an idle worker
   (app/queue/handoff.py);
 - running: our runner (app/queue/running.py) replaces `run_job`: no start round trip, finishes
-  batched per loop turn, failures before the job runs dead-lettered with their reason, slots
+  written together, failures before the job runs dead-lettered with their reason, slots
   counted without arq's semaphore;
 - locks: `heart_beat` extends short in-progress locks, so crash recovery does not wait for
   the largest timeout;

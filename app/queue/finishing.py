@@ -71,7 +71,7 @@ class FinishBatcher:
     those that arrive while a call is in flight (app/batching.py)."""
 
     def __init__(self, pool: ArqRedis, queue: str, instance: str) -> None:
-        self.pool, self.queue, self.instance = pool, queue, instance
+        self.queue, self.instance = queue, instance
         self._script = pool.register_script(_FINISH_LUA)
         self._group = GroupCommit(self._write_batch)
 

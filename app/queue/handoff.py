@@ -13,8 +13,9 @@ What keeps it safe:
   not running it: that process's next look takes it (without counting the attempt again).
 - The message and a look can race (the look's script runs after the enqueue's, but its answer
   is read before the message): whichever arrives second finds the job running, or finished
-  moments ago with the same record, and drops it. A message the process cannot take (no free slot any more, paused,
-  stopping) is given back: lock released, attempt refunded, a wake-up published.
+  moments ago with the same record, and drops it. A message the process cannot take (no free
+  slot any more, paused, stopping) is given back: lock released, attempt refunded, a wake-up
+  published.
 - Paused queues and deferred jobs are never handed off; an enqueue hands off at most one job per
   queue (the others wake the workers as before).
 """

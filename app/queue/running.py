@@ -1,8 +1,8 @@
 """Running one claimed job to its finish: what arq's `run_job` does, without its round trip.
 
 The claim (app/queue/claims.py) has already locked the job, counted the attempt and read the
-record, so starting a job costs no Redis command; its finish goes out with the other finishes of
-its loop turn (app/queue/finishing.py). A job that cannot run — record expired, undecodable,
+record, so starting a job costs no Redis command; its finish goes out in one script call with the
+finishes written beside it (app/queue/finishing.py). A job that cannot run — record expired, undecodable,
 naming an unknown job, past its attempts — is dead-lettered with the reason and never runs.
 Results are arq's result records (`arq.jobs.serialize_result`), which `JobHandle`, `jobs show`
 and arq's own `Job` read alike.
@@ -30,7 +30,6 @@ from app.queue.finishing import Finish, FinishBatcher
 from app.queue.retries import RetryLater
 
 log = structlog.get_logger(__name__)
-
 
 
 class Ended(Enum):

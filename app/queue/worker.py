@@ -183,11 +183,8 @@ class QueueWorker(Worker):
                                                  running_here=[*self.tasks, *self.hub.giving_back],
                                                  reachable=self.hub.connected.is_set())
         except BaseException:
-            held, self._held_handoffs = self._held_handoffs, None
-            for claim in held:
-                self.take_handoff(claim)
+            self._take_held_handoffs()
             raise
-        held, self._held_handoffs = self._held_handoffs, None
         self._seen_jobs = look.due + (look.next_deferred_ms is not None)
         self.hub.saw(self.queue_name, has_jobs=bool(self._seen_jobs))
         for claim in look.claimed:
@@ -196,9 +193,13 @@ class QueueWorker(Worker):
             if claim.taken_over:
                 log.warning("job_reclaimed_from_dead_process", queue=self.queue_name, job_id=claim.job_id)
             self._start(claim, now)
+        self._take_held_handoffs()  # after the look's own jobs, whose slots it counted
+        return look.next_deferred_ms
+
+    def _take_held_handoffs(self) -> None:
+        held, self._held_handoffs = self._held_handoffs or [], None
         for claim in held:
             self.take_handoff(claim)
-        return look.next_deferred_ms
 
     def take_handoff(self, claim: Claimed) -> None:
         """A job an enqueue handed to this process, already claimed for it (app/queue/handoff.py)."""
