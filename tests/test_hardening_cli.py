@@ -98,7 +98,7 @@ async def test_ping_on_an_unknown_queue_is_one_line_and_exit_2(make_env: EnvFact
     ('{"note": ', "not valid JSON"),
     ("[1, 2]", "expected a JSON object"),
     ('{"sleepMs": "\\u0000"}', "sleepMs"),
-    ('{"note": "\\ud800"}', "not JSON-serializable"),
+    ('{"note": "\\ud800"}', "note: not valid Unicode"),
 ])
 async def test_deep_huge_malformed_and_nul_payloads_are_refused_in_one_line(
         make_env: EnvFactory, payload: str, says: str) -> None:
