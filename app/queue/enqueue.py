@@ -11,18 +11,17 @@ at their next poll.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from arq.connections import ArqRedis
-from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 
 from app.queue import codec, keys, tracing
 from app.queue.handles import JobHandle
 from app.queue.handoff import HAND_OFF_LUA
+from app.queue.ids import new_job_id
 from app.queue.payload import Payload
 from app.queue.registry import Registry
 
@@ -116,10 +115,10 @@ class Enqueuer:
         for r in requests:
             name = self.registry.spec_for(r.payload).name if r.name == _BY_MODEL else r.name
             spec, parsed, queue = self.registry.validate(name, r.payload, r.queue)
-            job_id = r.job_id or uuid.uuid4().hex
+            job_id = r.job_id or new_job_id()
             score = _score(now, r.defer_s, r.run_at)
             # Stored under the job's own name, whichever alias the enqueuer used.
-            data = serialize_job(spec.name, (parsed.to_json(),), kwargs, None, now, serializer=codec.dumps)
+            data = codec.dump_job(spec.name, parsed.json_bytes(), kwargs, now)
             argv += [queue, job_id, score, data, "1" if r.replace_result else "0"]
             planned.append(Enqueued(job_id, spec.name, queue, score))
         if not planned:
