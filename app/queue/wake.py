@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from app.backoff import CONNECT_BACKOFF
 from app.queue import control, handoff, keys
 from app.queue.claims import Claimed
+from app.queue.subscriber import Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,7 @@ class WakeHub:
         """Ids of the jobs being given back right now."""
         self._give_back_script = handoff.GiveBack(redis, instance)
         self._tasks: list[asyncio.Task[None]] = []
+        self._attention = asyncio.Event()
 
     def is_paused(self, queue: str) -> bool:
         return queue in self.paused
@@ -125,35 +127,37 @@ class WakeHub:
 
     async def _listen(self) -> None:
         handoff_channel = keys.handoff_channel(self.instance)
-        pubsub = self.redis.pubsub()
+        wake_prefix = keys.wake_channel("")
+        routes: dict[bytes, Callable[[bytes], None]] = {
+            handoff_channel.encode(): self._hand_over,
+            keys.CONTROL_CHANNEL.encode(): lambda _: self._attention.set(),
+            **{(wake_prefix + q).encode(): _set_event(self.events[q]) for q in self.queues},
+        }
+
+        def on_message(channel: bytes, data: bytes) -> None:
+            route = routes.get(channel)
+            if route is not None:
+                route(data)
+
+        subscription = await Subscription.open(self.redis, [c.decode() for c in routes], on_message)
+        subscription.when_lost(self._attention.set)
         try:
-            await pubsub.subscribe(keys.CONTROL_CHANNEL, handoff_channel,
-                                   *(keys.wake_channel(q) for q in self.queues))
             await self._refresh_paused()
             self.connected.set()
             # Workers look again now that handoffs can reach them: a look is what enters them in
             # their queue's idle set (and one may have been missed while disconnected).
             self._wake_all()
-            next_refresh = time.monotonic() + PAUSED_REFRESH_S
-            prefix = keys.wake_channel("")
             while True:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=PAUSED_REFRESH_S)
-                if message is not None:
-                    channel = message["channel"].decode()
-                    if channel == handoff_channel:
-                        self._hand_over(message["data"])
-                    elif channel == keys.CONTROL_CHANNEL:
-                        await self._refresh_paused()
-                    elif channel.startswith(prefix):
-                        event = self.events.get(channel[len(prefix):])
-                        if event is not None:
-                            event.set()
-                if time.monotonic() >= next_refresh:
-                    await self._refresh_paused()
-                    next_refresh = time.monotonic() + PAUSED_REFRESH_S
+                # A control message (pause, resume) or the connection's loss calls for attention;
+                # the paused set is re-read on either, and every few seconds anyway.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PAUSED_REFRESH_S):
+                        await self._attention.wait()
+                self._attention.clear()
+                subscription.raise_if_lost()
+                await self._refresh_paused()
         finally:
-            with contextlib.suppress(RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            subscription.close()
 
     def _hand_over(self, data: bytes) -> None:
         try:
@@ -198,3 +202,7 @@ class WakeHub:
     def _wake_all(self) -> None:
         for event in self.events.values():
             event.set()
+
+
+def _set_event(event: asyncio.Event) -> Callable[[bytes], None]:
+    return lambda _: event.set()
