@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from arq.connections import ArqRedis
 
@@ -20,9 +21,22 @@ from app.queue import keys
 # record written by arq or by us ages out the same way.
 RETRY_COUNTER_TTL_S = 88_400
 
+# A Lua function: count a new attempt of job `id` and return it; the counter is kept as long as
+# arq keeps it. A first attempt, the usual case, is one write (SET NX) instead of INCR + EXPIRE.
+COUNT_ATTEMPT_LUA = """
+local function count_attempt(id)
+  local retry = '%(retry)s' .. id
+  if redis.call('SET', retry, 1, 'NX', 'EX', %(retry_ttl)d) then return 1 end
+  local attempt = redis.call('INCR', retry)
+  redis.call('EXPIRE', retry, %(retry_ttl)d)
+  return attempt
+end
+""" % {"retry": keys.RETRY_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S}
+
 # KEYS: the queue, its idle set. ARGV: now_ms, lock_ttl_ms, limit, this instance, read_limit,
 # whether handoffs can reach this process now ('1'/'0'), then the ids this process runs already
-# (skipped without a lookup). Reads up to read_limit due ids
+# (skipped without a lookup). A paused queue is read but nothing is claimed (the process's paused
+# set may lag behind a pause by a message). Reads up to read_limit due ids
 # and claims up to `limit` whose lock is free, held by a process whose alive key has expired
 # (killed), or held by this process for a job it does not run (a handoff whose message was lost:
 # its attempt is counted already). The lock holds the instance. Each claimed job's attempt is
@@ -31,7 +45,7 @@ RETRY_COUNTER_TTL_S = 88_400
 # (app/queue/handoff.py); else it leaves it.
 # Returns {due ids seen, next deferred score or -1, then per claim: id, score, whose lock it was
 # (0 free, 1 a dead process's, 2 ours), record (false when it has expired), attempt}.
-_CLAIM_DUE_LUA = """
+_CLAIM_DUE_LUA = COUNT_ATTEMPT_LUA + """
 local now, ttl, limit, me = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
@@ -39,6 +53,7 @@ local out = {#due / 2, later[2] or -1}
 local running_here = {}
 for i = 7, #ARGV do running_here[ARGV[i]] = true end
 local claimed = 0
+if #due > 0 and redis.call('SISMEMBER', '%(paused)s', KEYS[1]) == 1 then limit = 0 end
 for i = 1, #due, 2 do
   if claimed >= limit then break end
   local id = due[i]
@@ -53,10 +68,12 @@ for i = 1, #due, 2 do
     end
     if taken or dead or mine then
       claimed = claimed + 1
-      local retry = '%(retry)s' .. id
-      local attempt = mine and tonumber(redis.call('GET', retry) or '') or nil
-      if not attempt then attempt = redis.call('INCR', retry) end
-      redis.call('EXPIRE', retry, %(retry_ttl)d)
+      local attempt = mine and tonumber(redis.call('GET', '%(retry)s' .. id) or '') or nil
+      if attempt then
+        redis.call('EXPIRE', '%(retry)s' .. id, %(retry_ttl)d)
+      else
+        attempt = count_attempt(id)
+      end
       out[#out+1] = id
       out[#out+1] = due[i + 1]
       out[#out+1] = dead and 1 or (mine and 2 or 0)
@@ -72,11 +89,12 @@ else
 end
 return out
 """ % {"lock": keys.IN_PROGRESS_PREFIX, "alive": keys.alive_key(""), "retry": keys.RETRY_PREFIX,
-       "job": keys.JOB_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S}
+       "job": keys.JOB_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S, "paused": keys.PAUSED_SET}
 
 
-@dataclass(frozen=True, slots=True)
-class Claimed:
+class Claimed(NamedTuple):
+    """One claimed job (a tuple: made for every job, on the path to its start)."""
+
     job_id: str
     score: int
     taken_over: bool

@@ -28,12 +28,12 @@ from collections import OrderedDict
 from arq.connections import ArqRedis
 
 from app.queue import keys
-from app.queue.claims import RETRY_COUNTER_TTL_S, Claimed
+from app.queue.claims import COUNT_ATTEMPT_LUA, Claimed
 
 # A Lua function for the enqueue script (app/queue/enqueue.py): hand job `id` (due now, record
 # `data`, score string `score`) of queue `q` to an idle live process; false when none takes it.
 # The message: "<queue> <score> <attempt> <id bytes>\n<id><record>".
-HAND_OFF_LUA = """
+HAND_OFF_LUA = COUNT_ATTEMPT_LUA + """
 local function hand_off(q, id, score, data)
   if redis.call('SISMEMBER', '%(paused)s', q) == 1 then return false end
   local idle = '%(idle)s' .. q
@@ -43,9 +43,7 @@ local function hand_off(q, id, score, data)
     local who, ttl = popped[1], popped[2]
     if redis.call('EXISTS', '%(alive)s' .. who) == 1 then
       if not redis.call('SET', '%(lock)s' .. id, who, 'NX', 'PX', ttl) then return false end
-      local retry = '%(retry)s' .. id
-      local attempt = redis.call('INCR', retry)
-      redis.call('EXPIRE', retry, %(retry_ttl)d)
+      local attempt = count_attempt(id)
       redis.call('PUBLISH', '%(channel)s' .. who,
                  q .. ' ' .. score .. ' ' .. attempt .. ' ' .. #id .. '\\n' .. id .. data)
       return true
@@ -54,8 +52,7 @@ local function hand_off(q, id, score, data)
   return false
 end
 """ % {"paused": keys.PAUSED_SET, "idle": keys.idle_workers_key(""), "alive": keys.alive_key(""),
-       "lock": keys.IN_PROGRESS_PREFIX, "retry": keys.RETRY_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S,
-       "channel": keys.handoff_channel("")}
+       "lock": keys.IN_PROGRESS_PREFIX, "channel": keys.handoff_channel("")}
 
 # KEYS: the job's lock, its attempt counter. ARGV: this instance, the queue's wake channel.
 # Gives back a job handed to us that we cannot take: released only while the lock is ours.
