@@ -31,10 +31,15 @@ class JobContext(Generic[R]):
     queue: str
     attempt: int
     """1 for the first run; arq's job_try."""
-    enqueued_at: dt.datetime
+    enqueued_ms: int
+    """When the job was enqueued, in Unix milliseconds (arq's record keeps no finer time)."""
     redis: Redis = field(repr=False)
     progress_ttl_s: int = 3600
     _log: structlog.stdlib.BoundLogger | None = field(default=None, repr=False)
+
+    @property
+    def enqueued_at(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.enqueued_ms / 1000, dt.UTC)
 
     @property
     def log(self) -> structlog.stdlib.BoundLogger:

@@ -12,7 +12,6 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -98,8 +97,7 @@ class _Wrapped:
     async def _attempt(self, job_id: str, attempt: int, enqueued_ms: int, payload: Any) -> Any:
         started = time.perf_counter()
         res = self.rt.res
-        job: JobContext[Any] = JobContext(res, job_id, self.spec.name, self.queue, attempt,
-                                          datetime.fromtimestamp(enqueued_ms / 1000, UTC), res.redis,
+        job: JobContext[Any] = JobContext(res, job_id, self.spec.name, self.queue, attempt, enqueued_ms, res.redis,
                                           res.settings.keep_result_s)
         parsed: Payload | None = None
         deadline = asyncio.timeout(self.timeout_s)

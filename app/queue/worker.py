@@ -103,7 +103,8 @@ class QueueWorker(Worker):
                               keep_completed_s=settings.keep_result_s, keep_failed_s=settings.keep_failed_s,
                               lock_ttl_s=self.in_progress_timeout_s, heartbeat_s=settings.job_heartbeat_s)
         self._redis_failures = 0
-        self._gauge_in_flight = runtime.res.metrics.in_flight.labels(queue.name)
+        # Read when /metrics is scraped: nothing to update per job.
+        runtime.res.metrics.in_flight.labels(queue.name).set_function(lambda: self.job_counter)
         self._gauge_up = runtime.res.metrics.up.labels(queue.name)
 
     @property
@@ -216,7 +217,6 @@ class QueueWorker(Worker):
     def _start(self, claim: Claimed, now_ms: int) -> None:
         # Slots are counted by job_counter alone (arq's semaphore is not used): a start never waits.
         self.job_counter += 1
-        self._gauge_in_flight.set(self.job_counter)
         self._holding_slot.add(claim.job_id)
         self._runs.started(claim)
         task = self.loop.create_task(self._runner.run(claim))
@@ -228,7 +228,6 @@ class QueueWorker(Worker):
         if job_id in self._holding_slot:
             self._holding_slot.discard(job_id)
             self.job_counter -= 1
-            self._gauge_in_flight.set(self.job_counter)
             # A freed slot takes the next waiting job at once.
             self._wake.set()
 
