@@ -177,7 +177,7 @@ class Settings(BaseSettings):
     # Transactional outbox (app/queue/outbox.py): the relay moves job_outbox rows to the queues.
     outbox_relay: bool = Field(True, description="run the outbox relay in this process (several may: SKIP LOCKED)")
     outbox_poll_interval_ms: int = Field(
-        100, ge=10, le=60_000, description="poll between notifications (LISTEN wakes the relay at once)")
+        100, ge=10, le=60_000, description="poll while the LISTEN connection is down (every 5 s while it is up)")
     outbox_batch_size: int = Field(100, ge=1, le=1000, description="rows claimed per transaction")
     outbox_archive_after_s: int = Field(
         604_800, ge=0, description="DISPATCHED rows older than this move to job_outbox_archive")

@@ -31,6 +31,9 @@ ARCHIVE_EVERY_S = 60.0
 ARCHIVE_CHUNK = 10_000
 GAUGES_EVERY_S = 5.0
 LISTENER_PING_S = 30.0
+# While the LISTEN connection is up every commit wakes the relay, so polling is only a safety net
+# (for rows of a relay that died holding them, say): this slow, not OUTBOX_POLL_INTERVAL_MS.
+LISTENING_POLL_S = 5.0
 _MAX_ERROR_CHARS = 2000
 # Failures that are the servers' and pass: logged as a warning, not with a traceback.
 _TRANSIENT = (RedisError, OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -89,7 +92,8 @@ class OutboxRelay:
             self._task = None
 
     async def run(self) -> None:
-        """Relay until stop(): a batch whenever notified, else every OUTBOX_POLL_INTERVAL_MS."""
+        """Relay until stop(): a batch whenever notified; else every OUTBOX_POLL_INTERVAL_MS while
+        the LISTEN connection is down, every LISTENING_POLL_S while it is up."""
         listener = asyncio.create_task(self._listen_forever(), name="outbox-listen")
         failures = 0
         try:
@@ -105,7 +109,7 @@ class OutboxRelay:
                     continue
                 failures = 0
                 if not result.more:
-                    await _pause(self._wake, self.poll_s)
+                    await _pause(self._wake, LISTENING_POLL_S if self.listening.is_set() else self.poll_s)
         finally:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
@@ -260,6 +264,7 @@ class OutboxRelay:
             log.warning("outbox_listen_lost")
         finally:
             self.listening.clear()
+            self._wake.set()  # the relay goes back to polling at OUTBOX_POLL_INTERVAL_MS
             conn.terminate()
 
     def _notified(self, _conn: object, _pid: int, _channel: str, _payload: object) -> None:
