@@ -145,6 +145,24 @@ async def test_a_notification_wakes_the_relay_without_waiting_for_the_poll(
         assert sample(res, "workhorse_outbox_lag_seconds_sum") < 5
 
 
+async def test_while_listening_the_relay_polls_only_as_a_slow_safety_net(make_settings: SettingsFactory) -> None:
+    """A row committed without a notification (its trigger did not fire) is not picked up at
+    OUTBOX_POLL_INTERVAL_MS while LISTEN is up (an idle process would query PostgreSQL ten
+    times a second), but by the safety-net poll, every LISTENING_POLL_S."""
+    settings = make_settings(outbox_poll_interval_ms=100)
+    async with open_resources(settings, build_registry(settings), start_embedded=False) as res, \
+            running(OutboxRelay(res)) as relay:
+        async with asyncio.timeout(10):
+            await relay.listening.wait()
+        await asyncio.sleep(0.2)  # the first pass (on connect) is done: the next poll is ~5 s away
+        async with res.db.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL session_replication_role = replica")  # no trigger, no NOTIFY
+            [row_id] = await insert_probes(conn, ["unannounced"])
+        await asyncio.sleep(1.0)  # ten polls' worth at OUTBOX_POLL_INTERVAL_MS
+        assert (await rows(res))[row_id][0] == "PENDING"
+        await wait_dispatched(res, [row_id], timeout_s=outbox.relay.LISTENING_POLL_S + 2)
+
+
 class HangingRelay(OutboxRelay):
     """A relay that writes its batch to Redis, says so on stdout, then hangs before its commit."""
 
