@@ -236,3 +236,39 @@ def test_tuples_are_walked_like_lists() -> None:
         deep = (deep,)
     with pytest.raises(InvalidPayload, match="nested deeper"):
         check_limits("j", {"a": deep})
+
+
+@pytest.mark.parametrize("record", [
+    b'{"t":null,"f":"ping","a":[{}],"k":{},"et":1}',
+    b'{"t":3,"f":"ping","a":[],"et":1,"extra":[1,2]}',  # no k, an extra key
+    b'{"t":null,"f":"a","f":"ping","a":[null],"k":null,"et":1}',  # a duplicate key: the last wins
+    b'{"t":null,"f":"ping","a":[{"x":NaN,"y":123456789012345678901234567890}],"et":1}',
+    b'{"t":null,"f":"ping","a":[{"s":"\\ud800"}],"et":1}',  # a lone surrogate escape
+    b'{"t":null,"f":"ping","a":[{}],"k":{"traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},'
+    b'"et":1}',
+    b'{"t":true,"f":"ping","a":[],"et":1}',
+    b'{"t":null,"f":"ping","a":[],"et":1.0}',
+    b'{"t":null,"f":"ping","a":[{},{}],"et":1}',
+    b'{"t":null,"f":"ping","a":[1],"et":1}',
+    b'{"t":null,"f":"ping","a":[],"k":{"other":"x"},"et":1}',
+    b'{"f":"ping","a":[],"et":1}',
+    b'\x80\x04pickled',
+    b'[1]',
+])
+def test_the_fast_record_decoder_agrees_with_json_and_the_shape_rules(record: bytes) -> None:
+    """loads_job's one-pass decode (pydantic-core) gives what json.loads and job_shape_problem
+    give: the same fields for a record they accept, NotJson with their message otherwise."""
+    try:
+        slow: dict[str, Any] | None = codec.loads(record)
+        assert slow is not None
+        problem = codec.job_shape_problem(slow)
+    except codec.NotJson as exc:
+        slow, problem = None, str(exc)
+    if slow is not None and problem is None:
+        fast = codec.loads_job(record)
+        assert json.dumps(fast, sort_keys=True) == json.dumps(
+            {k: slow[k] for k in ("t", "f", "a", "k", "et") if k in slow}, sort_keys=True)
+    else:
+        with pytest.raises(codec.NotJson) as refused:
+            codec.loads_job(record)
+        assert problem is not None and problem in str(refused.value)

@@ -14,9 +14,10 @@ import functools
 import json
 import uuid
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Any, NotRequired, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict  # pydantic needs it, not typing.TypedDict, before 3.12
 
 from app.queue import tracing
 
@@ -78,12 +79,37 @@ def loads(data: bytes) -> Any:
     return value
 
 
+@with_config(ConfigDict(strict=True))
+class _Record(TypedDict):
+    """A well-formed record, as job_shape_problem() describes it (its `k` aside)."""
+
+    t: int | None
+    f: str
+    a: Annotated[list[dict[str, Any] | None], Field(max_length=1)]
+    k: NotRequired[dict[str, str] | None]
+    et: int
+
+
+_RECORD = TypeAdapter(_Record)
+
+
 def loads_job(data: bytes) -> dict[str, Any]:
     """A job record as the worker reads it: JSON in arq's shape, or NotJson naming what is wrong.
 
     arq trusts the record: a non-numeric try count or enqueue time, extra positional arguments or
     keyword arguments would raise outside its error handling and loop forever (or be dropped).
-    Checked here, every malformed record fails to decode and is dead-lettered once."""
+    Checked here, every malformed record fails to decode and is dead-lettered once.
+
+    A well-formed record is parsed and checked in one pass by pydantic-core, which costs a
+    fraction of json.loads plus the checks in Python on a job's path to its start; anything it
+    refuses is decoded again the slow way, which names the problem."""
+    try:
+        record = cast(dict[str, Any], _RECORD.validate_json(data))
+    except ValidationError:
+        pass
+    else:
+        if not record.get("k") or tracing.is_trace_kwargs(record["k"]):
+            return record
     job: dict[str, Any] = loads(data)
     problem = job_shape_problem(job)
     if problem:
