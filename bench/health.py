@@ -2,13 +2,16 @@
 
 A supervisor (systemd's watchdog, a load balancer) reads a slow answer as a dead process, so the
 sidecar must answer while OCR keeps both cores busy and while a backlog of pings drains. One
-client asks every 10 ms on a kept-alive connection, timing each answer; the same probe on the
+client, in a process of its own (`python -m bench.health URL`), asks every 10 ms on a
+kept-alive connection, timing each answer; the same probe on the
 idle worker, in the same run, is the floor the loaded figures are held against.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import Awaitable
 from contextlib import suppress
@@ -18,7 +21,8 @@ import asyncpg
 
 from app.db import migrate
 from app.queue.enqueue import JobRequest
-from bench.env import BenchEnv, flush
+from app.settings import PROJECT_ROOT
+from bench.env import BenchEnv, clean_environ, flush
 from bench.ocr import PARALLEL, a4_page, add_documents, process_all
 from bench.peers.common import drain_times
 from bench.report import Row, percentile
@@ -31,27 +35,50 @@ _BATCH = 500
 
 
 async def probe_while(worker: Worker, load: Awaitable[object]) -> list[float]:
-    """Answer times (ms) of /health/live, asked every 10 ms until `load` completes."""
+    """Answer times (ms) of /health/live, asked every 10 ms until `load` completes.
+
+    The asking is done by a process of its own, as a supervisor would: the bench process itself
+    is busy with the load (enqueueing, polling), and its own stalls must not count as the
+    worker's."""
     url = f"http://127.0.0.1:{worker.port}/health/live"
-    times: list[float] = []
-    task = asyncio.ensure_future(load)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.health", url, env=clean_environ({}), cwd=PROJECT_ROOT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
     try:
-        async with aiohttp.ClientSession() as http:
-            while not task.done():
-                started = time.perf_counter()
-                async with http.get(url) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"/health/live answered {response.status}")
-                times.append((time.perf_counter() - started) * 1000)
-                await asyncio.sleep(PROBE_EVERY_S)
-        await task  # its failure is the run's
+        async with asyncio.timeout(30):
+            await proc.stdout.readline()  # "ready": its session is open
+        await load  # its failure is the run's
+        proc.stdin.write(b"stop\n")
+        await proc.stdin.drain()
+        async with asyncio.timeout(30):
+            out, err = await proc.communicate()
     finally:
-        if not task.done():
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+        with suppress(ProcessLookupError):
+            proc.kill()
+    if proc.returncode != 0:
+        raise RuntimeError(f"the /health/live probe failed: {err.decode()[-1000:]}")
+    times: list[float] = json.loads(out.decode().strip().splitlines()[-1])["times_ms"]
     return times
+
+
+async def _probe(url: str) -> None:
+    """The probe process: GET `url` every PROBE_EVERY_S on one kept-alive connection until a
+    line arrives on stdin, then print the answer times as JSON."""
+    loop = asyncio.get_running_loop()
+    stop = loop.run_in_executor(None, sys.stdin.readline)
+    times: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        print("ready", flush=True)
+        while not stop.done():
+            started = time.perf_counter()
+            async with http.get(url) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"/health/live answered {response.status}")
+            times.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(PROBE_EVERY_S)
+    print(json.dumps({"times_ms": times}), flush=True)
 
 
 async def while_pings_drain(env: BenchEnv, pings: int) -> tuple[list[float], list[float]]:
@@ -105,3 +132,7 @@ async def run(env: BenchEnv, *, pings: int, pages: int) -> list[Row]:
         rows.append(Row(label, name, f"p99 {p99 / floor:.1f}x idle; {_figure(times)}",
                         f"p99 < {P99_GOAL_MS:.0f} ms", p99 < P99_GOAL_MS))
     return rows
+
+
+if __name__ == "__main__":
+    asyncio.run(_probe(sys.argv[1]))
