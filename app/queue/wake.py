@@ -8,7 +8,9 @@ not one poll per queue: a single `EXISTS` over every unpaused queue, which wakes
 of queues they last saw empty when more queues hold jobs than their workers know of. A worker
 whose queue holds jobs, or that has seen no sweep since its last look, still polls by itself.
 The paused set is re-read on each control message, on reconnect and every few seconds. The
-same connection receives the jobs enqueues hand to this process (app/queue/handoff.py).
+same connection receives the jobs enqueues hand to this process (app/queue/handoff.py); its
+messages are handled inside the socket's read callback (app/queue/subscriber.py), so a handoff
+starts its job without waiting for the hub's own turn on the loop.
 """
 
 from __future__ import annotations
