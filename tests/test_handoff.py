@@ -9,13 +9,17 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from redis.asyncio.client import PubSub
 
+from app.jobs import build_registry
 from app.queue import codec, control, keys
 from app.queue.awaitable import awaited
-from app.queue.enqueue import JobRequest
+from app.queue.connections import connect_redis
+from app.queue.enqueue import Enqueuer, JobRequest
+from app.runtime.embedded import RedisServer
 from app.runtime.process import Process
 from app.runtime.resources import Resources
 from app.settings import Settings
@@ -199,3 +203,41 @@ async def test_a_paused_queue_gets_no_handoff_and_garbage_on_the_channel_changes
         await control.resume(res.redis, QUEUE)
         pong = await res.enqueuer.job(enqueued.job_id, QUEUE).result(timeout_s=10)
     assert pong["attempt"] == 1
+
+
+async def test_after_redis_restarts_the_worker_listens_again_and_jobs_are_handed_to_it(
+        make_settings: Callable[..., Settings], tmp_path: Path) -> None:
+    """Redis goes away for a moment under an idle worker (and comes back empty): its hub
+    notices, reconnects once Redis is back, and the worker enters the idle set again; once its
+    liveness key is written again, the next job is handed over (no wake-up)."""
+    server = RedisServer(tmp_path / "redis", persist=False)
+    await asyncio.to_thread(server.start)
+    settings = make_settings(redis_url=server.url)
+    try:
+        async with in_process_worker(settings, [QUEUE]) as worker:
+            client = await connect_redis(server.url)
+            await until(lambda: client.zscore(IDLE, worker.instance))
+            await client.aclose(close_connection_pool=True)
+            await asyncio.to_thread(server.stop)
+            await until(lambda: _true(not worker.hub.connected.is_set()))
+            await asyncio.to_thread(server.start)
+            async with asyncio.timeout(20):
+                await worker.hub.connected.wait()
+            client = await connect_redis(server.url)
+            await until(lambda: client.zscore(IDLE, worker.instance), timeout_s=20)
+            # Until then the process is not known to be alive: a job would go by wake-up.
+            await until(lambda: client.exists(keys.alive_key(worker.instance)), timeout_s=20)
+            pubsub = client.pubsub()
+            await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.instance))
+            enqueued = await Enqueuer(client, build_registry(settings)).enqueue("ping", {}, queue=QUEUE)
+            assert enqueued is not None
+            assert await heard(pubsub) == [keys.handoff_channel(worker.instance)]
+            assert await Enqueuer(client, build_registry(settings)).job(enqueued.job_id, QUEUE).result(timeout_s=10)
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await client.aclose(close_connection_pool=True)
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+async def _true(value: bool) -> bool:
+    return value
