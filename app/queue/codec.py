@@ -60,7 +60,7 @@ def dump_job(name: str, payload_json: bytes, kwargs: dict[str, Any], enqueued_ms
                      b',"et":', b"%d}" % enqueued_ms))
 
 
-@functools.lru_cache(maxsize=1024)  # one per job name: a registry's names, and their aliases
+@functools.lru_cache(maxsize=1024)  # one entry per job name
 def _record_head(name: str) -> bytes:
     return b'{"t":null,"f":' + dumps(name) + b',"a":['
 
