@@ -15,6 +15,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from pydantic import SecretStr
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
@@ -127,7 +128,10 @@ async def test_counts_refresh_live_without_reloading_the_page(
             await res.enqueuer.enqueue("probe", {"tag": f"live{n}"}, queue=QUEUE)
 
         def waiting_count() -> str:
-            return str(browser.find_element(By.CSS_SELECTOR, f'[data-queue="{QUEUE}"] .counts dd').text)
+            try:
+                return str(browser.find_element(By.CSS_SELECTOR, f'[data-queue="{QUEUE}"] .counts dd').text)
+            except StaleElementReferenceException:  # the live refresh replaced it between find and read
+                return ""
 
         async with asyncio.timeout(10):
             while await in_thread(waiting_count) != "3":
