@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.queue.subscriber import OnMessage, Subscription
 from app.runtime.embedded import RedisServer
+from tests.conftest import require_binary
 from tests.support.services import ServiceUrls
 from tests.test_hardening_cli import TcpRedis
 
@@ -260,3 +261,21 @@ async def test_no_channel_is_refused_before_connecting(services: ServiceUrls) ->
     async with Redis.from_url(services.redis_url) as client:
         with pytest.raises(ValueError, match="at least one channel"):
             await Subscription.open(client, [], Inbox())
+
+
+async def test_a_tcp_subscription_has_kernel_keepalives(tmp_path: Path) -> None:
+    """The subscriber only listens, so a peer that vanished silently is found by TCP keepalives
+    (the kernel's timer on the connection, as `ss` shows it), not by a command to Redis."""
+    ss = require_binary("ss")
+    tcp = TcpRedis(tmp_path / "tcp", tls=False)
+    await asyncio.to_thread(tcp.start)
+    url = f"redis://127.0.0.1:{tcp.port}/0"
+    try:
+        async with Redis.from_url(url) as admin, subscribed(url, ["sub:alive"], Inbox()):
+            [client] = await admin.client_list(_type="pubsub")
+            proc = await asyncio.create_subprocess_exec(ss, "-tnoH", "state", "established", "src", client["addr"],
+                                                        stdout=asyncio.subprocess.PIPE)
+            shown = (await proc.communicate())[0].decode()
+        assert "keepalive" in shown, shown
+    finally:
+        await asyncio.to_thread(tcp.stop)

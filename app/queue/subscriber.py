@@ -32,6 +32,19 @@ OnMessage = Callable[[bytes, bytes], None]
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 
 
+# A subscriber only listens: a peer gone without a word (a NAT's idle timeout, a host that lost
+# power) would never be noticed. Kernel keepalives find it within about half a minute, at no
+# cost to Redis (a PING would add to the idle process's commands).
+_KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE.items():
+        if hasattr(socket, name):  # Linux names; other systems keep their defaults
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 def _command(*parts: bytes) -> bytes:
     """One command in RESP, the way every Redis client writes it."""
     out = [b"*%d\r\n" % len(parts)]
@@ -55,6 +68,7 @@ class _Protocol(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _keep_alive(sock)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
