@@ -23,6 +23,7 @@ from app.jobs.scheduling.payloads import ScheduleMeeting, SchedulingData, SendRe
 from app.queue import codec
 from app.queue.ids import new_job_id
 from app.queue.payload import MAX_DEPTH, MAX_PAYLOAD_BYTES, Payload, _walk, check_limits
+from app.runtime.resources import Resources
 
 JOB = "probe"
 # Every kind of character JSON writes differently: escaped controls (6 bytes), two-byte escapes,
@@ -272,3 +273,14 @@ def test_the_fast_record_decoder_agrees_with_json_and_the_shape_rules(record: by
         with pytest.raises(codec.NotJson) as refused:
             codec.loads_job(record)
         assert problem is not None and problem in str(refused.value)
+
+
+async def test_a_payload_model_built_in_python_is_held_to_the_limits_too(res: Resources) -> None:
+    """A job enqueueing another with a payload model it built is checked like JSON input: a NUL
+    in a field is refused naming it, and nothing is enqueued."""
+    before = await res.redis.zcard("intake-routing")
+    with pytest.raises(InvalidPayload, match="note"):
+        await res.enqueuer.send(Ping(note="nul\x00here"))
+    with pytest.raises(InvalidPayload, match="note"):
+        await res.enqueuer.enqueue("ping", Ping(note="nul\x00here"), queue="intake-routing")
+    assert await res.redis.zcard("intake-routing") == before

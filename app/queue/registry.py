@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar
 
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.context import JobContext
-from app.queue.payload import Payload, parse
+from app.queue.payload import Payload, check_limits, parse
 from app.queue_table import QueueTable, RetryPolicy
 
 P = TypeVar("P", bound=Payload)
@@ -101,7 +101,13 @@ class Registry:
     def validate(self, name: str, payload: Any, queue: str | None = None) -> tuple[JobSpec[Any], Payload, str]:
         """The spec, the parsed payload and the queue to use; raises UnknownJob/InvalidPayload."""
         spec = self.spec(name)
-        parsed = payload if isinstance(payload, spec.payload) else parse(spec.name, spec.payload, payload)
+        if isinstance(payload, spec.payload):
+            # Built by Python code: its fields were validated, but not held to the limits (a NUL
+            # in a str field would reach Redis, then fail in PostgreSQL).
+            check_limits(spec.name, payload.to_json())
+            parsed = payload
+        else:
+            parsed = parse(spec.name, spec.payload, payload)
         if spec.queue == ANY_QUEUE:
             if queue is None:
                 raise InvalidPayload(name, {"queue": f"{name} runs on any queue: name one"})
