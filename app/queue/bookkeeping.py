@@ -12,6 +12,7 @@ from arq.connections import ArqRedis
 from arq.utils import timestamp_ms
 
 from app.queue import keys, stats
+from app.queue.lua import LuaScript
 
 # Running jobs are published to other processes at most this often.
 _RUNNING_SYNC_S = 1.0
@@ -49,7 +50,7 @@ class Bookkeeping:
         self._synced_at_ms = 0
         self._last_lock_refresh = 0.0
         self._last_running_sync = 0.0
-        self._retain = pool.register_script(_RETAIN_LUA)
+        self._retain = LuaScript(pool, _RETAIN_LUA)
 
     def started(self, job_id: str, now_ms: int) -> None:
         self.started_ms[job_id] = now_ms

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from arq.connections import ArqRedis
 
 from app.queue import keys
+from app.queue.lua import LuaScript
 
 # How long an attempt count outlives the job's last claim: arq's own figure (88,400 s), so a
 # record written by arq or by us ages out the same way.
@@ -124,7 +125,7 @@ class Claimer:
         self.idle_key = keys.idle_workers_key(queue)
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.read_limit = read_limit
-        self._script = pool.register_script(_CLAIM_DUE_LUA)
+        self._script = LuaScript(pool, _CLAIM_DUE_LUA)
 
     async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = (),
                         reachable: bool = False) -> Look:

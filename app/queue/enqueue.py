@@ -22,6 +22,7 @@ from app.queue import codec, keys, tracing
 from app.queue.handles import JobHandle
 from app.queue.handoff import HAND_OFF_LUA
 from app.queue.ids import new_job_id
+from app.queue.lua import LuaScript
 from app.queue.payload import Payload
 from app.queue.registry import Registry
 
@@ -95,7 +96,7 @@ class Enqueuer:
     def __init__(self, redis: ArqRedis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry
-        self._script = redis.register_script(_ENQUEUE_LUA)
+        self._script = LuaScript(redis, _ENQUEUE_LUA)
 
     async def enqueue(
         self, name: str, payload: Any = None, *, queue: str | None = None, job_id: str | None = None,

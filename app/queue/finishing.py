@@ -18,6 +18,7 @@ from arq.connections import ArqRedis
 
 from app.batching import GroupCommit
 from app.queue import keys
+from app.queue.lua import LuaScript
 
 # KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'r' retry),
 # result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
@@ -72,7 +73,7 @@ class FinishBatcher:
 
     def __init__(self, pool: ArqRedis, queue: str, instance: str) -> None:
         self.queue, self.instance = queue, instance
-        self._script = pool.register_script(_FINISH_LUA)
+        self._script = LuaScript(pool, _FINISH_LUA)
         self._group = GroupCommit(self._write_batch)
 
     async def write(self, finish: Finish) -> None:

@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 
 from app.errors import AppError, NotFound
 from app.queue import codec, keys
+from app.queue.lua import LuaScript
 
 # ARGV: job id, result json, result ttl ms. Withdraws a job that is not running: ZREM from its
 # queue (KEYS[1]), DEL the job key, store an "aborted" result. Returns 1, 0 (running) or -1 (gone).
@@ -70,7 +71,7 @@ class JobHandle:
 
     def __init__(self, redis: Redis, job_id: str, queues: list[str]) -> None:
         self.redis, self.job_id, self.queues = redis, job_id, queues
-        self._abort = redis.register_script(_ABORT_LUA)
+        self._abort = LuaScript(redis, _ABORT_LUA)
 
     async def describe(self) -> dict[str, Any]:
         """Status, queue, progress and, once finished, the outcome; JSON-ready."""

@@ -29,6 +29,7 @@ from arq.connections import ArqRedis
 
 from app.queue import keys
 from app.queue.claims import COUNT_ATTEMPT_LUA, Claimed
+from app.queue.lua import LuaScript
 
 # A Lua function for the enqueue script (app/queue/enqueue.py): hand job `id` (due now, record
 # `data`, score string `score`) of queue `q` to an idle live process; false when none takes it.
@@ -92,7 +93,7 @@ class GiveBack:
 
     def __init__(self, redis: ArqRedis, instance: str) -> None:
         self.instance = instance
-        self._script = redis.register_script(_GIVE_BACK_LUA)
+        self._script = LuaScript(redis, _GIVE_BACK_LUA)
 
     async def __call__(self, queue: str, job_id: str) -> None:
         await self._script(keys=[keys.IN_PROGRESS_PREFIX + job_id, keys.RETRY_PREFIX + job_id],
