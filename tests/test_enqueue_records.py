@@ -9,6 +9,7 @@ import os
 import random
 import struct
 import sys
+import threading
 import uuid
 from typing import Any
 
@@ -164,6 +165,24 @@ def test_job_ids_are_hex_uuid4_and_unique() -> None:
         parsed = uuid.UUID(hex=job_id)
         assert parsed.hex == job_id
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_threads_drawing_ids_at_once_never_share_one() -> None:
+    """Eight threads across many batch refills: every id handed out once."""
+    drawn: list[list[str]] = [[] for _ in range(8)]
+    start = threading.Barrier(len(drawn))
+
+    def draw(into: list[str]) -> None:
+        start.wait()
+        into.extend(new_job_id() for _ in range(5_000))
+
+    threads = [threading.Thread(target=draw, args=(into,)) for into in drawn]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [job_id for into in drawn for job_id in into]
+    assert len(every) == 40_000 and len(set(every)) == len(every)
 
 
 def test_forked_child_never_draws_the_parents_next_ids() -> None:
