@@ -45,8 +45,10 @@ class Payload(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
     def json_bytes(self) -> bytes:
-        """`to_json()` written as compact JSON, in one step."""
-        return self.model_dump_json(by_alias=True, exclude_defaults=True).encode()
+        """`to_json()` written as compact JSON, in one step. Straight from the model's serializer:
+        `model_dump_json` would add a Python wrapper, a decode and our encode (~20 us cold, on
+        every enqueue)."""
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude_defaults=True)
 
 
 class Empty(Payload):
