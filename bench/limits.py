@@ -88,10 +88,17 @@ async def smtp_limit_per_s(port: int, *, connections: int, messages: int, size: 
 
 
 def _message(n: int, size: int) -> Message:
-    mime = MIMEText("x" * max(0, size - 300) + "\n", "plain", "utf-8")  # ~300 bytes of headers
+    """A message of `size` bytes on the wire (CRLF line ends, as SMTP sends it and the sink
+    counts the reminders): plain ASCII sent as is (7bit), so no transfer encoding makes it larger
+    than the reminders it stands in for."""
+    mime = MIMEText("", "plain", "us-ascii")
     mime["From"] = "reminders@workhorse.test"
     mime["To"] = f"limit{n}@example.com"
     mime["Subject"] = f"Reminder {n}"
+    headers = len(mime.as_bytes().replace(b"\n", b"\r\n"))
+    full, rest = divmod(max(0, size - headers), 76)  # lines of 74 bytes and CRLF
+    lines = ["x" * 74] * full + (["x" * (rest - 2)] if rest >= 2 else [])
+    mime.set_payload("".join(line + "\n" for line in lines), "us-ascii")
     return mime
 
 
