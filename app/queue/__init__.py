@@ -28,6 +28,11 @@ What we replace (overriding private hooks of `arq.worker.Worker`, identical in 0
 - enqueue: one Lua round trip for any number of jobs, publishing wake-ups (arq's
   `enqueue_job` is not used).
 
+From redis-py we take the client and its pool, with two costs removed on every command: the
+pool's read check of a connection before each command is skipped when the connection plainly has
+nothing unread (app/queue/connections.py), and Lua scripts go out as `EVALSHA` without redis-py's
+`Script` wrapper (app/queue/lua.py).
+
 What is off: arq's `burst` mode (workers run until the process stops), its signal handlers,
 its `cron_jobs`, `Job.abort()` (`allow_abort_jobs` stays False: arq's abort set never ages
 out, arq #485; `JobHandle.abort()` refuses with a message instead), pickle (JSON only).
