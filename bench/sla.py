@@ -70,9 +70,19 @@ FROM generate_series(1, $1) AS n
 """
 
 
-async def seed(db: asyncpg.Connection, *, steady: bool, tasks: int) -> None:
+# The scans write their emails to the outbox; rows a stopped worker had not yet relayed would be
+# relayed by the next benchmark's worker, and sent into its SMTP sink.
+_FORGET_EMAILS = "DELETE FROM job_outbox WHERE job_id LIKE 'sla-email:%'"
+
+
+async def _clean(db: asyncpg.Connection) -> None:
     await db.execute("DELETE FROM agent_events WHERE task_id LIKE 'bench-%'")
     await db.execute("DELETE FROM tasks WHERE id LIKE 'bench-%'")
+    await db.execute(_FORGET_EMAILS)
+
+
+async def seed(db: asyncpg.Connection, *, steady: bool, tasks: int) -> None:
+    await _clean(db)
     await db.execute(_SEED, tasks, steady, ORGS)
     await db.execute("VACUUM ANALYZE tasks")
     await db.execute("VACUUM ANALYZE agent_events")
@@ -118,8 +128,7 @@ async def run(env: BenchEnv, *, quick: bool = False) -> list[Row]:
             pairs.append((cold_s, limit_s))
             print(f"bench: SLA pair {len(pairs)}: cold {cold_s:.2f} s, limit {limit_s:.2f} s", file=sys.stderr)
     finally:
-        await db.execute("DELETE FROM agent_events WHERE task_id LIKE 'bench-%'")
-        await db.execute("DELETE FROM tasks WHERE id LIKE 'bench-%'")
+        await _clean(db)
         await db.close()
         await flush(env.redis_url)
     section = f"SLA scan ({tasks:,} tasks, {ORGS} orgs)"
