@@ -24,7 +24,7 @@ import asyncpg
 
 from app.documents.pages import NICE
 from bench.env import BenchEnv, flush, run_alone
-from bench.report import Row, median
+from bench.report import Row, median, median_of_rounds
 from bench.workhorse import Worker, enqueuer, running
 from tests.fakes.documents import encode, page_image, text_pdf
 
@@ -127,12 +127,11 @@ async def run(env: BenchEnv, *, quick: bool = False) -> list[Row]:
         for path, data in zip(paths, images, strict=True):
             path.write_bytes(data)
         paired, text_layer = await paired_figures(env, images, paths, rounds)
-    ratio = median([worker / direct for direct, worker in paired])
+    ratio, spread = median_of_rounds([worker / direct for direct, worker in paired])
     through_worker, direct = median([w for _, w in paired]), median([d for d, _ in paired])
     label = f"OCR ({pages} A4 pages, {PARALLEL} at a time, {rounds} round{'s' if rounds > 1 else ''})"
-    spread = f", rounds {min(w / d for d, w in paired):.2f}-{max(w / d for d, w in paired):.2f}" if rounds > 1 else ""
     return [
-        Row(label, "through the worker", f"{through_worker:.1f} pages/min ({ratio:.2f} of direct{spread})",
+        Row(label, "through the worker", f"{through_worker:.1f} pages/min ({ratio:.2f} of direct){spread}",
             f">= {GOAL_RATIO} of direct", ratio >= GOAL_RATIO),
         Row(label, "tesseract directly (TSV, nice 10)", f"{direct:.1f} pages/min"),
         Row(f"text layer ({TEXT_LAYER_PAGES}-page PDF)", "through the worker, no OCR", f"{text_layer:,.0f} pages/s"),

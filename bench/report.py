@@ -21,6 +21,13 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def median_of_rounds(ratios: Sequence[float], rounds: str = "rounds") -> tuple[float, str]:
+    """The median of paired ratios (each a figure over its bound, taken back to back) and, when
+    there are several, their spread to print beside it: " (rounds 0.91-1.05)"."""
+    spread = f" ({rounds} {min(ratios):.2f}-{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return median(ratios), spread
+
+
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (no interpolation: p99 of 200 samples is the 198th)."""
     ordered = sorted(values)

@@ -13,7 +13,6 @@ pairs' ratios (one pair with --quick). `python -m bench.sla`.
 
 from __future__ import annotations
 
-import sys
 import time
 
 import asyncpg
@@ -21,7 +20,7 @@ import asyncpg
 from app.db import migrate
 from app.jobs.sla import TARGET_SQL, percent_sql, status_sql
 from bench.env import BenchEnv, flush, run_alone
-from bench.report import Row, median
+from bench.report import Row, median, median_of_rounds
 from bench.workhorse import enqueuer, running
 
 TASKS = 1_000_000
@@ -126,16 +125,14 @@ async def run(env: BenchEnv, *, quick: bool = False) -> list[Row]:
             await seed(db, steady=False, tasks=tasks)
             limit_s, limit_events = await timed_limit(db)
             pairs.append((cold_s, limit_s))
-            print(f"bench: SLA pair {len(pairs)}: cold {cold_s:.2f} s, limit {limit_s:.2f} s", file=sys.stderr)
     finally:
         await _clean(db)
         await db.close()
         await flush(env.redis_url)
     section = f"SLA scan ({tasks:,} tasks, {ORGS} orgs)"
-    ratios = [c / limit for c, limit in pairs]
+    cold_x, spread = median_of_rounds([c / limit for c, limit in pairs], "pairs")
     cold_s, limit_s = median([c for c, _ in pairs]), median([limit for _, limit in pairs])
-    cold_x, steady_x = median(ratios), steady_s / cold_s
-    spread = f" (pairs {min(ratios):.2f}-{max(ratios):.2f})" if len(pairs) > 1 else ""
+    steady_x = steady_s / cold_s
     return [
         Row(section, f"cold (every task first seen), median of {len(pairs)}",
             f"{cold_x:.2f}x limit{spread}; {cold_s:.2f} s, {cold['warnings']:,} warnings, "
