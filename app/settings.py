@@ -63,8 +63,15 @@ class Settings(BaseSettings):
     # must not use up file descriptors or hold a connection open for ever.
     sidecar_header_timeout_s: float = Field(
         5.0, gt=0, le=300, description="close a sidecar connection with no complete request after this")
+    # An ordinary burst of the web app's requests fits (each costs a file descriptor: the process
+    # raises its soft RLIMIT_NOFILE to make room, app/runtime/process.py).
     sidecar_max_connections: int = Field(
-        100, ge=1, le=10_000, description="open sidecar connections; past it the oldest is closed")
+        1024, ge=1, le=60_000,
+        description="sidecar connections served at once; past it new ones wait in the listen backlog")
+    # The kernel caps it at net.core.somaxconn (4096 on current Linux): a burst of the web app's
+    # requests waits there instead of being refused.
+    sidecar_listen_backlog: int = Field(
+        2048, ge=16, le=65_535, description="connections the kernel holds for the sidecar while it is full")
 
     workhorse_queues: str | None = Field(None, description="comma-separated subset of queues to serve")
     workhorse_extra_jobs: str | None = Field(

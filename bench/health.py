@@ -1,10 +1,15 @@
-"""Health under load: how long `/health/live` takes to answer while the worker is busy.
+"""Health under load: how long `/health/live` takes to answer while the worker is busy, and
+whether a burst of requests is answered in full.
 
 A supervisor (systemd's watchdog, a load balancer) reads a slow answer as a dead process, so the
 sidecar must answer while OCR keeps both cores busy and while a backlog of pings drains. One
 client, in a process of its own (`python -m bench.health URL`), asks every 10 ms on a
 kept-alive connection, timing each answer; the same probe on the
 idle worker, in the same run, is the floor the loaded figures are held against.
+
+A web app's burst (`python -m bench.burst`, a process of its own): 1,000 concurrent
+`GET /health/live`, then 500 concurrent `POST /api/v1/jobs`, each on a connection of its own
+against the default SIDECAR_MAX_CONNECTIONS; the goal is that none is closed without an answer.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable
 from contextlib import suppress
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -22,13 +28,15 @@ import asyncpg
 from app.db import migrate
 from app.queue.enqueue import JobRequest
 from app.settings import PROJECT_ROOT
-from bench.env import BenchEnv, clean_environ, flush
+from bench.env import BenchEnv, clean_environ, flush, run_json
 from bench.ocr import PARALLEL, a4_page, add_documents, process_all
 from bench.peers.common import drain_times
 from bench.report import Row, percentile
 from bench.workhorse import THROUGHPUT_QUEUE, Worker, enqueuer, running
 
 P99_GOAL_MS = 50.0
+BURST_TOKEN = "bench-burst-token"
+_PING = json.dumps({"name": "ping", "queue": THROUGHPUT_QUEUE})
 PROBE_EVERY_S = 0.01
 IDLE_PROBE_S = 2.0
 _BATCH = 500
@@ -119,8 +127,34 @@ def _figure(times: list[float]) -> str:
             f"max {max(times):.1f} ms ({len(times)} answers)")
 
 
+async def _burst(port: int, n: int, method: str, path: str, body: str = "") -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.burst", str(port), str(n), method, path, body, BURST_TOKEN]
+    return await run_json(argv, clean_environ({}), timeout_s=120)
+
+
+async def bursts(env: BenchEnv, health_n: int, post_n: int) -> list[Row]:
+    """The two bursts against a worker with the default connection limit."""
+    await flush(env.redis_url)
+    async with running(env, [THROUGHPUT_QUEUE], API_TOKEN=BURST_TOKEN) as worker:
+        await worker.wait_ready()
+        rows = []
+        for label, answer in ((f"{health_n:,} concurrent GET /health/live",
+                               await _burst(worker.port, health_n, "GET", "/health/live")),
+                              (f"{post_n:,} concurrent POST /api/v1/jobs",
+                               await _burst(worker.port, post_n, "POST", "/api/v1/jobs", _PING))):
+            statuses: dict[str, int] = answer["statuses"]
+            dropped = sum(n for status, n in statuses.items() if not status.isdigit())
+            times = answer["times_ms"]
+            answers = ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items()))
+            figure = (f"{dropped} closed without a reply ({answers}); p50 {percentile(times, 50):.0f} ms, "
+                      f"p99 {percentile(times, 99):.0f} ms")
+            rows.append(Row("sidecar burst", label, figure, "0 closed without a reply", dropped == 0))
+        return rows
+
+
 async def run(env: BenchEnv, *, pings: int, pages: int) -> list[Row]:
     await migrate.migrate(env.database_url)
+    burst_rows = await bursts(env, 1000, 500)
     idle, draining = await while_pings_drain(env, pings)
     ocr = await while_ocr_runs(env, pages)
     floor = percentile(idle, 99)
@@ -131,7 +165,7 @@ async def run(env: BenchEnv, *, pings: int, pages: int) -> list[Row]:
         p99 = percentile(times, 99)
         rows.append(Row(label, name, f"p99 {p99 / floor:.1f}x idle; {_figure(times)}",
                         f"p99 < {P99_GOAL_MS:.0f} ms", p99 < P99_GOAL_MS))
-    return rows
+    return [*rows, *burst_rows]
 
 
 if __name__ == "__main__":

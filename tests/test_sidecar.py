@@ -8,6 +8,7 @@ import json
 import time
 from collections.abc import Callable
 
+from app.runtime.site import SILENT_GRACE_S
 from app.settings import Settings
 from tests.support.http import get
 from tests.support.worker import in_process_worker
@@ -21,11 +22,12 @@ async def _half_request(port: int) -> tuple[asyncio.StreamReader, asyncio.Stream
     return reader, writer
 
 
-async def test_idle_half_requests_neither_block_health_nor_stay_open(
+async def test_half_requests_neither_lock_out_health_nor_stay_open(
         make_settings: Callable[..., Settings]) -> None:
-    """Twice SIDECAR_MAX_CONNECTIONS clients each send half a request line: the oldest are
-    closed at once to make room, /health/live still answers at once, and every idle client is
-    closed within SIDECAR_HEADER_TIMEOUT_S."""
+    """Twice SIDECAR_MAX_CONNECTIONS clients each send half a request line and nothing more:
+    /health/live still answers within a second (a connection that has sent no request a moment
+    after its accept is closed to make room; one that sent its request never is), and every idle
+    client is closed without an answer within SIDECAR_HEADER_TIMEOUT_S."""
     settings = make_settings(sidecar_header_timeout_s=2, sidecar_max_connections=20)
     async with in_process_worker(settings):
         port = settings.health_port
@@ -33,16 +35,14 @@ async def test_idle_half_requests_neither_block_health_nor_stay_open(
         clients = [await _half_request(port) for _ in range(40)]
         started = time.monotonic()
         assert await get(port, "/health/live") == (200, {"status": "ok"})
-        assert time.monotonic() - started < 0.5
-        async with asyncio.timeout(0.5):  # well before the header timeout: evicted for room
-            evicted = await asyncio.gather(*(reader.read() for reader, _ in clients[:20]))
-        async with asyncio.timeout(5):
-            timed_out = await asyncio.gather(*(reader.read() for reader, _ in clients[20:]))
+        assert time.monotonic() - started < 4 * SILENT_GRACE_S
+        async with asyncio.timeout(6):
+            dropped = await asyncio.gather(*(reader.read() for reader, _ in clients))
         closed_after_s = time.monotonic() - opened
         for _, writer in clients:
             writer.close()
-        assert evicted + timed_out == [b""] * 40, "a half request got an answer instead of being dropped"
-        assert closed_after_s < 4, f"idle sockets stayed open {closed_after_s:.1f}s"
+        assert dropped == [b""] * 40, "a half request got an answer instead of being dropped"
+        assert closed_after_s < 5, f"idle sockets stayed open {closed_after_s:.1f}s"
         assert await get(port, "/health/live") == (200, {"status": "ok"})
 
 

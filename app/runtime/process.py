@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import resource
 import signal
 import time
 from collections.abc import Coroutine
@@ -36,6 +37,8 @@ from app.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
 
+# File descriptors a process needs besides its sidecar connections: pools, pub/sub, subprocesses.
+_OWN_DESCRIPTORS = 1024
 STATS_FLUSH_S = 1.0
 LOOP_LAG_SAMPLE_S = 0.25
 
@@ -58,6 +61,8 @@ class Process:
         self.liveness = Liveness(res.redis_url, self.instance, ttl_s=res.settings.process_liveness_ttl_s)
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self.sidecar: web.AppRunner | None = None
+        """The sidecar's runner while it serves (its connections, for the tests' bounds)."""
 
     def request_stop(self, signum: int | None = None) -> None:
         if not self._stop.is_set():
@@ -67,7 +72,7 @@ class Process:
     async def run(self) -> int:
         """Serve until asked to stop; return the exit code."""
         settings = self.res.settings
-        runner = make_runner(self)
+        runner = self.sidecar = make_runner(self)
         await runner.setup()
         site = make_site(runner, settings)
         try:
@@ -188,8 +193,24 @@ def _bound_port(runner: web.AppRunner) -> int | None:
     return None
 
 
+def make_room_for_connections(max_connections: int) -> None:
+    """Raise the soft limit on open files toward the hard one, so SIDECAR_MAX_CONNECTIONS sockets
+    fit beside the process's own (systemd's default soft limit is 1024, its hard one far above)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + _OWN_DESCRIPTORS
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < wanted:
+        log.warning("open_file_limit_low", limit=raised, wanted=wanted,
+                    hint="raise LimitNOFILE (systemd) or lower SIDECAR_MAX_CONNECTIONS")
+
+
 async def serve(settings: Settings, registry: Registry, queues: list[str]) -> int:
     """Run the worker process until SIGTERM/SIGINT; return its exit code."""
+    make_room_for_connections(settings.sidecar_max_connections)
     async with open_resources(settings, registry, apply_migrations=True) as res:
         await stats.prune_running(res.redis, queues)
         # What start-up built (modules, pools, the registry: ~150k objects) lives as long as the

@@ -1,9 +1,12 @@
 """The health and metrics sidecar: a small aiohttp app served inside the worker's event loop.
 
-Handlers only read state owned elsewhere (the process, its workers, stats in Redis); later the
-enqueue API and the dashboard mount here too. The server is bounded (make_runner, make_site):
-a connection without a complete request is closed after SIDECAR_HEADER_TIMEOUT_S, and at most
-SIDECAR_MAX_CONNECTIONS stay open, so idle or slow clients cannot lock out the health probe.
+Handlers only read state owned elsewhere (the process, its workers, stats in Redis); the HTTP
+API and the dashboard mount here too. The server is bounded without dropping a request: a
+connection without a complete request is closed after SIDECAR_HEADER_TIMEOUT_S, at most
+SIDECAR_MAX_CONNECTIONS are served at once with the rest waiting in the listen backlog
+(app/runtime/site.py), and a tenth of them are kept for `/health/*` and `/metrics`
+(app/runtime/admission.py), so a burst from the web app is served or waits instead of being cut
+off, and the health probe still answers under a flood of slow uploads.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from aiohttp import web
 
 from app import __version__
 from app.queue import stats
+from app.runtime.admission import admission_for
+from app.runtime.site import BoundedSite
 from app.settings import Settings, redact_url
 
 if TYPE_CHECKING:
@@ -27,7 +32,7 @@ CHECK_TIMEOUT_S = 2.0
 
 
 def create_app(process: Process) -> web.Application:
-    app = web.Application()
+    app = web.Application(middlewares=[admission_for(process.res.settings.sidecar_max_connections).admit])
     app[PROCESS_KEY] = process
     app.router.add_get("/health", live)  # the runbook's checklist curls /health
     app.router.add_get("/health/live", live)
@@ -139,7 +144,8 @@ def describe_config(process: Process) -> dict[str, Any]:
         "servedQueues": list(process.queue_names),
         "queues": queues,
         "sidecar": {"headerTimeoutS": settings.sidecar_header_timeout_s,
-                    "maxConnections": settings.sidecar_max_connections},
+                    "maxConnections": settings.sidecar_max_connections,
+                    "listenBacklog": settings.sidecar_listen_backlog},
     }
 
 
@@ -169,39 +175,6 @@ async def refresh_gauges(process: Process) -> None:
         m.oldest_waiting_age.labels(q).set(s.oldest_waiting_age_s or 0)
 
 
-class BoundedSite(web.BaseSite):
-    """A TCP site that keeps at most `max_connections` connections open.
-
-    aiohttp has no connection limit; every idle socket costs a file descriptor, and running out
-    of them breaks the worker's Redis and PostgreSQL connections too. When a new connection
-    would pass the limit, the oldest open one is closed: a flood of idle sockets loses to the
-    newest client (the health probe) instead of locking it out."""
-
-    def __init__(self, runner: web.AppRunner, host: str, port: int, *, max_connections: int,
-                 backlog: int = 128) -> None:
-        super().__init__(runner, backlog=backlog)
-        self.host, self.requested_port, self.max_connections, self.listen_backlog = host, port, max_connections, backlog
-        assert runner.server is not None  # BaseSite.__init__ refuses a runner not set up
-        self.web_server = runner.server
-
-    @property
-    def name(self) -> str:
-        return f"http://{self.host}:{self.requested_port}"
-
-    def _accept(self) -> asyncio.BaseProtocol:
-        open_now = self.web_server.connections
-        for oldest in open_now[:max(0, len(open_now) - self.max_connections + 1)]:
-            oldest.force_close()
-        return self.web_server()
-
-    async def start(self) -> None:
-        await super().start()
-        loop = asyncio.get_running_loop()
-        # BaseSite.stop() closes `_server`; setting it is what every site of aiohttp's does.
-        self._server = await loop.create_server(self._accept, self.host, self.requested_port,
-                                                backlog=self.listen_backlog)
-
-
 def make_runner(process: Process) -> web.AppRunner:
     """The sidecar's runner. aiohttp (3.14, which we run) starts the keep-alive timer when a connection is
     made and only stops it once a complete request has arrived, so `keepalive_timeout` is also
@@ -213,4 +186,4 @@ def make_runner(process: Process) -> web.AppRunner:
 
 def make_site(runner: web.AppRunner, settings: Settings) -> BoundedSite:
     return BoundedSite(runner, settings.health_host, settings.health_port,
-                       max_connections=settings.sidecar_max_connections)
+                       max_connections=settings.sidecar_max_connections, backlog=settings.sidecar_listen_backlog)

@@ -25,3 +25,18 @@ async def wait_for_status(port: int, path: str, status: int, timeout_s: float = 
             if code == status:
                 return body
             await asyncio.sleep(0.1)
+
+
+async def raw_request(port: int, head: str, body: bytes = b"") -> tuple[int | None, bytes]:
+    """One request on a connection of its own, `Connection: close`: (status, whole reply), or
+    (None, b"") when the connection was closed without a reply."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        await writer.drain()
+        reply = await reader.read()
+    except ConnectionResetError:
+        reply = b""
+    finally:
+        writer.close()
+    return (int(reply.split(b" ", 2)[1]) if reply else None), reply
