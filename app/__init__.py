@@ -1,4 +1,4 @@
-"""Workhorse: one supervised arq process that runs every background job of the app."""
+"""Workhorse: one supervised process that runs every background job of the app, on Redis in arq's protocol."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -1,6 +1,6 @@
 """Structured logging: JSON lines when not on a TTY (journald keeps them), colour in a terminal.
 
-Standard-library loggers (arq, aiohttp, asyncpg) are rendered by the same processors, so one
+Standard-library loggers (aiohttp, asyncpg) are rendered by the same processors, so one
 process writes one format. Log events are constant names with fields for values.
 """
 
@@ -43,6 +43,4 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # arq logs every job start and finish at INFO; our registry logs them with fields instead.
-    logging.getLogger("arq").setLevel(max(logging.WARNING, root.level))
     logging.getLogger("aiohttp.access").setLevel(max(logging.WARNING, root.level))

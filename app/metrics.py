@@ -65,6 +65,10 @@ class Metrics:
             "(sent, duplicate, skipped, failed, in_doubt_resend)", ["channel", "outcome"], registry=r,
         )
         self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
+        self.wakeups = Counter(
+            "workhorse_wakeups", "What woke a queue's worker to poll: publish (an enqueue's wake-up), keyspace (a "
+            "stock arq client's ZADD, by keyspace notification), sweep (the fallback found jobs)",
+            ["queue", "source"], registry=r)
         self._declare_outbox(r)
 
     def _declare_outbox(self, r: CollectorRegistry) -> None:

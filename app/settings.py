@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     process_liveness_ttl_s: float = Field(
         6.0, ge=1, le=60, description="a killed process's jobs are taken over this long after it stopped beating")
     health_check_interval_s: float = Field(30.0, gt=0, le=3600)
+    # Stock arq clients announce nothing; keyspace notifications on the queues wake workers at
+    # once (app/queue/notifications.py): `enable` turns them on where CONFIG SET is allowed,
+    # `use` only listens, `off` leaves their jobs to the fallback sweep.
+    redis_keyspace_notifications: Literal["enable", "use", "off"] = "enable"
     # Retention, like BullMQ's removeOnComplete / removeOnFail: completed results 24 h and at
     # most the newest N per queue; failed jobs' results 7 days; dead letters until purged.
     keep_result_s: int = Field(86_400, ge=0, description="how long a completed job's result is kept")

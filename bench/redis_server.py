@@ -30,8 +30,9 @@ async def _answers(url: str) -> None:
 
 
 @asynccontextmanager
-async def private_redis() -> AsyncIterator[str]:
-    """Its URL (DB 0), until the block ends; then the server and its directory are gone."""
+async def private_redis(*extra_args: str) -> AsyncIterator[str]:
+    """Its URL (DB 0), until the block ends; then the server and its directory are gone.
+    `extra_args` go to redis-server (`--rename-command CONFIG ""`, say)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed")
@@ -39,6 +40,7 @@ async def private_redis() -> AsyncIterator[str]:
     workdir = tempfile.mkdtemp(prefix="wh-bench-redis-")
     proc = await asyncio.create_subprocess_exec(
         binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir,
+        *extra_args,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"

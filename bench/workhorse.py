@@ -103,7 +103,7 @@ async def running(env: BenchEnv, queues: list[str] | None = None, **extra: str) 
 async def enqueuer(env: BenchEnv) -> AsyncIterator[Enqueuer]:
     """The production enqueuer (bulk Lua + wake-up publish) against the bench Redis."""
     settings = Settings.load({"REDIS_URL": env.redis_url, "DATABASE_URL": env.database_url})
-    redis = await connect_redis(env.redis_url)
+    redis = connect_redis(env.redis_url)
     try:
         yield Enqueuer(redis, build_registry(settings))
     finally:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from app.cron import CronEntry
 from app.jobs import build_registry
-from app.queue.awaitable import awaited
 from app.queue.enqueue import JobRequest
 from app.queue.ticker import CronTicker
 from app.runtime.resources import Resources, open_resources
@@ -168,5 +167,5 @@ async def test_kill_9_with_2000_jobs_queued_loses_none_and_sends_each_email_once
 
 
 async def done_tags(res: Resources) -> set[str]:
-    runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+    runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
     return {r["tag"] for r in runs if r["event"] == "done"}

@@ -9,11 +9,10 @@ import itertools
 import json
 from collections.abc import Callable
 
-from arq.jobs import serialize_job
-
-from app.queue import codec, keys
+from app.queue import keys
 from app.runtime.resources import Resources
 from app.settings import Settings
+from tests.support.records import arq_record
 from tests.support.worker import in_process_worker, run_command, wait_for_runs
 
 QUEUE = "intake-routing"
@@ -51,7 +50,7 @@ async def test_permanent_errors_and_bad_payloads_are_not_retried_but_bugs_are(
     """A missing row or a payload that does not validate goes straight to the DLQ; an unexpected
     exception (a bug) is retried within the attempts like any failure, then dead-lettered as a bug."""
     settings = make_settings(intake_routing_base_delay_s=0.05, intake_routing_attempts=3)
-    bad = serialize_job("route_intake", ({"orgId": 7},), {}, None, 0, serializer=codec.dumps)
+    bad = arq_record("route_intake", {"orgId": 7})
     await res.redis.psetex(keys.JOB_PREFIX + "bad-payload", 60_000, bad)
     await res.redis.zadd(QUEUE, {"bad-payload": 1})
     async with in_process_worker(settings, [QUEUE]):

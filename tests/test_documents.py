@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from arq.jobs import serialize_job
 from PIL import Image
 
 from app.documents import schemas
@@ -23,13 +22,14 @@ from app.documents.pages import Limits, sniff
 from app.documents.text import sanitize
 from app.errors import InvalidPayload, NotFound, PermanentError, TransientError
 from app.providers.s3 import S3Storage
-from app.queue import codec, keys
+from app.queue import keys
 from app.runtime.process import Process
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.conftest import require_binary
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, running_fake_openai, vision_json
+from tests.support.records import arq_record
 from tests.support.services import free_port
 from tests.support.worker import in_process_worker
 
@@ -298,8 +298,7 @@ async def test_an_id_holding_nul_is_an_invalid_payload_not_a_database_error(
     straight into Redis (as the web app does) is dead-lettered as an invalid payload."""
     with pytest.raises(InvalidPayload, match="documentId"):
         await res.enqueuer.enqueue("process_document", {"documentId": "doc\x00-1", "orgId": "org-1"})
-    raw = serialize_job("process_document", ({"documentId": "doc\x00-1", "orgId": "org-1"},), {}, None, 0,
-                        serializer=codec.dumps)
+    raw = arq_record("process_document", {"documentId": "doc\x00-1", "orgId": "org-1"})
     await res.redis.psetex(keys.JOB_PREFIX + "nul-id", 60_000, raw)
     await res.redis.zadd(QUEUE, {"nul-id": 1})
     async with in_process_worker(settings, [QUEUE]):

@@ -16,7 +16,6 @@ from redis.asyncio.client import PubSub
 
 from app.jobs import build_registry
 from app.queue import codec, control, keys
-from app.queue.awaitable import awaited
 from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer, JobRequest
 from app.runtime.embedded import RedisServer
@@ -38,17 +37,17 @@ async def until(check: Callable[[], Awaitable[object]], timeout_s: float = 10) -
 
 async def registered(res: Resources, worker: Process) -> None:
     """Until the worker process has entered the queue's idle set."""
-    await until(lambda: res.redis.zscore(IDLE, worker.instance))
+    await until(lambda: res.redis.zscore(IDLE, worker.engine.instance))
 
 
 @asynccontextmanager
 async def listening(res: Resources, worker: Process) -> AsyncIterator[PubSub]:
     pubsub = res.redis.pubsub()
-    await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.instance))
+    await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.engine.instance))
     try:
         yield pubsub
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
 
 
 async def heard(pubsub: PubSub, quiet_s: float = 0.3) -> list[str]:
@@ -75,7 +74,7 @@ async def test_a_due_job_for_an_idle_worker_is_handed_to_it_without_a_wake_up(se
         await registered(res, worker)
         await result_of(res, await res.enqueuer.enqueue("probe", {"tag": "once"}, queue=QUEUE), QUEUE)
         [(channel, handed)] = await messages(pubsub)
-        assert channel == keys.handoff_channel(worker.instance)
+        assert channel == keys.handoff_channel(worker.engine.instance)
         # The same message again, late (after another job, so the first is long reaped): the job
         # finished moments ago, so it is not run twice.
         await result_of(res, await res.enqueuer.enqueue("ping", {}, queue=QUEUE), QUEUE)
@@ -88,10 +87,10 @@ async def test_a_due_job_for_an_idle_worker_is_handed_to_it_without_a_wake_up(se
         batch = await res.enqueuer.enqueue_many([JobRequest("ping", queue=QUEUE) for _ in range(5)])
         pongs = [await res.enqueuer.job(e.job_id, QUEUE).result(timeout_s=10) for e in batch if e is not None]
         assert [p["attempt"] for p in pongs] == [1] * 5
-        assert await heard(pubsub) == [keys.handoff_channel(worker.instance), keys.wake_channel(QUEUE)]
+        assert await heard(pubsub) == [keys.handoff_channel(worker.engine.instance), keys.wake_channel(QUEUE)]
     assert await res.redis.zcard(QUEUE) == 0
     assert not await res.redis.keys(keys.IN_PROGRESS_PREFIX + "*")
-    assert await res.redis.zscore(IDLE, worker.instance) is None, "a stopped worker stays in the idle set"
+    assert await res.redis.zscore(IDLE, worker.engine.instance) is None, "a stopped worker stays in the idle set"
 
 
 async def test_two_workers_taking_handoffs_and_looking_at_once_run_every_job_once(
@@ -118,7 +117,7 @@ async def test_two_workers_taking_handoffs_and_looking_at_once_run_every_job_onc
 
 
 async def _runs(res: Resources) -> list[dict[str, Any]]:
-    return [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+    return [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
 
 
 async def test_a_dead_process_in_the_idle_set_is_skipped_and_dropped(settings: Settings, res: Resources) -> None:
@@ -139,7 +138,7 @@ async def test_a_lost_handoff_is_taken_by_the_next_look_without_counting_the_att
         record = codec.dumps({"t": None, "f": "ping", "a": [{}], "k": {}, "et": 1})
         await res.redis.psetex(keys.JOB_PREFIX + "lost", 600_000, record)
         await res.redis.zadd(QUEUE, {"lost": 1})
-        await res.redis.set(keys.IN_PROGRESS_PREFIX + "lost", worker.instance, px=30_000)
+        await res.redis.set(keys.IN_PROGRESS_PREFIX + "lost", worker.engine.instance, px=30_000)
         await res.redis.incr(keys.RETRY_PREFIX + "lost")
         await res.redis.publish(keys.wake_channel(QUEUE), "1")
         pong = await res.enqueuer.job("lost", QUEUE).result(timeout_s=10)
@@ -154,7 +153,7 @@ async def test_a_full_worker_gives_a_handoff_back_and_runs_it_later_as_the_same_
         await res.enqueuer.enqueue("probe", {"tag": "long", "sleepMs": 2000}, queue=QUEUE)
         await wait_for_runs(res, "long", "start", 1)
         await until(lambda: _absent(res, worker))  # full: out of the idle set
-        await res.redis.zadd(IDLE, {worker.instance: 30_000})  # as if registered before it filled up
+        await res.redis.zadd(IDLE, {worker.engine.instance: 30_000})  # as if registered before it filled up
         handed = await res.enqueuer.enqueue("probe", {"tag": "next"}, queue=QUEUE)
         assert handed is not None
         # Given back while "long" still runs: unlocked for any process, its attempt refunded.
@@ -171,7 +170,7 @@ async def _given_back(res: Resources, job_id: str) -> bool:
 
 
 async def _absent(res: Resources, worker: Process) -> bool:
-    return await res.redis.zscore(IDLE, worker.instance) is None
+    return await res.redis.zscore(IDLE, worker.engine.instance) is None
 
 
 async def test_a_stopping_process_leaves_the_idle_set_before_its_jobs_finish(settings: Settings,
@@ -181,7 +180,7 @@ async def test_a_stopping_process_leaves_the_idle_set_before_its_jobs_finish(set
         await registered(res, worker)
         await res.enqueuer.enqueue("probe", {"tag": "drain", "sleepMs": 1500}, queue=QUEUE)
         await wait_for_runs(res, "drain", "start", 1)
-        await res.redis.zadd(IDLE, {worker.instance: 30_000})  # a slot is free: registered
+        await res.redis.zadd(IDLE, {worker.engine.instance: 30_000})  # a slot is free: registered
         worker.request_stop()
         await until(lambda: _absent(res, worker), timeout_s=1.0)
         assert [r for r in await _runs(res) if r["event"] == "done"] == [], "left only after the drain"
@@ -192,14 +191,14 @@ async def test_a_paused_queue_gets_no_handoff_and_garbage_on_the_channel_changes
         settings: Settings, res: Resources) -> None:
     async with in_process_worker(settings, [QUEUE]) as worker, listening(res, worker) as pubsub:
         await registered(res, worker)
-        await res.redis.publish(keys.handoff_channel(worker.instance), b"\x00garbage")
-        await res.redis.publish(keys.handoff_channel(worker.instance), b"intake-routing 1 1 999\nshort")
+        await res.redis.publish(keys.handoff_channel(worker.engine.instance), b"\x00garbage")
+        await res.redis.publish(keys.handoff_channel(worker.engine.instance), b"intake-routing 1 1 999\nshort")
         await control.pause(res.redis, QUEUE)
         enqueued = await res.enqueuer.enqueue("ping", {}, queue=QUEUE)
         assert enqueued is not None
         await asyncio.sleep(0.2)
         assert await res.enqueuer.job(enqueued.job_id, QUEUE).status() == "queued"
-        assert await heard(pubsub) == [keys.handoff_channel(worker.instance)] * 2 + [keys.wake_channel(QUEUE)]
+        assert await heard(pubsub) == [keys.handoff_channel(worker.engine.instance)] * 2 + [keys.wake_channel(QUEUE)]
         await control.resume(res.redis, QUEUE)
         pong = await res.enqueuer.job(enqueued.job_id, QUEUE).result(timeout_s=10)
     assert pong["attempt"] == 1
@@ -215,25 +214,25 @@ async def test_after_redis_restarts_the_worker_listens_again_and_jobs_are_handed
     settings = make_settings(redis_url=server.url)
     try:
         async with in_process_worker(settings, [QUEUE]) as worker:
-            client = await connect_redis(server.url)
-            await until(lambda: client.zscore(IDLE, worker.instance))
+            client = connect_redis(server.url)
+            await until(lambda: client.zscore(IDLE, worker.engine.instance))
             await client.aclose(close_connection_pool=True)
             await asyncio.to_thread(server.stop)
-            await until(lambda: _true(not worker.hub.connected.is_set()))
+            await until(lambda: _true(not worker.engine.hub.connected.is_set()))
             await asyncio.to_thread(server.start)
             async with asyncio.timeout(20):
-                await worker.hub.connected.wait()
-            client = await connect_redis(server.url)
-            await until(lambda: client.zscore(IDLE, worker.instance), timeout_s=20)
+                await worker.engine.hub.connected.wait()
+            client = connect_redis(server.url)
+            await until(lambda: client.zscore(IDLE, worker.engine.instance), timeout_s=20)
             # Until then the process is not known to be alive: a job would go by wake-up.
-            await until(lambda: client.exists(keys.alive_key(worker.instance)), timeout_s=20)
+            await until(lambda: client.exists(keys.alive_key(worker.engine.instance)), timeout_s=20)
             pubsub = client.pubsub()
-            await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.instance))
+            await pubsub.subscribe(keys.wake_channel(QUEUE), keys.handoff_channel(worker.engine.instance))
             enqueued = await Enqueuer(client, build_registry(settings)).enqueue("ping", {}, queue=QUEUE)
             assert enqueued is not None
-            assert await heard(pubsub) == [keys.handoff_channel(worker.instance)]
+            assert await heard(pubsub) == [keys.handoff_channel(worker.engine.instance)]
             assert await Enqueuer(client, build_registry(settings)).job(enqueued.job_id, QUEUE).result(timeout_s=10)
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             await client.aclose(close_connection_pool=True)
     finally:
         await asyncio.to_thread(server.stop)

@@ -17,7 +17,6 @@ import pytest
 from redis.asyncio import Redis
 
 from app.queue import control, keys
-from app.queue.awaitable import awaited
 from app.queue.payload import MAX_DEPTH, MAX_PAYLOAD_BYTES
 from app.runtime.resources import Resources
 from app.settings import PROJECT_ROOT, Settings
@@ -200,7 +199,7 @@ async def test_dlq_retry_all_retries_each_letter_on_its_own(make_env: EnvFactory
     [left] = await res.dlq.list()
     assert left.job_id == "bad" and left.status == "DEAD"
     assert len(await res.dlq.list(status="RETRIED", limit=20)) == 8
-    assert await awaited(res.redis.zcard("sla-monitor")) == 8
+    assert await res.redis.zcard("sla-monitor") == 8
 
 
 class TcpRedis:

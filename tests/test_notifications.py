@@ -15,6 +15,7 @@ from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import INVALID_NUMBER, TwilioFake
 from tests.support.jobs import result_of
+from tests.support.records import write_job
 from tests.support.services import free_port
 from tests.support.worker import in_process_worker
 
@@ -87,8 +88,8 @@ async def test_smtp_down_opens_the_breaker_defers_without_burning_attempts_then_
     keys = [f"down-{n}" for n in range(10)]
     async with in_process_worker(settings, [QUEUE]) as process:
         # Invalid input written by another producer, past the enqueue-time validation.
-        await res.redis.enqueue_job("send_email", {"idempotencyKey": "bad", "to": "not-an-address"},
-                                    _queue_name=QUEUE, _job_id="bad-payload")
+        await write_job(res.redis, QUEUE, "send_email", {"idempotencyKey": "bad", "to": "not-an-address"},
+                        job_id="bad-payload")
         for key in keys:
             await res.enqueuer.enqueue("send_email", email(key, to=f"{key}@example.com"), job_id=key)
         breaker = process.res.breakers["smtp"]
@@ -178,7 +179,7 @@ async def test_chat_messages_are_stored_and_published_to_the_user(settings: Sett
             while (message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
                 pass
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py's stub lacks annotations
+        await pubsub.aclose()
     event = json.loads(message["data"])
     assert event["body"] == "Booked!" and event["data"] == {"n": 1} and event["key"] == "c1"
     row = await res.db.fetchrow("SELECT user_id, body, data FROM chat_messages")

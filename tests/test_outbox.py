@@ -17,14 +17,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.errors import InvalidPayload
 from app.jobs import build_registry
 from app.jobs.notifications import SendEmail
 from app.queue import keys, outbox
-from app.queue.awaitable import awaited
 from app.queue.enqueue import Enqueued, Enqueuer, JobRequest
 from app.queue.outbox import OutboxRelay
 from app.runtime.resources import Resources, open_resources
@@ -67,7 +66,7 @@ async def starts_once_done(res: Resources, tags: list[str], timeout_s: float = 6
     """How often each probe started, read once every one of `tags` has finished."""
     async with asyncio.timeout(timeout_s):
         while True:
-            runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+            runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
             if {r["tag"] for r in runs if r["event"] == "done"} >= set(tags):
                 return collections.Counter(r["tag"] for r in runs if r["event"] == "start")
             await asyncio.sleep(0.05)
@@ -291,7 +290,7 @@ async def test_ten_thousand_rows_committed_at_once_go_out_in_batches(make_settin
 async def test_redis_down_rolls_the_batch_back_and_the_rows_wait(res: Resources) -> None:
     """With Redis unreachable the batch rolls back: its rows stay PENDING with the attempt and
     the error recorded, and go out once Redis answers."""
-    dead = ArqRedis.from_url(f"redis://127.0.0.1:{free_port()}")
+    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}")
     ids = await insert_probes(res.db, ["r1", "r2"])
     try:
         with pytest.raises(RedisError):

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 
 from app.queue import control, keys
-from app.queue.awaitable import awaited
 from app.queue.enqueue import JobRequest
 from app.runtime.process import Process
 from app.runtime.resources import Resources
@@ -22,14 +21,14 @@ FALLBACK_MS = 100
 
 
 async def _runs(res: Resources) -> list[dict[str, object]]:
-    return [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+    return [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
 
 
 async def _let_the_worker_look(process: Process, *, for_s: float) -> None:
     """Until a sweep has begun `for_s` from now: by then the worker has woken many times."""
     since = time.monotonic() + for_s
     async with asyncio.timeout(for_s + 5):
-        while not process.hub.swept_since(since):
+        while not process.engine.hub.swept_since(since):
             await asyncio.sleep(FALLBACK_MS / 1000)
 
 
@@ -42,7 +41,7 @@ async def test_paused_queue_runs_nothing_under_a_stream_of_wake_ups_then_runs_al
     async with in_process_worker(settings, [QUEUE]) as process:
         await control.pause(res.redis, QUEUE)
         async with asyncio.timeout(5):
-            while not process.hub.is_paused(QUEUE):
+            while not process.engine.hub.is_paused(QUEUE):
                 await asyncio.sleep(0.01)
         tags = [f"p{n}" for n in range(40)]
         for tag in tags:
@@ -67,7 +66,7 @@ async def test_pausing_one_queue_leaves_the_others_waking_at_once(
     async with in_process_worker(settings, [QUEUE, OTHER]) as process:
         await control.pause(res.redis, QUEUE)
         async with asyncio.timeout(5):
-            while not process.hub.is_paused(QUEUE):
+            while not process.engine.hub.is_paused(QUEUE):
                 await asyncio.sleep(0.01)
         await res.enqueuer.enqueue("probe", {"tag": "held"}, queue=QUEUE)
         enqueued_at = time.time()

@@ -11,14 +11,12 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from arq.jobs import serialize_job
-
 from app.queue import keys
-from app.queue.awaitable import awaited
 from app.runtime.embedded import RedisServer
 from app.runtime.resources import Resources
 from tests.support.http import get, wait_for_status
 from tests.support.jobs import RUNS_KEY
+from tests.support.records import arq_record
 from tests.support.worker import WorkerProcess, run_command, start_worker, subprocess_env, wait_for_runs
 
 EnvFactory = Callable[..., dict[str, str]]
@@ -116,7 +114,7 @@ async def test_sigterm_past_the_timeout_leaves_the_job_to_run_again(make_env: En
     assert await worker.wait(30) == 0
     await worker.wait_for_event("worker_stopped", requeued=1, timeout_s=1)
     assert await res.redis.zscore("intake-routing", enqueued.job_id) is not None
-    assert await awaited(res.redis.lrange(RUNS_KEY, 0, -1)) and not await wait_for_runs_now(res, "long", "done")
+    assert await res.redis.lrange(RUNS_KEY, 0, -1) and not await wait_for_runs_now(res, "long", "done")
 
     second = await start_worker(make_env())
     try:
@@ -129,7 +127,7 @@ async def test_sigterm_past_the_timeout_leaves_the_job_to_run_again(make_env: En
 
 
 async def wait_for_runs_now(res: Resources, tag: str, event: str) -> list[dict[str, object]]:
-    runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+    runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
     return [r for r in runs if r["tag"] == tag and r["event"] == event]
 
 
@@ -147,7 +145,7 @@ async def test_a_pickled_payload_is_refused_not_executed(make_env: EnvFactory, r
                                                          tmp_path: Path) -> None:
     """A job written to Redis as a pickle is never unpickled: it goes to the dead-letter queue."""
     marker = tmp_path / "pwned"
-    data = serialize_job("ping", (_Exploit(marker),), {}, None, 0, serializer=pickle.dumps)
+    data = arq_record("ping", _Exploit(marker), serializer=pickle.dumps)
     await res.redis.psetex(keys.JOB_PREFIX + "evil", 60_000, data)
     await res.redis.zadd("sla-monitor", {"evil": 1})
     worker = await start_worker(make_env())
@@ -166,7 +164,7 @@ async def test_jobs_are_stored_as_json(res: Resources) -> None:
     """What sits in Redis is JSON the web app could have written, with camelCase fields."""
     enqueued = await res.enqueuer.enqueue("sla_scan", {"org_id": "org-1"}, defer_s=60)
     assert enqueued is not None
-    stored = json.loads(await res.redis.get(keys.JOB_PREFIX + enqueued.job_id))
+    stored = json.loads(await res.redis.get(keys.JOB_PREFIX + enqueued.job_id) or b"")
     assert stored["f"] == "sla_scan" and stored["a"] == [{"orgId": "org-1"}]
 
 

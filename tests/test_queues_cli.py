@@ -6,10 +6,8 @@ import asyncio
 import json
 from collections.abc import Callable
 
-from arq.utils import timestamp_ms
-
 from app.queue import control, keys, stats
-from app.queue.awaitable import awaited
+from app.queue.clock import now_ms
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
@@ -32,7 +30,7 @@ async def test_queues_shows_counts_and_pause_holds_across_processes(
         code, out = await cli(env, "queues", "--json")
         row = json.loads(out)[QUEUE]
         assert code == 0 and row["paused"] is True and row["waiting"] == 3 and row["delayed"] == 1
-        assert await awaited(res.redis.llen("test:runs")) == 0
+        assert await res.redis.llen("test:runs") == 0
         code, out = await cli(env, "queues", "resume", QUEUE)
         assert code == 0
         for n in range(3):
@@ -70,7 +68,7 @@ async def test_jobs_stuck_lists_jobs_past_their_timeout(make_env: Callable[..., 
                                                         res: Resources) -> None:
     """A job a live process reports running for longer than its queue's timeout is listed."""
     await stats.sync_running(res.redis, QUEUE, {"old-job": 1_000}, [], ttl_s=60)
-    await stats.sync_running(res.redis, QUEUE, {"new-job": timestamp_ms()}, [], ttl_s=60)
+    await stats.sync_running(res.redis, QUEUE, {"new-job": now_ms()}, [], ttl_s=60)
     code, out = await cli(make_env(), "jobs", "stuck", "--json")
     rows = json.loads(out)
     assert code == 0 and [r["jobId"] for r in rows] == ["old-job"]

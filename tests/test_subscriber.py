@@ -158,7 +158,8 @@ async def test_a_connection_the_server_kills_is_reported_lost(private_redis: Red
 async def guarded_redis(private_redis: RedisServer) -> AsyncIterator[Path]:
     """A private Redis (its unix socket) that requires a password, with an ACL user of its own."""
     async with Redis.from_url(private_redis.url) as admin:
-        await admin.execute_command("ACL", "SETUSER", ACL_USER, "on", f">{ACL_PASSWORD}", "&*", "+@all")
+        await admin.acl_setuser(ACL_USER, enabled=True, passwords=[f"+{ACL_PASSWORD}"], channels=["*"],
+                                commands=["+@all"])
         await admin.config_set("requirepass", PASSWORD)
     yield private_redis.socket
 

@@ -12,6 +12,7 @@ from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 
 from app.queue import codec, keys, tracing
 from app.queue.enqueue import JobRequest
+from app.queue.replies import octets
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes.otlp import OtlpReceiver, ReceivedSpan
@@ -96,7 +97,7 @@ async def test_without_an_endpoint_records_carry_no_trace_context(
         with web_app_tracer.start_as_current_span("POST /intake"):
             enqueued = await res.enqueuer.enqueue("ping", {}, queue=QUEUE, defer_s=60)
         assert enqueued is not None
-        record = codec.loads(await res.redis.get(keys.JOB_PREFIX + enqueued.job_id))
+        record = codec.loads(octets(await res.redis.get(keys.JOB_PREFIX + enqueued.job_id) or b""))
     assert record["k"] == {}
 
 

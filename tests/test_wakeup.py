@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from app.queue import keys
 from app.runtime.resources import Resources
 from app.settings import Settings
+from tests.support.records import write_job
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
@@ -56,10 +57,10 @@ async def test_deferred_jobs_start_on_time_neither_early_nor_lost(
 
 async def test_job_whose_wake_up_was_never_published_runs_via_the_fallback_poll(
         make_settings: Callable[..., Settings], res: Resources) -> None:
-    """A job written without a wake-up message (arq's own enqueue, our serializer) still runs,
-    within about one fallback period of the idle worker."""
+    """A job written without a wake-up message (as a stock arq client writes it), with keyspace
+    notifications off, still runs within about one fallback period of the idle worker."""
     fallback_s = 0.5
-    settings = make_settings(poll_fallback_ms=int(fallback_s * 1000))
+    settings = make_settings(poll_fallback_ms=int(fallback_s * 1000), redis_keyspace_notifications="off")
     listener = Redis.from_url(res.redis_url)
     pubsub = listener.pubsub()
     await pubsub.subscribe(keys.wake_channel(QUEUE))
@@ -67,8 +68,7 @@ async def test_job_whose_wake_up_was_never_published_runs_via_the_fallback_poll(
     try:
         async with in_process_worker(settings, [QUEUE]):
             enqueued_at = time.time()
-            job = await res.redis.enqueue_job("probe", {"tag": "silent"}, _queue_name=QUEUE)
-            assert job is not None
+            await write_job(res.redis, QUEUE, "probe", {"tag": "silent"}, job_id="silent")
             [start] = await wait_for_runs(res, "silent", "start", 1, timeout_s=10)
             # A sweep finds it within one period; the slack is for a busy machine.
             assert start["t"] - enqueued_at < 3 * fallback_s
@@ -99,15 +99,14 @@ async def test_idle_process_sweeps_once_for_all_queues(
         make_settings: Callable[..., Settings], res: Resources) -> None:
     """An idle process checks its empty queues with one sweep per fallback period instead of
     one read per queue, and still starts a job that nobody announced on any of them."""
-    settings = make_settings(poll_fallback_ms=200)
+    settings = make_settings(poll_fallback_ms=200, redis_keyspace_notifications="off")
     async with in_process_worker(settings) as process:
-        reads_before = {w.queue_name: w.queue_reads for w in process.workers}
+        reads_before = {w.queue_name: w.polls for w in process.engine.workers}
         t0 = time.monotonic()
         async with asyncio.timeout(5):
-            while not process.hub.swept_since(t0 + 1.0):  # five fallback periods and more
+            while not process.engine.hub.swept_since(t0 + 1.0):  # five fallback periods and more
                 await asyncio.sleep(0.05)
-        for w in process.workers:
-            assert w.queue_reads - reads_before[w.queue_name] <= 1, w.queue_name
-        job = await res.redis.enqueue_job("probe", {"tag": "quiet"}, _queue_name="sla-monitor")
-        assert job is not None
+        for w in process.engine.workers:
+            assert w.polls - reads_before[w.queue_name] <= 1, w.queue_name
+        await write_job(res.redis, "sla-monitor", "probe", {"tag": "quiet"}, job_id="quiet")
         await wait_for_runs(res, "quiet", "done", 1, timeout_s=5)

@@ -1,43 +1,41 @@
-"""The engine: the only package that imports arq.
+"""The engine: queues on Redis, spoken in arq's wire protocol.
 
-Everything else speaks the project's own names: `Enqueuer` and `JobHandle` (enqueue, status,
-result), `JobSpec` and `Registry` (what runs where), `JobContext` (what a job receives),
-`QueueWorker` (one queue's consumer), `DeadLetters`, `control` (pause/resume/drain), `stats`,
-`retries.decide()` and the cron ticker.
+Its front door is `Engine` (engine.py): the workers of the queues a process serves, the wake hub,
+liveness, the cron ticker, the outbox relay, shutdown, and a read-only snapshot. Everything else
+enqueues with `Enqueuer` and looks at jobs with `JobHandle` (enqueue.py, handles.py).
 
-What arq still gives us: the job record format (`arq:job:<id>`, its JSON fields t/f/a/k/et),
-the queue ZSET scored by run-at time, the in-progress lock, retry counter and result keys, the
-result record (`serialize_result`, which arq's `Job` reads), and the Worker's shell (`async_run`,
-its task dict and counters, the health key `arq --check` reads). tests/test_engine_contract.py
-pins each of these.
+The protocol (arq 0.28's; tests/test_arq_protocol.py drives the running engine with the real arq
+client, so a stock `arq.create_pool(..., job_serializer=json.dumps, job_deserializer=json.loads)`
+enqueues and reads jobs as our own code does):
+- a queue is a ZSET named after it, of job ids scored by their run-at time in ms; a job stays in
+  it until it finishes;
+- `arq:job:<id>` holds the job's JSON record `{t, f, a: [payload], k, et}` (codec.py);
+- `arq:in-progress:<id>` is the lock of the process running it, `arq:retry:<id>` counts attempts;
+- `arq:result:<id>` holds the result record `{t, f, a, k, et, s, r, st, ft, q, id}`; a failure's
+  `r` is `{"error": class, "message": text}`;
+- `arq:abort` is the ZSET `Job.abort()` writes: a job aborted after it was enqueued ends with a
+  CancelledError result, whether it was waiting or running;
+- `<queue>:health-check` is the health record `arq --check` reads.
+Beyond it: no pickle (a pickled record is dead-lettered, never loaded), wake-ups published on
+enqueue (stock clients are heard through keyspace notifications, notifications.py), retries and
+dead letters of our own, and every other key in keys.py.
 
-What we replace (overriding private hooks of `arq.worker.Worker`, identical in 0.26-0.28):
-- polling: `_poll_iteration` waits for a pub/sub wake-up (app/queue/wake.py) instead of sleeping;
-- claiming and starting: one Lua call reads the queue, claims the due ids and reads their records
-  and attempts (arq: a read, then WATCH/MULTI per id in `start_jobs`, then a pipeline per job in
-  `run_job`; neither is called); an enqueue may hand a due job straight to an idle worker
-  (app/queue/handoff.py);
-- running: our runner (app/queue/running.py) replaces `run_job`: no start round trip, finishes
-  written together, failures before the job runs dead-lettered with their reason, slots
-  counted without arq's semaphore;
-- locks: `heart_beat` extends short in-progress locks, so crash recovery does not wait for
-  the largest timeout;
-- shutdown: the process stops every Worker itself (signals off, `close()` not used);
-- retries: `app/queue/execution.py` decides with `retries.decide()` and raises `RetryLater`;
-- cron: our ticker (app/queue/ticker.py), not arq's `cron()`;
-- enqueue: one Lua round trip for any number of jobs, publishing wake-ups (arq's
-  `enqueue_job` is not used).
+A job's life, and the module of each step:
 
-From redis-py we take the client and its pool, with two costs removed on every command: the
-pool's read check of a connection before each command is skipped when the connection plainly has
-nothing unread (app/queue/connections.py), and Lua scripts go out as `EVALSHA` without redis-py's
-`Script` wrapper (app/queue/lua.py).
-
-What is off: arq's `burst` mode (workers run until the process stops), its signal handlers,
-its `cron_jobs`, `Job.abort()` (`allow_abort_jobs` stays False: arq's abort set never ages
-out, arq #485; `JobHandle.abort()` refuses with a message instead), pickle (JSON only).
+    enqueue ──► queue ZSET + record ─────────────── enqueue.py (handed straight to an idle
+       │                                             process when one waits: handoff.py)
+       ▼
+    claim ───── lock, attempt counted, record read ─ claims.py (a worker's poll: worker.py)
+       ▼
+    start ───── record decoded; unknown, expired,
+                aborted or past its attempts? ───── running.py ──► dead letter / aborted
+       ▼
+    run ─────── payload parsed, timeout enforced ── execution.py (the job's own function)
+       ▼
+    decide ──── retry later, or give up? ────────── retries.py (pure: decide())
+       ▼
+    finish ──── result stored, lock released, or
+                the job rescheduled ─────────────── finishing.py (batched per queue)
+       ▼
+    dead letter ── PostgreSQL row with the reason ─ dead_letters.py (list, retry, purge)
 """
-
-from arq.connections import ArqRedis as RedisPool
-
-__all__ = ["RedisPool"]

@@ -1,17 +1,20 @@
-"""What one queue's worker tells Redis about its jobs besides arq's own keys: running jobs'
-locks extended, running jobs published for stats and `jobs stuck`, and the retention of
-completed results (at most the newest `keep_results_per_queue` per queue, like BullMQ's
-removeOnComplete count) — all batched into one round trip per beat, off the hot path.
+"""What one queue's worker tells Redis about its jobs besides their records: running jobs'
+locks extended, running jobs published for stats and `jobs stuck`, the retention of completed
+results (at most the newest `keep_results_per_queue` per queue, like BullMQ's removeOnComplete
+count) — batched into one round trip per beat, off the hot path — and arq's health record, which
+`arq --check` reads, every HEALTH_CHECK_INTERVAL_S.
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import NamedTuple
 
-from arq.connections import ArqRedis
-from arq.utils import timestamp_ms
+from redis.asyncio import Redis
 
 from app.queue import keys, stats
+from app.queue.clock import now_ms
 from app.queue.lua import LuaScript
 
 # Running jobs are published to other processes at most this often.
@@ -32,11 +35,22 @@ return over
 """ % keys.RESULT_PREFIX
 
 
+class Health(NamedTuple):
+    """A worker's counts, as arq's health record gives them."""
+
+    completed: int
+    failed: int
+    retried: int
+    running: int
+    queued: int
+    """What the last poll saw (at most its read limit)."""
+
+
 class Bookkeeping:
     """The running and just-finished jobs of one queue in this process."""
 
-    def __init__(self, pool: ArqRedis, queue: str, *, lock_ttl_s: float, heartbeat_s: float,
-                 keep_results: int) -> None:
+    def __init__(self, pool: Redis, queue: str, *, lock_ttl_s: float, heartbeat_s: float,
+                 keep_results: int, health_every_s: float) -> None:
         self.pool, self.queue = pool, queue
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.heartbeat_s = heartbeat_s
@@ -51,6 +65,9 @@ class Bookkeeping:
         self._last_lock_refresh = 0.0
         self._last_running_sync = 0.0
         self._retain = LuaScript(pool, _RETAIN_LUA)
+        self.health_every_s = health_every_s
+        self.health_key = keys.health_check_key(queue)
+        self._health_written = float("-inf")
 
     def started(self, job_id: str, now_ms: int) -> None:
         self.started_ms[job_id] = now_ms
@@ -63,7 +80,7 @@ class Bookkeeping:
                 self._finished.append(job_id)
             if completed and not job_id.startswith(keys.OUTBOX_JOB_PREFIX):
                 # An outbox job's result is the relay's proof of dispatch: kept its full TTL.
-                self._completed.append((job_id, timestamp_ms()))
+                self._completed.append((job_id, now_ms()))
 
     def next_lock_refresh_in_s(self) -> float | None:
         """Seconds until running jobs' locks must be extended, or None when none runs."""
@@ -71,9 +88,13 @@ class Bookkeeping:
             return None
         return self._last_lock_refresh + self.heartbeat_s - time.monotonic()
 
-    async def beat(self) -> None:
-        """Extend locks every heartbeat; publish changes (and trim results) at most every second."""
+    async def beat(self, health: Health) -> None:
+        """Extend locks every heartbeat; publish changes (and trim results) at most every second;
+        write the health record when it is due."""
         now = time.monotonic()
+        if now - self._health_written >= self.health_every_s:
+            self._health_written = now
+            await self._write_health(health)
         if now - self._last_lock_refresh >= self.heartbeat_s:
             self._last_lock_refresh = self._last_running_sync = now
             await self._extend_locks()
@@ -98,7 +119,7 @@ class Bookkeeping:
             j: ms for j, ms in self.started_ms.items() if ms >= self._synced_at_ms}
         finished, self._finished = self._finished, []
         completed, self._completed = self._completed, []
-        self._synced_at_ms = timestamp_ms()
+        self._synced_at_ms = now_ms()
         self._published.update(running)
         try:
             if running or finished:
@@ -110,3 +131,13 @@ class Bookkeeping:
         except BaseException:
             self._finished[:0], self._completed[:0] = finished, completed  # next beat tries again
             raise
+
+    async def _write_health(self, h: Health) -> None:
+        """arq's health record, in arq's words; it lives one interval and a second, so a stopped
+        worker's record lapses."""
+        info = (f"{datetime.now():%b-%d %H:%M:%S} j_complete={h.completed} j_failed={h.failed} "
+                f"j_retried={h.retried} j_ongoing={h.running} queued={h.queued}")
+        await self.pool.psetex(self.health_key, int((self.health_every_s + 1) * 1000), info.encode())
+
+    async def forget_health(self) -> None:
+        await self.pool.delete(self.health_key)

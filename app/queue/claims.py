@@ -1,10 +1,16 @@
 """Claiming due jobs: one Lua round trip reads the queue, claims what is due and starts it
-(reads each job's record and counts the attempt), instead of arq's read, WATCH/MULTI per id,
-then a pipeline per job to start it. The same round trip keeps the process in (or out of) the
-queue's idle set, through which enqueues hand jobs straight to it (app/queue/handoff.py).
+(reads each job's record and counts the attempt), however many jobs that is. The same round trip
+keeps the process in (or out of) the queue's idle set, through which enqueues hand jobs straight
+to it (app/queue/handoff.py).
 
 A claim takes a job whose lock is free, or whose lock belongs to a process that is no longer
 alive (app/queue/liveness.py): the jobs of a killed process are taken over within seconds.
+
+It also reads arq's abort set for the jobs it claims, only when the set is not empty (one
+EXISTS per claim otherwise): a job `Job.abort()` asked to stop after it was enqueued ends aborted
+instead of running (app/queue/running.py). arq never ages its entries out (arq #485: an abort of
+an unknown id kills a later job of that id); here an entry older than the job's enqueue is
+ignored, and entries older than a day are dropped.
 """
 
 from __future__ import annotations
@@ -13,10 +19,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.queue import keys
 from app.queue.lua import LuaScript
+
+# An abort request older than this is dropped at the next claim that sees the set (a job waiting
+# longer than a day past its time has expired anyway, as in arq).
+ABORT_HORIZON_MS = 86_400_000
 
 # How long an attempt count outlives the job's last claim: arq's own figure (88,400 s), so a
 # record written by arq or by us ages out the same way.
@@ -45,10 +55,13 @@ end
 # left over (and its handoff channel listened to), the process enters the queue's idle set
 # (app/queue/handoff.py); else it leaves it.
 # Returns {due ids seen, next deferred score or -1, then per claim: id, score, whose lock it was
-# (0 free, 1 a dead process's, 2 ours), record (false when it has expired), attempt}.
+# (0 free, 1 a dead process's, 2 ours), record (false when it has expired), attempt, the time
+# Job.abort() asked for it (ms) or -1}.
 _CLAIM_DUE_LUA = COUNT_ATTEMPT_LUA + """
 local now, ttl, limit, me = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
+local aborts = #due > 0 and redis.call('EXISTS', '%(abort)s') == 1
+if aborts then redis.call('ZREMRANGEBYSCORE', '%(abort)s', '-inf', now - %(abort_horizon)d) end
 local later = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local out = {#due / 2, later[2] or -1}
 local running_here = {}
@@ -80,6 +93,7 @@ for i = 1, #due, 2 do
       out[#out+1] = dead and 1 or (mine and 2 or 0)
       out[#out+1] = redis.call('GET', '%(job)s' .. id)
       out[#out+1] = attempt
+      out[#out+1] = aborts and redis.call('ZSCORE', '%(abort)s', id) or -1
     end
   end
 end
@@ -90,7 +104,8 @@ else
 end
 return out
 """ % {"lock": keys.IN_PROGRESS_PREFIX, "alive": keys.alive_key(""), "retry": keys.RETRY_PREFIX,
-       "job": keys.JOB_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S, "paused": keys.PAUSED_SET}
+       "job": keys.JOB_PREFIX, "retry_ttl": RETRY_COUNTER_TTL_S, "paused": keys.PAUSED_SET,
+       "abort": keys.ABORT_SET, "abort_horizon": ABORT_HORIZON_MS}
 
 
 class Claimed(NamedTuple):
@@ -106,11 +121,14 @@ class Claimed(NamedTuple):
     """The job's record as it was claimed; None when it has expired."""
     attempt: int
     """This run's attempt, counted by the claim (1 on the first run)."""
+    aborted_ms: float | None = None
+    """When `Job.abort()` asked for this job id (ms), if it did: it applies only to a job enqueued
+    before that."""
 
 
 @dataclass(frozen=True, slots=True)
-class Look:
-    """What one look at the queue found and took."""
+class Poll:
+    """What one poll of the queue found and took."""
 
     claimed: list[Claimed]
     due: int
@@ -120,7 +138,7 @@ class Look:
 
 
 class Claimer:
-    def __init__(self, pool: ArqRedis, queue: str, instance: str, *, lock_ttl_s: float, read_limit: int) -> None:
+    def __init__(self, pool: Redis, queue: str, instance: str, *, lock_ttl_s: float, read_limit: int) -> None:
         self.queue, self.instance = queue, instance
         self.idle_key = keys.idle_workers_key(queue)
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
@@ -128,14 +146,19 @@ class Claimer:
         self._script = LuaScript(pool, _CLAIM_DUE_LUA)
 
     async def claim_due(self, *, now_ms: int, limit: int, running_here: Iterable[str] = (),
-                        reachable: bool = False) -> Look:
+                        reachable: bool = False) -> Poll:
         """Read the queue, lock up to `limit` due jobs free for this process and start them, in one
         round trip. `reachable`: handoffs can reach this process now (its hub is listening)."""
         flat = await self._script(keys=[self.queue, self.idle_key],
                                   args=[now_ms, self.lock_ttl_ms, limit, self.instance, self.read_limit,
                                         "1" if reachable else "0", *running_here])
         claimed = [Claimed(flat[i].decode(), int(float(flat[i + 1])), flat[i + 2] == 1, flat[i + 2] == 2,
-                           flat[i + 3] or None, int(flat[i + 4]))
-                   for i in range(2, len(flat), 5)]
+                           flat[i + 3] or None, int(flat[i + 4]), _aborted(flat[i + 5]))
+                   for i in range(2, len(flat), 6)]
         next_ms = float(flat[1])
-        return Look(claimed, int(flat[0]), None if next_ms < 0 else next_ms)
+        return Poll(claimed, int(flat[0]), None if next_ms < 0 else next_ms)
+
+
+def _aborted(score: bytes | int) -> float | None:
+    """The abort set's score as the script returned it (a ZSCORE's bulk string, or -1 for none)."""
+    return None if score == -1 else float(score)

@@ -1,4 +1,9 @@
-"""The JSON job serializer used by every enqueue and every Worker; never pickle.
+"""arq's two records as JSON: a job's (what an enqueue writes) and a finished job's result.
+
+A job record is `{"t": try or null, "f": name, "a": [payload], "k": {}, "et": enqueued ms}`; a
+result record is the job's fields plus `"s"` (success), `"r"` (the return value, or for a
+failure `{"error": class, "message": text}`), `"st"`/`"ft"` (start and finish ms), `"q"` (queue)
+and `"id"`. Stock arq clients read both with `job_deserializer=json.loads` (README: arq clients).
 
 arq pickles by default, which lets anyone who can write to Redis run code in the worker. This
 codec writes JSON and refuses anything else, so a pickled payload fails to decode and ends in
@@ -16,6 +21,7 @@ import uuid
 from pathlib import PurePath
 from typing import Annotated, Any, NotRequired, cast
 
+import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict  # pydantic needs it, not typing.TypedDict, before 3.12
 
@@ -23,6 +29,7 @@ from app.queue import tracing
 
 # Pickle protocol 2+ streams start with b"\x80"; JSON documents start with "{".
 _PICKLE_MARK = 0x80
+log = structlog.get_logger(__name__)
 
 
 class NotJson(ValueError):
@@ -58,6 +65,28 @@ def dump_job(name: str, payload_json: bytes, kwargs: dict[str, Any], enqueued_ms
     from the payload already written as JSON, so the payload is serialized once."""
     return b"".join((_record_head(name), payload_json, b'],"k":', dumps(kwargs) if kwargs else b"{}",
                      b',"et":', b"%d}" % enqueued_ms))
+
+
+def failure(error: str, message: str) -> dict[str, str]:
+    """A failed job's `r`: its error's class and text. arq's client, handed a failure it cannot
+    raise as it is, raises SerializationError around it, whose text then reads
+    "{'error': 'PermanentError', 'message': '...'}" (README: arq clients)."""
+    return {"error": error, "message": message}
+
+
+def dump_result(*, name: str, args: list[Any], kwargs: dict[str, Any], attempt: int, enqueued_ms: int,
+                success: bool, result: Any, started_ms: int, finished_ms: int, queue: str, job_id: str) -> bytes:
+    """A finished job's result record, in arq's shape (what its `serialize_result` writes). A return
+    value JSON cannot hold makes the job a failure saying so, as arq does."""
+    record = {"t": attempt, "f": name, "a": args, "k": kwargs, "et": enqueued_ms, "s": success, "r": result,
+              "st": started_ms, "ft": finished_ms, "q": queue, "id": job_id}
+    try:
+        return dumps(record)
+    except (TypeError, ValueError) as exc:
+        why = str(exc)
+    log.warning("job_result_not_serializable", queue=queue, job=name, job_id=job_id, error=why)
+    record.update(s=False, r=failure("SerializationError", f"unable to serialize result: {why}"))
+    return dumps(record)
 
 
 @functools.lru_cache(maxsize=1024)  # one entry per job name

@@ -1,18 +1,17 @@
-"""Redis connections for the engine: arq's pool with our JSON codec and a cheaper checkout, and
+"""Redis connections for the engine: redis-py's client on a pool with a cheaper checkout, and
 waiting for Redis at start-up with the shared backoff."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs, urlsplit
-
 import structlog
-from arq.connections import ArqRedis, RedisSettings, create_pool
 from redis import exceptions as redis_errors
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
-from app.queue import codec
 
 log = structlog.get_logger(__name__)
 
@@ -26,32 +25,22 @@ class RedisUnavailable(RuntimeError):
     """Redis did not answer within the start-up budget."""
 
 
-# redis-py's own URL parameters for TLS (`rediss://host/0?ssl_ca_certs=/etc/ca.pem`), which arq's
-# from_dsn drops with the rest of the query string.
-_TLS_PARAMETERS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs")
+CONNECT_TIMEOUT_S = 5.0
 
 
-def redis_settings(url: str) -> RedisSettings:
-    """arq's settings for `url`, TLS parameters of its query string included."""
-    settings = RedisSettings.from_dsn(url)
-    query = parse_qs(urlsplit(url).query)
-    for name in _TLS_PARAMETERS:
-        if query.get(name):
-            setattr(settings, name, query[name][-1])
-    if query.get("ssl_check_hostname"):
-        settings.ssl_check_hostname = query["ssl_check_hostname"][-1].lower() in ("1", "true", "yes")
-    return settings
+def connect_redis(url: str) -> Redis:
+    """A client for `url` (redis://, rediss:// with redis-py's TLS query parameters such as
+    `ssl_ca_certs`, unix://), connecting on first use.
 
-
-async def connect_redis(url: str) -> ArqRedis:
-    settings = redis_settings(url)
-    settings.conn_timeout = 5
-    settings.conn_retries = 0
-    redis = await create_pool(settings, job_serializer=codec.dumps, job_deserializer=codec.loads)
-    if type(redis.connection_pool) is ConnectionPool:
-        # arq builds the pool inside the client; the subclass adds no state, only the checkout.
-        redis.connection_pool.__class__ = CheapCheckoutPool
-    return redis
+    Three of redis-py's defaults are set explicitly. No command is retried by the client (from
+    redis-py 6 it retries each up to ten times with backoff): the engine's scripts count attempts
+    and take locks, so a script re-sent after a lost reply would count twice, and the engine
+    decides itself how to ride out an outage (app/backoff.py). RESP2, as before redis-py 8 made
+    RESP3 the default: one round trip fewer per connection, and the replies the scripts' callers
+    and the wake hub's subscriber parse. And the pool's checkout is the cheaper one below."""
+    pool = CheapCheckoutPool.from_url(url, protocol=2, retry=Retry(NoBackoff(), 0),
+                                      socket_connect_timeout=CONNECT_TIMEOUT_S)
+    return Redis.from_pool(pool)  # the client owns its pool: closing it closes the connections
 
 
 class CheapCheckoutPool(ConnectionPool):
@@ -83,23 +72,23 @@ def _ready_to_send(connection: AbstractConnection) -> bool:
     return callable(has_data) and not has_data()
 
 
-async def wait_for_redis(url: str, *, timeout_s: float) -> ArqRedis:
-    """A pool once Redis answers PING; retries with backoff, then RedisUnavailable."""
-    async def connect() -> ArqRedis:
-        try:
-            redis = await connect_redis(url)
-        except redis_errors.AuthenticationError as exc:
-            # A ConnectionError to redis-py, but waiting will not fix a password.
-            raise RedisUnavailable(f"Redis refused the credentials: {exc}") from None
+async def wait_for_redis(url: str, *, timeout_s: float) -> Redis:
+    """A client once Redis answers PING; retries with backoff, then RedisUnavailable."""
+    async def connect() -> Redis:
+        redis = connect_redis(url)
         try:
             await redis.ping()
+        except redis_errors.AuthenticationError as exc:
+            await redis.aclose(close_connection_pool=True)
+            # A ConnectionError to redis-py, but waiting will not fix a password.
+            raise RedisUnavailable(f"Redis refused the credentials: {exc}") from None
         except BaseException:
             await redis.aclose(close_connection_pool=True)
             raise
         return redis
 
     try:
-        redis_settings(url)
+        connect_redis(url)
     except ValueError as exc:
         raise RedisUnavailable(f"not a usable Redis URL: {exc}") from None
     try:

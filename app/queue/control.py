@@ -6,30 +6,30 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.queue import keys, stats
-from app.queue.awaitable import awaited
+from app.queue.replies import text
 
 
-async def pause(redis: ArqRedis, queue: str) -> None:
-    await awaited(redis.sadd(keys.PAUSED_SET, queue))
+async def pause(redis: Redis, queue: str) -> None:
+    await redis.sadd(keys.PAUSED_SET, queue)
     await redis.publish(keys.CONTROL_CHANNEL, f"pause:{queue}")
 
 
-async def resume(redis: ArqRedis, queue: str) -> None:
-    await awaited(redis.srem(keys.PAUSED_SET, queue))
+async def resume(redis: Redis, queue: str) -> None:
+    await redis.srem(keys.PAUSED_SET, queue)
     await redis.publish(keys.CONTROL_CHANNEL, f"resume:{queue}")
     # Jobs that waited while paused start now, not at the next fallback poll.
     await redis.publish(keys.wake_channel(queue), "1")
 
 
-async def paused(redis: ArqRedis) -> set[str]:
-    return {m.decode() for m in await awaited(redis.smembers(keys.PAUSED_SET))}
+async def paused(redis: Redis) -> set[str]:
+    return {text(m) for m in await redis.smembers(keys.PAUSED_SET)}
 
 
 async def drain(
-    redis: ArqRedis, queues: str | Sequence[str], *, timeout_s: float, poll_s: float = 0.25,
+    redis: Redis, queues: str | Sequence[str], *, timeout_s: float, poll_s: float = 0.25,
     on_progress: Callable[[list[stats.QueueStats]], None] | None = None,
 ) -> bool:
     """Wait until every one of `queues` has no waiting and no running jobs (workers keep

@@ -25,7 +25,6 @@ from redis.asyncio import Redis
 
 from app.errors import AppError, NotFound
 from app.queue import keys
-from app.queue.awaitable import awaited
 from app.queue.enqueue import Enqueuer
 from app.settings import SettingsError
 
@@ -129,7 +128,7 @@ class DeadLetters:
             return False
         letter = {**row, "payload": row["payload"], "storeError": f"{type(exc).__name__}: {exc}",
                   "parkedAt": dt.datetime.now(dt.UTC).isoformat()}
-        await awaited(self.redis.hset(keys.PARKED_DEAD_LETTERS, job_id, json.dumps(letter, default=str)))
+        await self.redis.hset(keys.PARKED_DEAD_LETTERS, job_id, json.dumps(letter, default=str))
         log.error("dead_letter_parked", job_id=row["job_id"], queue=row["queue"], failures=failures,
                   error=letter["storeError"])
         return True
@@ -138,26 +137,26 @@ class DeadLetters:
         """Letters PostgreSQL refused, parked in Redis (`unpark()` moves them once it accepts)."""
         if self.redis is None:
             return []
-        raw = await awaited(self.redis.hgetall(keys.PARKED_DEAD_LETTERS))
+        raw = await self.redis.hgetall(keys.PARKED_DEAD_LETTERS)
         return [json.loads(v) for v in raw.values()]
 
     async def parked_count(self) -> int:
         """How many letters wait in Redis for PostgreSQL to take them (operators should look)."""
         if self.redis is None:
             return 0
-        return int(await awaited(self.redis.hlen(keys.PARKED_DEAD_LETTERS)))
+        return int(await self.redis.hlen(keys.PARKED_DEAD_LETTERS))
 
     async def unpark(self) -> int:
         """Write parked letters to PostgreSQL; returns how many moved."""
         if self.redis is None:
             return 0
         moved = 0
-        for job_id, raw in (await awaited(self.redis.hgetall(keys.PARKED_DEAD_LETTERS))).items():
+        for job_id, raw in (await self.redis.hgetall(keys.PARKED_DEAD_LETTERS)).items():
             letter = json.loads(raw)
             row = {k: letter[k] for k in ("job_id", "job_name", "queue", "payload", "raw_payload", "attempts",
                                           "error_class", "error_message", "traceback")}
             await self._insert(row)
-            await awaited(self.redis.hdel(keys.PARKED_DEAD_LETTERS, job_id))
+            await self.redis.hdel(keys.PARKED_DEAD_LETTERS, job_id)
             moved += 1
         return moved
 

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arq.connections import ArqRedis
-from arq.utils import timestamp_ms
+from redis.asyncio import Redis
 
 from app.queue import codec, keys, tracing
+from app.queue.clock import now_ms
 from app.queue.handles import JobHandle
 from app.queue.handoff import HAND_OFF_LUA
 from app.queue.ids import new_job_id
@@ -93,7 +93,7 @@ class Enqueued:
 
 
 class Enqueuer:
-    def __init__(self, redis: ArqRedis, registry: Registry) -> None:
+    def __init__(self, redis: Redis, registry: Registry) -> None:
         self.redis = redis
         self.registry = registry
         self._script = LuaScript(redis, _ENQUEUE_LUA)
@@ -108,7 +108,7 @@ class Enqueuer:
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Enqueued | None]:
         """Validate every request first (all or nothing), then enqueue them in one round trip."""
-        now = timestamp_ms()
+        now = now_ms()
         argv: list[Any] = [now, EXPIRES_EXTRA_MS]
         planned: list[Enqueued] = []
         # tracing: the enqueuer's trace context rides in each record (app/queue/tracing.py)

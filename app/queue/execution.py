@@ -1,6 +1,9 @@
 """The job functions a queue's worker runs: parse the payload, enforce the timeout, and on
 failure ask `retries.decide()` whether to retry (`RetryLater`) or to dead-letter. This is the one
 broad `except` of the project. app/queue/running.py calls these functions for claimed jobs.
+
+A cancellation says who asked for it in its message: the process stopping (the run does not
+count: its attempt is given back) or `Job.abort()` (the job ends, aborted).
 """
 
 from __future__ import annotations
@@ -15,15 +18,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from arq.worker import Function, func
 from redis.exceptions import RedisError
 
 from app.errors import JobSkipped, JobTimedOut
 from app.queue import codec, keys, tracing
 from app.queue.context import JobContext
-from app.queue.engine import Engine
 from app.queue.payload import Payload, parse
 from app.queue.registry import JobSpec, Registry
+from app.queue.resources import EngineResources
 from app.queue.retries import RetryLater, classify, decide
 from app.queue_table import RetryPolicy
 
@@ -36,8 +38,24 @@ _jobs_logger = logging.getLogger("app.jobs")
 _JOB_KEY_EXTRA_S = 86_400
 
 
+SHUTDOWN = "workhorse: process stopping"
+"""The message of a cancellation by shutdown: the job is queued again, its attempt given back."""
+ABORTED = "workhorse: aborted"
+"""The message of a cancellation by `Job.abort()` (arq's abort set): the job ends, aborted."""
+
+
+def cancelled_by(exc: asyncio.CancelledError) -> str | None:
+    """Who cancelled: SHUTDOWN, ABORTED, or None (anything else, a timeout's own included)."""
+    return exc.args[0] if exc.args and exc.args[0] in (SHUTDOWN, ABORTED) else None
+
+
 class DeadLettered(Exception):
-    """The job failed for good and its dead letter is stored; its result records this failure."""
+    """The job failed for good and its dead letter is stored; its result records this failure:
+    `error` is the job's own error class, so a client reading the result sees what went wrong."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(message)
+        self.error_class = error_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,42 +72,23 @@ class JobFunction:
     runs were cut short by crashes get here."""
 
 
-def job_functions(registry: Registry, queue: str, runtime: Runtime) -> dict[str, JobFunction]:
+def job_functions(registry: Registry, queue: str, res: EngineResources) -> dict[str, JobFunction]:
     functions = {}
     for spec in registry.for_queue(queue):
         policy = registry.policy(spec, queue)
         timeout_s = registry.timeout_s(spec, queue)
-        wrapped = _Wrapped(spec, queue, policy, timeout_s, runtime)
+        wrapped = _Wrapped(spec, queue, policy, timeout_s, res)
         functions[spec.name] = JobFunction(spec.name, wrapped.run, timeout_s, max_tries=policy.attempts + 1)
     return functions
-
-
-def arq_functions(functions: dict[str, JobFunction]) -> list[Function]:
-    """What arq's Worker is given: it insists on at least one function, and never calls them
-    (their timeouts still set arq's lock TTL: the largest + 10 s)."""
-    return [func(_run_by_our_runner, name=f.name, max_tries=f.max_tries, timeout=f.timeout_s)
-            for f in functions.values()]
-
-
-async def _run_by_our_runner(ctx: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-    """What arq would call, had it not handed every job to app/queue/running.py."""
-    raise RuntimeError("jobs are run by app/queue/running.py, never by arq's run_job")
-
-
-class Runtime:
-    """What wrapped job functions share with the process that runs them."""
-
-    def __init__(self, res: Engine) -> None:
-        self.res = res
-        self.shutting_down = False
 
 
 class _Wrapped:
     """The coroutine function run for one job: parse, run, and decide on failure."""
 
-    def __init__(self, spec: JobSpec[Any], queue: str, policy: RetryPolicy, timeout_s: float, rt: Runtime):
-        self.spec, self.queue, self.policy, self.timeout_s, self.rt = spec, queue, policy, timeout_s, rt
-        self.metrics = rt.res.metrics.job(queue, spec.name)
+    def __init__(self, spec: JobSpec[Any], queue: str, policy: RetryPolicy, timeout_s: float,
+                 res: EngineResources) -> None:
+        self.spec, self.queue, self.policy, self.timeout_s, self.res = spec, queue, policy, timeout_s, res
+        self.metrics = res.metrics.job(queue, spec.name)
 
     def run(self, job_id: str, attempt: int, enqueued_ms: int, payload: Any = None,
             traceparent: str | None = None) -> Awaitable[Any]:
@@ -102,7 +101,7 @@ class _Wrapped:
 
     async def _attempt(self, job_id: str, attempt: int, enqueued_ms: int, payload: Any) -> Any:
         started = time.perf_counter()
-        res = self.rt.res
+        res = self.res
         job: JobContext[Any] = JobContext(res, job_id, self.spec.name, self.queue, attempt, enqueued_ms, res.redis,
                                           res.settings.keep_result_s)
         parsed: Payload | None = None
@@ -115,11 +114,14 @@ class _Wrapped:
             self._finished(started, "skipped")
             job.log.info("job_skipped", reason=skip.reason)
             return {"status": "skipped", "reason": skip.reason}
-        except asyncio.CancelledError:
-            if self.rt.shutting_down:
+        except asyncio.CancelledError as cancel:
+            if cancelled_by(cancel) == SHUTDOWN:
                 # Stopped by a deploy, not by its own fault: the run does not count.
                 await self._refund_attempt(job_id)
                 job.log.info("job_requeued_on_shutdown")
+            elif cancelled_by(cancel) == ABORTED:
+                self._finished(started, "aborted")
+                job.log.info("job_aborted")
             raise
         except Exception as caught:
             exc: Exception = caught
@@ -129,7 +131,7 @@ class _Wrapped:
             self._finished(started, "failed")
             await self._failed(job, payload, exc)
             await self._on_dead_letter(job, parsed, exc)
-            raise DeadLettered(f"{classify(exc)}: {exc}") from exc
+            raise DeadLettered(type(exc).__name__, str(exc) or repr(exc)) from exc
         self._finished(started, "completed")
         if _jobs_logger.isEnabledFor(logging.INFO):  # most runs end here: no logger bound below INFO
             job.log.info("job_completed", duration_s=round(time.perf_counter() - started, 4))
@@ -143,13 +145,13 @@ class _Wrapped:
             m.failed.inc()
         elif outcome == "skipped":
             m.skipped.inc()
-        self.rt.res.stats.count(self.queue, outcome)
+        self.res.stats.count(self.queue, outcome)
 
     async def _refund_attempt(self, job_id: str) -> None:
         """Give back the attempt the claim counted (shutdown, open breaker). Best effort: with
         Redis away the retry still happens, it just counts."""
         try:
-            await self.rt.res.redis.decr(keys.RETRY_PREFIX + job_id)
+            await self.res.redis.decr(keys.RETRY_PREFIX + job_id)
         except (RedisError, OSError) as exc:
             log.warning("attempt_refund_failed", job_id=job_id, error=str(exc))
 
@@ -163,14 +165,14 @@ class _Wrapped:
             if not decision.uses_attempt:
                 await self._refund_attempt(job_id)
             with contextlib.suppress(RedisError, OSError):  # only lengthens the record's life
-                await self.rt.res.redis.expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
+                await self.res.redis.expire(keys.JOB_PREFIX + job_id, int(decision.retry_after_s) + _JOB_KEY_EXTRA_S)
             self.metrics.retried.inc()
-            self.rt.res.stats.count(self.queue, "retried")
+            self.res.stats.count(self.queue, "retried")
             bound.warning("job_retry_scheduled", delay_s=round(decision.retry_after_s, 3),
                           reason=decision.reason, error_class=error_class, error=str(exc))
             raise RetryLater(decision.retry_after_s) from exc
         try:
-            dl_id = await self.rt.res.dlq.put(
+            dl_id = await self.res.dlq.put(
                 job_id=job_id, job_name=self.spec.name, queue=self.queue, payload=payload,
                 attempts=attempt, error_class=error_class, error_message=str(exc) or repr(exc),
                 traceback="".join(traceback.format_exception(exc)),
@@ -182,7 +184,7 @@ class _Wrapped:
             bound.error("dead_letter_write_failed", error=str(store_exc), retry_in_s=delay)
             raise RetryLater(delay) from store_exc
         self.metrics.dead_lettered.inc()
-        self.rt.res.stats.count(self.queue, "dead_lettered")
+        self.res.stats.count(self.queue, "dead_lettered")
         log_method = bound.error if error_class == "bug" else bound.warning
         log_method("job_dead_lettered", dead_letter_id=dl_id, reason=decision.reason,
                    error_class=error_class, error=str(exc))
@@ -197,7 +199,7 @@ class _Wrapped:
             job.log.error("dead_letter_hook_failed", error=f"{type(hook_exc).__name__}: {hook_exc}")
 
 
-async def dead_letter_before_start(res: Engine, queue: str, job_id: str, raw: bytes | None, *, job_name: str,
+async def dead_letter_before_start(res: EngineResources, queue: str, job_id: str, raw: bytes | None, *, job_name: str,
                                    attempts: int, error_class: str, message: str) -> None:
     """A job that could not start (record expired, undecodable, unknown job, past its attempts):
     store its dead letter with the reason and what the record held."""

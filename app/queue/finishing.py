@@ -2,9 +2,10 @@
 one script call instead of a round trip (and a handful of commands to encode) each.
 
 What one finish writes is arq's `finish_job` (lock deleted, result stored with its TTL, retry
-counter and record deleted, id removed from the queue; or, for a retry, the score moved on),
-without its ZREM of arq's abort set (abort is off, see the package docstring), and written so
-that applying it twice changes nothing: the retry's new score is absolute, and the lock is
+counter and record deleted, id removed from the queue; or, for a retry, the score moved on), with
+the abort set's entry removed only for a job that was aborted (it is the only one that has one,
+and every other finish is spared the command), and written so that applying it twice changes
+nothing: the retry's new score is absolute, and the lock is
 deleted only while this process holds it. A batch is one script, so it is applied whole and a
 job is never half-finished; a batch that fails fails every finish in it, and each caller
 retries its own (app/queue/running.py holds outcomes through a Redis outage).
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.batching import GroupCommit
 from app.queue import keys
 from app.queue.lua import LuaScript
 
-# KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'r' retry),
+# KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'a' done by an
+# abort, 'r' retry),
 # result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
 # The lock is deleted only while it names this instance: a finish written late (after an
 # outage) must not release a lock another process has taken since.
@@ -28,7 +30,7 @@ _FINISH_LUA = """
 local me = ARGV[1]
 for i = 2, #ARGV, 5 do
   local id, kind, result, ttl, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  if kind == 'd' then
+  if kind ~= 'r' then
     if result ~= '' and ttl ~= 0 then
       if ttl < 0 then
         redis.call('SET', '%(result)s' .. id, result)
@@ -38,6 +40,7 @@ for i = 2, #ARGV, 5 do
     end
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', '%(retry)s' .. id, '%(job)s' .. id)
+    if kind == 'a' then redis.call('ZREM', '%(abort)s', id) end
   elseif score ~= '' then
     redis.call('ZADD', KEYS[1], 'XX', score, id)
   end
@@ -46,7 +49,7 @@ for i = 2, #ARGV, 5 do
 end
 return 0
 """ % {"result": keys.RESULT_PREFIX, "retry": keys.RETRY_PREFIX, "job": keys.JOB_PREFIX,
-       "lock": keys.IN_PROGRESS_PREFIX}
+       "lock": keys.IN_PROGRESS_PREFIX, "abort": keys.ABORT_SET}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +61,23 @@ class Finish:
     done: bool
     """False: a retry; the job stays queued, due at `next_score_ms`."""
     next_score_ms: int | None = None
+    aborted: bool = False
+    """Done because Job.abort() asked: its abort set entry goes too."""
 
     def args(self) -> tuple[str | bytes | int, ...]:
         """The finish's five script arguments. Each effect is idempotent (an absolute score, a
         compare-and-delete), so a finish written twice — its reply lost, then retried — does no harm."""
         ttl = -1 if self.result_ttl_ms is None else self.result_ttl_ms
         score = "" if self.next_score_ms is None else self.next_score_ms
-        return self.job_id, "d" if self.done else "r", self.result or b"", ttl, score
+        kind = ("a" if self.aborted else "d") if self.done else "r"
+        return self.job_id, kind, self.result or b"", ttl, score
 
 
 class FinishBatcher:
     """Coalesces the finishes of one queue's jobs into one script call: those of a loop turn, and
     those that arrive while a call is in flight (app/batching.py)."""
 
-    def __init__(self, pool: ArqRedis, queue: str, instance: str) -> None:
+    def __init__(self, pool: Redis, queue: str, instance: str) -> None:
         self.queue, self.instance = queue, instance
         self._script = LuaScript(pool, _FINISH_LUA)
         self._group = GroupCommit(self._write_batch)

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from app.errors import AppError, NotFound
 from app.queue import codec, keys
 from app.queue.lua import LuaScript
+from app.queue.replies import octets
 
 # ARGV: job id, result json, result ttl ms. Withdraws a job that is not running: ZREM from its
 # queue (KEYS[1]), DEL the job key, store an "aborted" result. Returns 1, 0 (running) or -1 (gone).
@@ -102,11 +103,11 @@ class JobHandle:
 
     async def outcome(self) -> JobOutcome | None:
         raw = await self.redis.get(keys.RESULT_PREFIX + self.job_id)
-        return None if raw is None else JobOutcome.decode(raw)
+        return None if raw is None else JobOutcome.decode(octets(raw))
 
     async def progress(self) -> Any:
         raw = await self.redis.get(keys.progress_key(self.job_id))
-        return None if raw is None else _decoded(raw)
+        return None if raw is None else _decoded(octets(raw))
 
     async def wait(self, timeout_s: float, poll_delay: float = 0.05) -> JobOutcome:
         """The outcome once the job has finished; TimeoutError after `timeout_s` seconds."""

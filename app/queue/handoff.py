@@ -1,17 +1,17 @@
 """Handing a job straight to an idle worker: pickup in one hop instead of a wake-up and a claim.
 
-A worker whose look at its queue leaves it a free slot enters its process in the queue's idle
+A worker whose poll of its queue leaves it a free slot enters its process in the queue's idle
 set (`workhorse:idle:<queue>`, scored by its lock TTL; the claim script does this). An enqueue
 of a job that is due now pops one live process from that set and, in the same script, claims
 the job for it (lock, attempt counted) and publishes the claimed job, record included, on the
 process's own channel. The worker starts it from the message: no claim round trip.
 
 What keeps it safe:
-- The claim is the same as a look's: the lock names the process, so a process that died before
+- The claim is the same as a poll's: the lock names the process, so a process that died before
   the message arrived loses the job to the others through liveness (app/queue/claims.py).
 - A lost message (the pub/sub connection dropped) leaves a job locked by a live process that is
-  not running it: that process's next look takes it (without counting the attempt again).
-- The message and a look can race (the look's script runs after the enqueue's, but its answer
+  not running it: that process's next poll takes it (without counting the attempt again).
+- The message and a poll can race (the poll's script runs after the enqueue's, but its answer
   is read before the message): whichever arrives second finds the job running, or finished
   moments ago with the same record, and drops it. A message the process cannot take (no free
   slot any more, paused, stopping) is given back: lock released, attempt refunded, a wake-up
@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 
 from app.queue import keys
 from app.queue.claims import COUNT_ATTEMPT_LUA, Claimed
@@ -82,7 +82,7 @@ def parse(message: bytes) -> tuple[str, Claimed]:
         n = int(id_length)
         if not 0 < n < len(rest):  # an id, then a record
             raise ValueError("no id and record after the header")
-        claim = Claimed(rest[:n].decode(), int(float(score)), False, True, rest[n:], int(attempt))
+        claim = Claimed(rest[:n].decode(), int(float(score)), False, True, rest[n:], int(attempt), None)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedHandoff(f"not a handoff message: {header[:80]!r}") from exc
     return queue, claim
@@ -91,7 +91,7 @@ def parse(message: bytes) -> tuple[str, Claimed]:
 class GiveBack:
     """Returns handed-off jobs this process cannot take to their queue."""
 
-    def __init__(self, redis: ArqRedis, instance: str) -> None:
+    def __init__(self, redis: Redis, instance: str) -> None:
         self.instance = instance
         self._script = LuaScript(redis, _GIVE_BACK_LUA)
 
@@ -100,7 +100,7 @@ class GiveBack:
                            args=[self.instance, keys.wake_channel(queue)])
 
 
-async def leave_idle_sets(redis: ArqRedis, queues: list[str], instance: str) -> None:
+async def leave_idle_sets(redis: Redis, queues: list[str], instance: str) -> None:
     """No more handoffs to the process `instance` (it is stopping)."""
     async with redis.pipeline(transaction=False) as pipe:
         for queue in queues:
@@ -110,7 +110,7 @@ async def leave_idle_sets(redis: ArqRedis, queues: list[str], instance: str) -> 
 
 class RunsHere:
     """The jobs a worker runs, and those it finished in the last half minute, each with a
-    fingerprint of the record it ran. A handoff (or a look's claim of a job locked by this
+    fingerprint of the record it ran. A handoff (or a poll's claim of a job locked by this
     process) carrying one of those records is a late message for a run already started; a job
     enqueued again under the same id (a dead letter retried, say) has a new record and runs."""
 
@@ -121,6 +121,11 @@ class RunsHere:
 
     def started(self, claim: Claimed) -> None:
         self._running[claim.job_id] = _fingerprint(claim)
+
+    def abandoned(self, job_id: str) -> None:
+        """A run that ended without its finish written (Redis failed it): the job is still
+        queued and locked by this process, and the next poll that claims it must run it."""
+        self._running.pop(job_id, None)
 
     def finished(self, job_id: str) -> None:
         """Idempotent: the worker tells it from the job's done callback and from its reaping,

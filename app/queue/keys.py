@@ -1,21 +1,34 @@
-"""Every Redis key and channel Workhorse uses besides arq's own (re-exported here too)."""
+"""Every Redis key and channel Workhorse uses, arq's protocol keys first.
+
+arq's keys are the protocol a stock arq client shares with us (tests/queue/test_arq_protocol.py
+holds them to what arq 0.28 writes and reads): a queue is a ZSET of job ids scored by their
+run-at time in ms, named after the queue; the rest are per job.
+"""
 
 from __future__ import annotations
 
-from arq.constants import (
-    in_progress_key_prefix as IN_PROGRESS_PREFIX,
-)
-from arq.constants import (
-    job_key_prefix as JOB_PREFIX,
-)
-from arq.constants import (
-    result_key_prefix as RESULT_PREFIX,
-)
-from arq.constants import (
-    retry_key_prefix as RETRY_PREFIX,
-)
+JOB_PREFIX = "arq:job:"
+"""+ job id -> the job's record (app/queue/codec.py), kept until a day past its run-at time."""
+IN_PROGRESS_PREFIX = "arq:in-progress:"
+"""+ job id -> the lock of the process running it (its instance id; arq's own workers write "1")."""
+RESULT_PREFIX = "arq:result:"
+"""+ job id -> the finished job's result record, kept KEEP_RESULT_S / KEEP_FAILED_S."""
+RETRY_PREFIX = "arq:retry:"
+"""+ job id -> how many attempts have started (arq's job_try)."""
+ABORT_SET = "arq:abort"
+"""ZSET job id -> when `Job.abort()` asked (ms): jobs to cancel, queued or running."""
 
-__all__ = ["IN_PROGRESS_PREFIX", "JOB_PREFIX", "RESULT_PREFIX", "RETRY_PREFIX"]
+
+def health_check_key(queue: str) -> str:
+    """arq's worker health record, which `arq --check` reads (app/queue/worker.py writes it)."""
+    return f"{queue}:health-check"
+
+
+def keyspace_channel(db: int, key: str) -> str:
+    """Pub/sub: Redis announces each command on `key` here when keyspace notifications are on
+    (stock arq clients announce nothing else; app/queue/notifications.py)."""
+    return f"__keyspace@{db}__:{key}"
+
 
 PAUSED_SET = "workhorse:paused"
 """SET of paused queue names; every process reads it."""

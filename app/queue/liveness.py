@@ -37,7 +37,7 @@ class Liveness:
         self.key = keys.alive_key(instance)
         self.ttl_ms = int(ttl_s * 1000)
         # Three refreshes per TTL: two may be missed (a slow Redis) before the key lapses, and an
-        # idle process still costs Redis less than one arq worker polling.
+        # idle process still costs Redis less than one worker polling twice a second.
         self.every_s = ttl_s / 3
         self._client = Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         self._stop = threading.Event()

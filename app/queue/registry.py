@@ -1,7 +1,7 @@
 """The job registry: every JobSpec by name, with its effective retry policy and timeout.
 
 A JobSpec names a job, its queue, its payload model and its function. The registry validates
-payloads for enqueuers; app/queue/execution.py wraps each spec for arq.
+payloads for enqueuers; app/queue/execution.py wraps each spec for the runner.
 """
 
 from __future__ import annotations

@@ -14,11 +14,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from arq.connections import ArqRedis
-from arq.utils import timestamp_ms
+from redis.asyncio import Redis
 
 from app.queue import keys
-from app.queue.awaitable import awaited
+from app.queue.clock import now_ms
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
 COUNTERS = ("completed", "failed", "retried", "dead_lettered", "skipped")
@@ -51,7 +50,7 @@ class StatsBuffer:
     def count(self, queue: str, outcome: str) -> None:
         self.pending[queue][outcome] += 1
 
-    async def flush(self, redis: ArqRedis) -> None:
+    async def flush(self, redis: Redis) -> None:
         if not self.pending:
             return
         batch, self.pending = self.pending, defaultdict(Counter)
@@ -68,11 +67,11 @@ class StatsBuffer:
             raise
 
 
-async def sync_running(redis: ArqRedis, queue: str, running: dict[str, int], finished: list[str],
+async def sync_running(redis: Redis, queue: str, running: dict[str, int], finished: list[str],
                        ttl_s: float) -> None:
     """Publish this process's running jobs of `queue` (job id -> start ms); entries expire if
     the process dies, so a crash never leaves phantom active jobs."""
-    expires = timestamp_ms() + int(ttl_s * 1000)
+    expires = now_ms() + int(ttl_s * 1000)
     async with redis.pipeline(transaction=False) as pipe:
         key = keys.running_key(queue)
         if finished:
@@ -91,9 +90,9 @@ class RunningJob:
     process: str
 
 
-async def running_jobs(redis: ArqRedis, queues: list[str]) -> list[RunningJob]:
+async def running_jobs(redis: Redis, queues: list[str]) -> list[RunningJob]:
     """Jobs that live processes report as running."""
-    now = timestamp_ms()
+    now = now_ms()
     async with redis.pipeline(transaction=False) as pipe:
         for q in queues:
             pipe.hgetall(keys.running_key(q))
@@ -107,9 +106,9 @@ async def running_jobs(redis: ArqRedis, queues: list[str]) -> list[RunningJob]:
     return out
 
 
-async def read(redis: ArqRedis, queues: list[str]) -> dict[str, QueueStats]:
+async def read(redis: Redis, queues: list[str]) -> dict[str, QueueStats]:
     """Stats of `queues` in one round trip."""
-    now = timestamp_ms()
+    now = now_ms()
     async with redis.pipeline(transaction=False) as pipe:
         pipe.smembers(keys.PAUSED_SET)
         for q in queues:
@@ -133,11 +132,11 @@ async def read(redis: ArqRedis, queues: list[str]) -> dict[str, QueueStats]:
     return out
 
 
-async def prune_running(redis: ArqRedis, queues: list[str]) -> None:
+async def prune_running(redis: Redis, queues: list[str]) -> None:
     """Remove entries of processes that stopped reporting (crashed)."""
-    now = timestamp_ms()
+    now = now_ms()
     for q in queues:
-        entries = await awaited(redis.hgetall(keys.running_key(q)))
+        entries = await redis.hgetall(keys.running_key(q))
         dead = [k for k, v in entries.items() if json.loads(v)["expiresMs"] <= now]
         if dead:
-            await awaited(redis.hdel(keys.running_key(q), *dead))
+            await redis.hdel(keys.running_key(q), *dead)

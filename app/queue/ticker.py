@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 import structlog
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.queue import RedisPool, keys
-from app.queue.awaitable import awaited
+from app.queue import keys
 from app.queue.cron_expr import CronExpr
 from app.queue.enqueue import Enqueuer
+from app.queue.replies import text
 
 log = structlog.get_logger(__name__)
 
@@ -33,7 +34,7 @@ class TickerResources(Protocol):
     """What the ticker uses of the process's resources (app/runtime/resources.py)."""
 
     @property
-    def redis(self) -> RedisPool: ...
+    def redis(self) -> Redis: ...
 
     @property
     def enqueuer(self) -> Enqueuer: ...
@@ -107,15 +108,15 @@ class CronTicker:
         job_id = f"cron:{entry.name}"
         enqueued = await self.res.enqueuer.enqueue(entry.job, entry.payload, job_id=job_id, replace_result=True)
         outcome = "enqueued" if enqueued else "skipped_overlap"
-        await awaited(redis.hset(keys.CRON_LAST_RUN, entry.name, json.dumps(
+        await redis.hset(keys.CRON_LAST_RUN, entry.name, json.dumps(
             {"tick": tick.isoformat(), "firedAt": self.clock().isoformat(), "jobId": job_id, "outcome": outcome}
-        )))
+        ))
         log.info("cron_tick", entry=entry.name, job=entry.job, outcome=outcome)
         return outcome
 
     async def describe(self) -> list[dict[str, Any]]:
-        raw = await awaited(self.res.redis.hgetall(keys.CRON_LAST_RUN))
-        last = {k.decode(): json.loads(v) for k, v in raw.items()}
+        raw = await self.res.redis.hgetall(keys.CRON_LAST_RUN)
+        last = {text(k): json.loads(v) for k, v in raw.items()}
         return [
             {"name": e.name, "schedule": e.expr.text, "timeZone": e.expr.time_zone, "job": e.job,
              "nextRun": self.next_runs[e.name].isoformat() if e.name in self.next_runs else None,

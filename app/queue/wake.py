@@ -3,14 +3,20 @@
 Every enqueue publishes on its queue's wake channel; the hub sets that queue's event so its
 Worker polls at once instead of at the next fallback poll. Pub/sub may drop a message (or the
 connection, or a producer may not publish at all): the fallback poll keeps correctness. So that
-an idle process costs Redis less than one arq worker, the fallback is one sweep per process,
+an idle process costs Redis less than one polling worker would, the fallback is one sweep per process,
 not one poll per queue: a single `EXISTS` over every unpaused queue, which wakes the workers
 of queues they last saw empty when more queues hold jobs than their workers know of. A worker
-whose queue holds jobs, or that has seen no sweep since its last look, still polls by itself.
+whose queue holds jobs, or that has seen no sweep since its last poll, still polls by itself.
 The paused set is re-read on each control message, on reconnect and every few seconds. The
 same connection receives the jobs enqueues hand to this process (app/queue/handoff.py); its
 messages are handled inside the socket's read callback (app/queue/subscriber.py), so a handoff
 starts its job without waiting for the hub's own turn on the loop.
+
+Stock arq clients publish nothing: their ZADDs reach the hub as keyspace notifications, where the
+server sends them (app/queue/notifications.py, checked again at every reconnect, since a
+restarted server forgets a CONFIG SET). Only "zadd" wakes a worker: the engine's own finishes
+(ZREM) are announced too, and must not make every worker poll. A ZADD to arq's abort set asks the
+engine to look for running jobs to cancel (`on_abort`).
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import time
 from collections.abc import Callable
 
 import structlog
-from arq.connections import ArqRedis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF
-from app.queue import control, handoff, keys
+from app.metrics import Metrics
+from app.queue import control, handoff, keys, notifications
 from app.queue.claims import Claimed
+from app.queue.notifications import KeyspaceNotifications
 from app.queue.subscriber import Subscription
 
 log = structlog.get_logger(__name__)
@@ -36,13 +44,23 @@ PAUSED_REFRESH_S = 5.0
 DEFAULT_SWEEP_S = 1.0
 
 
+_ZADD = b"zadd"
+
+
 class WakeHub:
-    def __init__(self, redis: ArqRedis, queues: list[str], instance: str) -> None:
+    def __init__(self, redis: Redis, queues: list[str], instance: str, *, metrics: Metrics,
+                 keyspace: notifications.Mode = "enable", on_abort: Callable[[], None] = lambda: None) -> None:
         self.redis = redis
         self.instance = instance
         """The worker process this hub serves (app/queue/liveness.py)."""
         self.queues = queues
         self.events: dict[str, asyncio.Event] = {q: asyncio.Event() for q in queues}
+        self.keyspace_mode = keyspace
+        self.keyspace = KeyspaceNotifications(False, "not checked yet")
+        """Whether stock arq clients' ZADDs reach this hub (the last check, at connect)."""
+        self.on_abort = on_abort
+        self._woken_by = {(q, source): metrics.wakeups.labels(q, source)
+                          for q in queues for source in ("publish", "keyspace", "sweep")}
         self.paused: set[str] = set()
         self.connected = asyncio.Event()
         self.sweep_every_s = DEFAULT_SWEEP_S
@@ -98,7 +116,7 @@ class WakeHub:
             if holding > sum(self._has_jobs[q] for q in active):
                 for q in active:
                     if not self._has_jobs[q]:
-                        self.events[q].set()
+                        self._wake(q, "sweep")
         self.swept_at = started
 
     async def _sweep_forever(self) -> None:
@@ -127,14 +145,44 @@ class WakeHub:
             else:
                 failures = 0
 
-    async def _listen(self) -> None:
-        handoff_channel = keys.handoff_channel(self.instance)
-        wake_prefix = keys.wake_channel("")
+    def _routes(self) -> dict[bytes, Callable[[bytes], None]]:
+        """Channel -> what a message on it does."""
+        db = int(self.redis.connection_pool.connection_kwargs.get("db") or 0)
         routes: dict[bytes, Callable[[bytes], None]] = {
-            handoff_channel.encode(): self._hand_over,
+            keys.handoff_channel(self.instance).encode(): self._hand_over,
             keys.CONTROL_CHANNEL.encode(): lambda _: self._attention.set(),
-            **{(wake_prefix + q).encode(): _set_event(self.events[q]) for q in self.queues},
+            **{keys.wake_channel(q).encode(): self._on_publish(q) for q in self.queues},
         }
+        if self.keyspace_mode != "off":
+            routes[keys.keyspace_channel(db, keys.ABORT_SET).encode()] = self._on_abort_zadd
+            routes.update({keys.keyspace_channel(db, q).encode(): self._on_zadd(q) for q in self.queues})
+        return routes
+
+    def _on_publish(self, queue: str) -> Callable[[bytes], None]:
+        return lambda _: self._wake(queue, "publish")
+
+    def _on_zadd(self, queue: str) -> Callable[[bytes], None]:
+        def woken(event: bytes) -> None:
+            if event == _ZADD:
+                self._wake(queue, "keyspace")
+        return woken
+
+    def _on_abort_zadd(self, event: bytes) -> None:
+        if event == _ZADD:
+            self.on_abort()
+
+    def _wake(self, queue: str, source: str) -> None:
+        self._woken_by[queue, source].inc()
+        self.events[queue].set()
+
+    async def _check_keyspace(self) -> None:
+        found = await notifications.ensure(self.redis, self.keyspace_mode)
+        if found != self.keyspace:
+            (log.info if found.on else log.warning)("keyspace_notifications", on=found.on, detail=found.detail)
+        self.keyspace = found
+
+    async def _listen(self) -> None:
+        routes = self._routes()
 
         def on_message(channel: bytes, data: bytes) -> None:
             route = routes.get(channel)
@@ -144,9 +192,10 @@ class WakeHub:
         subscription = await Subscription.open(self.redis, [c.decode() for c in routes], on_message)
         subscription.when_lost(self._attention.set)
         try:
+            await self._check_keyspace()
             await self._refresh_paused()
             self.connected.set()
-            # Workers look again now that handoffs can reach them: a look is what enters them in
+            # Workers poll again now that handoffs can reach them: a poll is what enters them in
             # their queue's idle set (and one may have been missed while disconnected).
             self._wake_all()
             while True:
@@ -185,7 +234,7 @@ class WakeHub:
         try:
             await self._give_back_script(queue, job_id)
         except (RedisError, OSError) as exc:
-            # Locked by a live process that does not run it: this process's next look takes it
+            # Locked by a live process that does not run it: this process's next poll takes it
             # (or, once it has stopped, the others through liveness).
             log.warning("handoff_give_back_failed", queue=queue, job_id=job_id, error=str(exc))
         finally:
@@ -205,6 +254,3 @@ class WakeHub:
         for event in self.events.values():
             event.set()
 
-
-def _set_event(event: asyncio.Event) -> Callable[[bytes], None]:
-    return lambda _: event.set()

@@ -1,35 +1,27 @@
-"""The worker process: every served queue's Worker, the cron ticker and the sidecar in one loop.
+"""The worker process: the engine (app/queue/engine.py), signals, sd_notify and the sidecar.
 
 Lifecycle (the runbook's): settings -> logging -> Redis and PostgreSQL (waiting while they come
-up) -> migrations -> sidecar -> signal handlers -> workers -> READY=1. On SIGTERM/SIGINT: stop
-taking jobs, wait for in-flight ones up to SHUTDOWN_TIMEOUT_MS, cancel the rest (they run again
-on the next start, without using an attempt), close pools, stop the sidecar, exit 0.
+up) -> migrations -> sidecar -> signal handlers -> engine -> READY=1. On SIGTERM/SIGINT: the
+engine stops taking jobs, waits for in-flight ones up to SHUTDOWN_TIMEOUT_MS and cancels the rest
+(they run again on the next start, without using an attempt); then the sidecar stops; exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import resource
 import signal
-import time
 from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 from aiohttp import web
-from redis.exceptions import RedisError
 
 from app.cron import cron_table
-from app.queue import handoff, stats, tracing
-from app.queue.execution import Runtime
-from app.queue.liveness import Liveness, new_instance_id
-from app.queue.outbox import OutboxRelay
+from app.queue import stats, tracing
+from app.queue.engine import Engine
 from app.queue.registry import Registry
-from app.queue.ticker import CronTicker
-from app.queue.wake import WakeHub
-from app.queue.worker import QueueWorker
 from app.runtime.resources import Resources, open_resources
 from app.runtime.sd_notify import Notifier
 from app.runtime.sidecar import make_runner, make_site
@@ -39,7 +31,6 @@ log = structlog.get_logger(__name__)
 
 # File descriptors a process needs besides its sidecar connections: pools, pub/sub, subprocesses.
 _OWN_DESCRIPTORS = 1024
-STATS_FLUSH_S = 1.0
 LOOP_LAG_SAMPLE_S = 0.25
 
 
@@ -47,18 +38,11 @@ class Process:
     def __init__(self, res: Resources, queue_names: list[str]) -> None:
         self.res = res
         self.queue_names = queue_names
-        self.runtime = Runtime(res)
-        self.instance = new_instance_id()
-        """This worker among all, in job locks, liveness, handoffs and the dashboard."""
-        self.hub = WakeHub(res.redis, queue_names, self.instance)
-        self.workers: list[QueueWorker] = []
         served = set(queue_names)
-        self.cron = CronTicker(res, [e for e in cron_table(res.settings) if res.registry.spec(e.job).queue in served])
-        self.stopping = False
-        self.started_monotonic = time.monotonic()
+        self.engine = Engine(res, queue_names,
+                             [e for e in cron_table(res.settings) if res.registry.spec(e.job).queue in served])
         self.loop_lag_max_s = 0.0
         self.notifier = Notifier(res.settings.notify_socket)
-        self.liveness = Liveness(res.redis_url, self.instance, ttl_s=res.settings.process_liveness_ttl_s)
         self._stop = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self.sidecar: web.AppRunner | None = None
@@ -97,75 +81,33 @@ class Process:
             await asyncio.to_thread(tracing.stop)  # tracing: export the spans still batched
 
     async def _serve(self) -> int:
-        await asyncio.to_thread(self.liveness.start)
-        self.hub.start()
-        for name in self.queue_names:
-            config = self.res.settings.queues.queue(name)
-            pool = await self.res.new_redis()
-            self.workers.append(QueueWorker(config, self.res.registry, self.runtime, self.hub, pool))
-        worker_tasks = [asyncio.create_task(w.async_run(), name=f"worker:{w.queue_name}") for w in self.workers]
-        self.cron.start()
-        self.outbox = OutboxRelay(self.res)  # job_outbox rows -> queues (OUTBOX_RELAY)
-        self.outbox.start()
-        self._spawn(self._flush_stats_forever())
+        await self.engine.start()
         self._spawn(self._watch_loop_lag())
         if self.res.settings.watchdog_usec:
             self._spawn(self._ping_watchdog(self.res.settings.watchdog_usec / 1e6 / 2))
         self.notifier.notify("READY=1")
         log.info("worker_started", queues=self.queue_names)
         stop = asyncio.create_task(self._stop.wait())
-        done, _ = await asyncio.wait([stop, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)
+        crashed = asyncio.create_task(self.engine.wait_crashed())
+        done, _ = await asyncio.wait([stop, crashed], return_when=asyncio.FIRST_COMPLETED)
         exit_code = 0
         if stop not in done:
-            crashed = next(iter(done))
-            log.critical("worker_loop_ended", task=crashed.get_name(),
-                         error=repr(crashed.exception()) if not crashed.cancelled() else "cancelled")
+            loop_task = crashed.result()
+            log.critical("worker_loop_ended", task=loop_task.get_name(),
+                         error=repr(loop_task.exception()) if not loop_task.cancelled() else "cancelled")
             exit_code = 1
         stop.cancel()
-        await self._shutdown()
-        for t in worker_tasks:
-            t.cancel()
-        await asyncio.gather(*worker_tasks, return_exceptions=True)
-        return exit_code
-
-    async def _shutdown(self) -> None:
-        self.stopping = True
+        crashed.cancel()
         self.notifier.notify("STOPPING=1")
-        await self.cron.stop()
-        await self.outbox.stop()
-        for w in self.workers:
-            w.stop_taking_jobs()
-        with contextlib.suppress(RedisError, OSError):  # else a handoff meanwhile is given back
-            await handoff.leave_idle_sets(self.res.redis, self.queue_names, self.instance)
-        in_flight = [t for w in self.workers for t in w.tasks.values() if not t.done()]
-        timeout_s = self.res.settings.shutdown_timeout_ms / 1000
-        if in_flight:
-            log.info("shutdown_waiting_for_jobs", in_flight=len(in_flight), timeout_s=timeout_s)
-            await asyncio.wait(in_flight, timeout=timeout_s)
-        left = sum(1 for w in self.workers for t in w.tasks.values() if not t.done())
-        if left:
-            log.warning("shutdown_requeueing_jobs", jobs=left)
-        self.runtime.shutting_down = True
-        await asyncio.gather(*(w.shutdown() for w in self.workers))
-        await self.hub.stop()
-        await asyncio.to_thread(self.liveness.stop)
+        requeued = await self.engine.stop(self.res.settings.shutdown_timeout_ms / 1000)
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        with contextlib.suppress(RedisError, OSError):
-            await self.res.stats.flush(self.res.redis)
-        log.info("worker_stopped", requeued=left)
+        log.info("worker_stopped", requeued=requeued)
+        return exit_code
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._background.append(asyncio.create_task(coro))
-
-    async def _flush_stats_forever(self) -> None:
-        while True:
-            await asyncio.sleep(STATS_FLUSH_S)
-            try:
-                await self.res.stats.flush(self.res.redis)
-            except (RedisError, OSError) as exc:
-                log.debug("stats_flush_failed", error=str(exc))
 
     async def _watch_loop_lag(self) -> None:
         loop = asyncio.get_running_loop()
@@ -181,7 +123,7 @@ class Process:
 
     async def _ping_watchdog(self, every_s: float) -> None:
         while True:
-            if all(w.polling for w in self.workers):
+            if self.engine.snapshot().all_polling:
                 self.notifier.notify("WATCHDOG=1")
             await asyncio.sleep(every_s)
 

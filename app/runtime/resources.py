@@ -18,6 +18,7 @@ from typing import TypeAlias, TypeVar
 
 import asyncpg
 import structlog
+from redis.asyncio import Redis
 
 from app.db import migrate, pool
 from app.db.pool import DatabaseUnavailable
@@ -29,13 +30,12 @@ from app.providers.embedding import EmbeddingProvider, LocalEmbeddings, choose_e
 from app.providers.google import GoogleCalendar
 from app.providers.openai import OpenAIClient
 from app.providers.storage import Storage, build_storage
-from app.queue import RedisPool
 from app.queue.connections import RedisUnavailable, wait_for_redis
 from app.queue.context import JobContext
 from app.queue.dead_letters import DeadLetters
-from app.queue.engine import Engine
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
+from app.queue.resources import EngineResources
 from app.runtime import embedded
 from app.settings import Settings, redact_url
 
@@ -47,7 +47,7 @@ log = structlog.get_logger(__name__)
 class ProviderClients:
     """Each external service's client, built on first use and closed with the resources."""
 
-    def __init__(self, settings: Settings, breakers: Breakers, db: asyncpg.Pool, redis: RedisPool,
+    def __init__(self, settings: Settings, breakers: Breakers, db: asyncpg.Pool, redis: Redis,
                  metrics: Metrics) -> None:
         self._settings, self._breakers, self._db, self._redis, self._metrics = settings, breakers, db, redis, metrics
 
@@ -99,7 +99,7 @@ class ProviderClients:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Resources(Engine):
+class Resources(EngineResources):
     breakers: Breakers
     providers: ProviderClients
 
@@ -156,7 +156,7 @@ async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
         raise DatabaseUnavailable(f"{variable} {redact_url(url)}: {exc}") from None
 
 
-def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: RedisPool,
+def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: Redis,
            db: asyncpg.Pool) -> Resources:
     metrics = Metrics()
     breakers = Breakers(

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from app import __version__
 from app.queue import stats
+from app.queue.engine import EngineSnapshot
 from app.runtime.admission import admission_for
 from app.runtime.site import BoundedSite
 from app.settings import Settings, redact_url
@@ -57,9 +58,10 @@ async def ready(request: web.Request) -> web.Response:
     """200 only when Redis and PostgreSQL answer and every worker polls; else 503 and why."""
     process = request.app[PROCESS_KEY]
     deps = await check_dependencies(process)
+    engine = process.engine.snapshot()
     reasons = [f"{name}: {d['error']}" for name, d in deps.items() if d["status"] != "up"]
-    reasons += [f"worker {w.queue_name} is not polling" for w in process.workers if not w.polling]
-    if process.stopping:
+    reasons += [f"worker {w.queue} is not polling" for w in engine.workers if not w.polling]
+    if engine.stopping:
         reasons.append("shutting down")
     if reasons:
         return web.json_response({"status": "unavailable", "reasons": reasons}, status=503)
@@ -97,51 +99,54 @@ async def check_dependencies(process: Process) -> dict[str, dict[str, Any]]:
 
 async def describe(process: Process) -> dict[str, Any]:
     res = process.res
+    engine = process.engine.snapshot()
     deps = await check_dependencies(process)
     deps["redis"]["url"] = redact_url(res.redis_url)
     deps["postgres"]["url"] = redact_url(res.database_url)
     queues: dict[str, Any] = {}
     try:
-        current = await stats.read(res.redis, process.queue_names)
+        current = await stats.read(res.redis, list(engine.queues))
         dlq = await res.dlq.depth()
     except Exception as exc:  # the endpoint still answers when a dependency is down
         current, dlq = {}, {}
         deps.setdefault("stats", {"status": "down", "error": str(exc)})
-    for w in process.workers:
-        row: dict[str, Any] = current[w.queue_name].as_dict() if w.queue_name in current else {}
-        row.update(concurrency=w.max_jobs, inFlightHere=w.job_counter, polling=w.polling,
-                   deadLetters=dlq.get(w.queue_name, 0))
-        queues[w.queue_name] = row
+    for w in engine.workers:
+        row: dict[str, Any] = current[w.queue].as_dict() if w.queue in current else {}
+        row.update(concurrency=w.concurrency, inFlightHere=w.running_here, polling=w.polling,
+                   deadLetters=dlq.get(w.queue, 0))
+        queues[w.queue] = row
     return {
         "status": "ok" if all(d["status"] == "up" for d in deps.values()) else "degraded",
         "version": __version__,
-        "process": {"id": stats.PROCESS_ID, "uptimeS": round(time.monotonic() - process.started_monotonic, 1),
-                    "stopping": process.stopping, "loopLagMaxS": round(process.loop_lag_max_s, 4)},
+        "process": {"id": stats.PROCESS_ID, "uptimeS": round(time.monotonic() - engine.started_monotonic, 1),
+                    "stopping": engine.stopping, "loopLagMaxS": round(process.loop_lag_max_s, 4)},
         "dependencies": deps,
         "queues": queues,
         "parkedDeadLetters": await _safe(res.dlq.parked_count(), None),
-        "cron": await _safe(process.cron.describe(), []),
+        "cron": await _safe(process.engine.cron.describe(), []),
         "breakers": {p: s.name.lower().replace("_", "-") for p, s in res.breakers.states().items()},
-        "config": describe_config(process),
+        "config": describe_config(process.res.settings, engine),
     }
 
 
-def describe_config(process: Process) -> dict[str, Any]:
+def describe_config(settings: Settings, engine: EngineSnapshot) -> dict[str, Any]:
     """The settings that shape how this process works, for an operator comparing processes.
     Only numbers, names and modes: never a URL, key or password."""
-    settings = process.res.settings
     queues = {}
-    for name in process.queue_names:
+    for name in engine.queues:
         q = settings.queues.queue(name)
         r = q.retry
         queues[name] = {"concurrency": q.concurrency, "timeoutS": q.timeout_s,
                         "retry": {"attempts": r.attempts, "baseDelayS": r.base_delay_s, "maxDelayS": r.max_delay_s,
                                   "factor": r.factor, "jitter": r.jitter}}
     return {
-        "wakeMode": "pubsub" if process.hub.connected.is_set() else "poll",
+        "wakeMode": "pubsub" if engine.hub_connected else "poll",
+        # Stock arq clients publish no wake-up: what wakes workers for their jobs.
+        "arqClients": {"wakeMode": "keyspace" if engine.keyspace.on else "sweep",
+                       "keyspaceNotifications": engine.keyspace.detail},
         "pollFallbackMs": settings.poll_fallback_ms,
         "shutdownTimeoutMs": settings.shutdown_timeout_ms,
-        "servedQueues": list(process.queue_names),
+        "servedQueues": list(engine.queues),
         "queues": queues,
         "sidecar": {"headerTimeoutS": settings.sidecar_header_timeout_s,
                     "maxConnections": settings.sidecar_max_connections,

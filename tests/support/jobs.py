@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from app.errors import NotFound, RateLimited, TransientError
-from app.queue.awaitable import awaited
 from app.queue.payload import Payload
 from app.queue.registry import ANY_QUEUE, JobSpec
 from app.runtime.resources import Job
@@ -42,7 +41,7 @@ class Probe(Payload):
 
 async def _record(job: Job, p: Probe, event: str) -> None:
     entry = {"tag": p.tag, "event": event, "attempt": job.attempt, "jobId": job.job_id, "t": time.time()}
-    await awaited(job.res.redis.rpush(RUNS_KEY, json.dumps(entry)))
+    await job.res.redis.rpush(RUNS_KEY, json.dumps(entry))
 
 
 async def probe(job: Job, p: Probe) -> dict[str, object]:

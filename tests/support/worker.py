@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from app.jobs import build_registry
-from app.queue.awaitable import awaited
 from app.runtime.process import Process
 from app.runtime.resources import Resources, open_resources
 from app.settings import PROJECT_ROOT, Settings
@@ -29,9 +28,9 @@ async def in_process_worker(settings: Settings, queues: list[str] | None = None)
         task = asyncio.create_task(process.run())
         try:
             async with asyncio.timeout(15):
-                await process.hub.connected.wait()
-                while len(process.workers) < len(process.queue_names) or not all(
-                        w.main_task is not None for w in process.workers):
+                await process.engine.hub.connected.wait()
+                while len(process.engine.workers) < len(process.queue_names) or not all(
+                        w.loop_task is not None for w in process.engine.workers):
                     await asyncio.sleep(0.01)
             yield process
         finally:
@@ -131,7 +130,7 @@ async def wait_for_runs(
 
     async with asyncio.timeout(timeout_s):
         while True:
-            runs = [json.loads(r) for r in await awaited(res.redis.lrange(RUNS_KEY, 0, -1))]
+            runs = [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
             mine = [r for r in runs if r["tag"] == tag and r["event"] == event]
             if len(mine) >= count:
                 return mine

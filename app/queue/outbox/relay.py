@@ -16,13 +16,13 @@ from redis.exceptions import RedisError
 from app.backoff import CONNECT_BACKOFF
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.dead_letters import storable_text
-from app.queue.engine import Engine
 from app.queue.enqueue import Enqueued, Enqueuer, JobRequest
 from app.queue.outbox import sql
 from app.queue.outbox.rows import ClaimedRow, within_budget
 from app.queue.outbox.writer import Db
 from app.queue.payload import MAX_PAYLOAD_BYTES, loads_limited
 from app.queue.registry import ANY_QUEUE
+from app.queue.resources import EngineResources
 
 log = structlog.get_logger(__name__)
 
@@ -62,10 +62,10 @@ class BatchResult:
 
 
 class OutboxRelay:
-    def __init__(self, engine: Engine, *, enqueuer: Enqueuer | None = None) -> None:
-        settings = engine.settings
-        self.engine = engine
-        self.enqueuer = enqueuer or engine.enqueuer
+    def __init__(self, res: EngineResources, *, enqueuer: Enqueuer | None = None) -> None:
+        settings = res.settings
+        self.res = res
+        self.enqueuer = enqueuer or res.enqueuer
         self.batch_size = settings.outbox_batch_size
         self.poll_s = settings.outbox_poll_interval_ms / 1000
         self.listening = asyncio.Event()
@@ -77,7 +77,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Run the relay in the background (unless OUTBOX_RELAY is off)."""
-        if self.engine.settings.outbox_relay and self._task is None:
+        if self.res.settings.outbox_relay and self._task is None:
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
@@ -118,7 +118,7 @@ class OutboxRelay:
         """Claim, enqueue and mark one batch in one transaction."""
         claimed: list[int] = []
         try:
-            async with self.engine.db.acquire() as conn, conn.transaction():
+            async with self.res.db.acquire() as conn, conn.transaction():
                 rows = [ClaimedRow(**r) for r in await conn.fetch(sql.CLAIM, self.batch_size)]
                 claimed = [r.id for r in rows]
                 taken = within_budget(rows)
@@ -166,7 +166,7 @@ class OutboxRelay:
                     raise InvalidPayload(row.job_name, {"(payload)": f"{row.payload_bytes} bytes of JSON; at most "
                                                                      f"{MAX_PAYLOAD_BYTES} are accepted"})
                 payload = loads_limited(row.job_name, texts[row.id])
-                spec, parsed, queue = self.engine.registry.validate(row.job_name, payload, row.queue)
+                spec, parsed, queue = self.res.registry.validate(row.job_name, payload, row.queue)
             except Exception as exc:  # PermanentError, UnknownQueue, or a bug in a payload model
                 refused.append(_Refused(row, payload, exc))
                 continue
@@ -177,14 +177,14 @@ class OutboxRelay:
     async def _dead_letter(self, f: _Refused) -> None:
         log.warning("outbox_row_failed", row_id=f.row.id, job=f.row.job_name[:200],
                     error=storable_text(str(f.error)[:_MAX_ERROR_CHARS]))
-        await self.engine.dlq.put(
+        await self.res.dlq.put(
             job_id=f.row.dispatch_id, job_name=f.row.job_name, queue=self._queue_of(f.row), payload=f.payload,
             attempts=1, error_class=type(f.error).__name__, error_message=f"outbox row {f.row.id}: {f.error}")
 
     def _queue_of(self, row: ClaimedRow) -> str:
         """The queue a dead letter is filed under: the job's own, else the row's, else ''."""
         try:
-            spec = self.engine.registry.spec(row.job_name)
+            spec = self.res.registry.spec(row.job_name)
         except UnknownJob:
             return row.queue or ""
         return spec.queue if spec.queue != ANY_QUEUE else row.queue or ""
@@ -192,11 +192,11 @@ class OutboxRelay:
     async def _note_attempt(self, ids: list[int], exc: Exception) -> None:
         """Record a rolled-back attempt on its rows, if PostgreSQL is there to take it."""
         with contextlib.suppress(Exception):
-            await self.engine.db.execute(sql.NOTE_ATTEMPT, ids,
+            await self.res.db.execute(sql.NOTE_ATTEMPT, ids,
                                          storable_text(f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]))
 
     def _observe(self, result: BatchResult, lags: list[float]) -> None:
-        m = self.engine.metrics
+        m = self.res.metrics
         m.outbox_batch_size.observe(result.claimed)
         for outcome, n in (("dispatched", result.dispatched), ("duplicate", result.duplicates),
                            ("failed", result.failed)):
@@ -218,17 +218,17 @@ class OutboxRelay:
 
     async def refresh_gauges(self) -> None:
         """Rows waiting and the age of the oldest one."""
-        row = await self.engine.db.fetchrow(sql.WAITING)
+        row = await self.res.db.fetchrow(sql.WAITING)
         assert row is not None  # an aggregate always returns a row
-        self.engine.metrics.outbox_waiting.set(row["waiting"])
-        self.engine.metrics.outbox_oldest.set(row["oldest_s"])
+        self.res.metrics.outbox_waiting.set(row["waiting"])
+        self.res.metrics.outbox_oldest.set(row["oldest_s"])
 
     async def archive(self) -> int:
         """Move rows DISPATCHED more than OUTBOX_ARCHIVE_AFTER_S ago to job_outbox_archive."""
-        after_s = float(self.engine.settings.outbox_archive_after_s)
+        after_s = float(self.res.settings.outbox_archive_after_s)
         moved = 0
         while True:
-            status: str = await self.engine.db.execute(sql.ARCHIVE, after_s, ARCHIVE_CHUNK)
+            status: str = await self.res.db.execute(sql.ARCHIVE, after_s, ARCHIVE_CHUNK)
             n = int(status.split()[-1])  # "INSERT 0 <rows>"
             moved += n
             if n < ARCHIVE_CHUNK:
@@ -250,7 +250,7 @@ class OutboxRelay:
 
     async def _listen(self) -> None:
         """LISTEN until the connection is lost (pinged every LISTENER_PING_S to find out)."""
-        conn = await asyncpg.connect(self.engine.database_url, timeout=10)
+        conn = await asyncpg.connect(self.res.database_url, timeout=10)
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:

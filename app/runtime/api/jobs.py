@@ -1,8 +1,8 @@
 """/jobs: enqueue one job or many (POST), look at one (GET), withdraw a queued one (DELETE).
 
-A running job is not interrupted: DELETE answers 409 `job_running`. arq can cancel a running
-job only with its abort machinery switched on in every worker, and a job cut off mid-write is
-worse than one that finishes; waiting for it (GET) is the sound option.
+A running job is not interrupted: DELETE answers 409 `job_running`. A job cut off mid-write is
+worse than one that finishes; waiting for it (GET) is the sound option. (A stock arq client's
+`Job.abort()` does cancel a running job: its users asked for exactly that.)
 """
 
 from __future__ import annotations

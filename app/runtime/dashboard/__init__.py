@@ -57,13 +57,13 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     d = app[DASHBOARD]
     redis = d.process.res.redis
     with contextlib.suppress(RedisError, OSError):  # the dashboard shows the process without its queues
-        await processes.announce(redis, d.process.instance, d.process.queue_names, int(time.time() * 1000))
+        await processes.announce(redis, d.process.engine.instance, d.process.queue_names, int(time.time() * 1000))
     task = asyncio.create_task(_sample_forever(d), name="dashboard-throughput")
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     with contextlib.suppress(RedisError, OSError):
-        await processes.withdraw(redis, d.process.instance)
+        await processes.withdraw(redis, d.process.engine.instance)
 
 
 async def _sample_forever(d: Dashboard) -> None:

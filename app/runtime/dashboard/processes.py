@@ -14,8 +14,10 @@ import json
 import time
 from dataclasses import dataclass
 
-from app.queue import RedisPool, keys, stats
-from app.queue.awaitable import awaited
+from redis.asyncio import Redis
+
+from app.queue import keys, stats
+from app.queue.replies import octets, text
 
 ANNOUNCE_GRACE_MS = 60_000
 _ALIVE_PREFIX = keys.alive_key("")
@@ -33,15 +35,15 @@ class WorkerProcess:
     running: int
 
 
-async def announce(redis: RedisPool, instance: str, queues: list[str], started_ms: int) -> None:
-    await awaited(redis.hset(keys.PROCESSES, instance, json.dumps({"queues": queues, "startedMs": started_ms})))
+async def announce(redis: Redis, instance: str, queues: list[str], started_ms: int) -> None:
+    await redis.hset(keys.PROCESSES, instance, json.dumps({"queues": queues, "startedMs": started_ms}))
 
 
-async def withdraw(redis: RedisPool, instance: str) -> None:
-    await awaited(redis.hdel(keys.PROCESSES, instance))
+async def withdraw(redis: Redis, instance: str) -> None:
+    await redis.hdel(keys.PROCESSES, instance)
 
 
-async def _alive_instances(redis: RedisPool) -> set[str]:
+async def _alive_instances(redis: Redis) -> set[str]:
     found: set[str] = set()
     async for key in redis.scan_iter(match=_ALIVE_PREFIX + "*", count=500):
         found.add(key.decode()[len(_ALIVE_PREFIX):])
@@ -56,10 +58,10 @@ def _decode(raw: bytes) -> tuple[tuple[str, ...] | None, int | None]:
         return None, None
 
 
-async def live_processes(redis: RedisPool, queues: list[str]) -> list[WorkerProcess]:
+async def live_processes(redis: Redis, queues: list[str]) -> list[WorkerProcess]:
     """Every process with a fresh alive key, with what it announced and how many jobs it runs."""
     alive = await _alive_instances(redis)
-    announced = {k.decode(): v for k, v in (await awaited(redis.hgetall(keys.PROCESSES))).items()}
+    announced = {text(k): octets(v) for k, v in (await redis.hgetall(keys.PROCESSES)).items()}
     running: dict[str, int] = {}
     for job in await stats.running_jobs(redis, queues):
         running[job.process] = running.get(job.process, 0) + 1
@@ -67,7 +69,7 @@ async def live_processes(redis: RedisPool, queues: list[str]) -> list[WorkerProc
     stale = [i for i, raw in announced.items()
              if i not in alive and now_ms - (_decode(raw)[1] or 0) > ANNOUNCE_GRACE_MS]
     if stale:
-        await awaited(redis.hdel(keys.PROCESSES, *stale))
+        await redis.hdel(keys.PROCESSES, *stale)
     out = []
     for instance in sorted(alive):
         host, _, rest = instance.partition(":")

@@ -9,9 +9,12 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from redis.asyncio import Redis
+
 from app.errors import NotFound
-from app.queue import RedisPool, codec, keys, stats
+from app.queue import codec, keys, stats
 from app.queue.dead_letters import DeadLetter
+from app.queue.replies import octets, scored
 from app.runtime.dashboard.processes import WorkerProcess, live_processes
 from app.runtime.dashboard.throughput import Throughput, sparkline
 
@@ -84,11 +87,11 @@ async def overview(process: Process, throughput: Throughput) -> Overview:
         rows.append(QueueRow(s, depth.get(name, 0), serving, sparkline(rates), rates[-1] if rates else None,
                              unserved=not s.paused and not serving and not unknown))
     breakers = {p: st.name.lower().replace("_", "-") for p, st in res.breakers.states().items()}
-    cron: list[dict[str, Any]] = await process.cron.describe()
+    cron: list[dict[str, Any]] = await process.engine.cron.describe()
     return Overview(rows, procs, cron, breakers, sum(depth.values()), len(parked))
 
 
-async def _names(redis: RedisPool, ids: list[str]) -> dict[str, str]:
+async def _names(redis: Redis, ids: list[str]) -> dict[str, str]:
     """Job names from arq's job records, or from the results of jobs that have finished."""
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in ids:
@@ -121,12 +124,12 @@ async def queue_jobs(res: Resources, queue: str, state: str, *, search: str = ""
         rows = [JobRow(j.job_id, None, j.started_ms, j.process) for j in running]
     elif state == "completed":
         done = await redis.zrevrange(keys.completed_key(queue), 0, limit - 1, withscores=True)
-        rows = [JobRow(i.decode(), None, int(score)) for i, score in done]
+        rows = [JobRow(i, None, int(score)) for i, score in scored(done)]
     else:
         lo, hi = ("-inf", now) if state == "waiting" else (f"({now}", "+inf")
         found = await redis.zrangebyscore(queue, lo, hi, start=0, num=limit, withscores=True)
         busy = {j.job_id for j in await stats.running_jobs(redis, [queue])}
-        rows = [JobRow(i.decode(), None, int(score)) for i, score in found if i.decode() not in busy]
+        rows = [JobRow(i, None, int(score)) for i, score in scored(found) if i not in busy]
     if search:
         rows = [r for r in rows if search.lower() in r.job_id.lower()]
     names = await _names(redis, [r.job_id for r in rows if r.name is None])
@@ -140,7 +143,7 @@ async def job_detail(res: Resources, job_id: str) -> JobDetail | None:
     raw = await res.redis.get(keys.JOB_PREFIX + job_id)
     if raw is not None:
         try:
-            record = codec.loads(raw)
+            record = codec.loads(octets(raw))
             detail.payload = (record.get("a") or [None])[0]
             detail.enqueued_ms = record.get("et")
             detail.extra["name"] = record.get("f")
