@@ -6,6 +6,10 @@ produced: base64 text/plain (and text/html in multipart/alternative), attachment
 multipart/mixed, CRLF line endings, lines within 78 columns (only a long Message-ID or a long
 non-ASCII attachment filename passes them, as before).
 
+Addresses go through app/providers/mailbox.py: domains as IDNA A-labels, and a non-ASCII local
+part sent with SMTPUTF8 (the headers then carry UTF-8, RFC 6532), or refused for that
+recipient alone, before MAIL FROM, when the server does not offer it.
+
 Reusing a connection across a batch saves the TCP, TLS and AUTH round trips that otherwise
 dominate the cost of a short message; a connection that failed is dropped, never reused.
 """
@@ -16,18 +20,21 @@ import asyncio
 import hashlib
 import random
 from binascii import b2a_base64
-from email.utils import formataddr, formatdate
+from email.utils import formatdate
 from urllib.parse import quote
 
 import aiosmtplib
 
 from app.errors import PermanentError, TransientError
+from app.providers.mailbox import BadAddress, Envelope, envelope, mailbox
 from app.providers.messages import Attachment, Email
 from app.settings import Settings
 
 _LINE = 78
 """RFC 5322's recommended line length; headers are folded to stay within it."""
 _BASE64_LINE = 76
+_SPECIALS = frozenset('()<>[]:;@\\,."')
+"""RFC 5322 specials: a display name holding one is quoted (email.utils' specialsre)."""
 _WORD_BYTES = 42
 """UTF-8 bytes per RFC 2047 encoded-word: 56 base64 characters, 68 with "=?utf-8?b?...?=", so
 even a first word after "Subject: " stays within 78 columns (and under RFC 2047's 75)."""
@@ -35,32 +42,39 @@ even a first word after "Subject: " stays within 78 columns (and under RFC 2047'
 
 def build_message(message: Email, key: str, settings: Settings) -> bytes:
     """The message as sent for idempotency key `key`: plain text, optional HTML alternative, attachments."""
-    return _write(message, message_id(key, settings.smtp_from_email), settings)
+    env = envelope(settings.smtp_from_email, message.to)
+    return _write(message, message_id(key, settings.smtp_from_email), settings, env)
 
 
-def _write(message: Email, msg_id: str, settings: Settings) -> bytes:
+def _write(message: Email, msg_id: str, settings: Settings, env: Envelope) -> bytes:
     body = _text_part(message.text, "plain")
     if message.html:
         body = _multipart("alternative", [body, _text_part(message.html, "html")])
     if message.attachments:
         body = _multipart("mixed", [body, *map(_attachment, message.attachments)])
-    head = (f"From: {_mailbox(settings.smtp_from_name, settings.smtp_from_email, 'From: ')}\r\n"
-            f"To: {_mailbox(message.to_name, message.to, 'To: ')}\r\n"
+    utf8 = env.smtputf8
+    head = (f"From: {_mailbox(settings.smtp_from_name, env.sender.in_header(utf8=utf8), 'From: ')}\r\n"
+            f"To: {_mailbox(message.to_name, env.recipient.in_header(utf8=utf8), 'To: ')}\r\n"
             f"Subject: {_unstructured(message.subject, 'Subject: ')}\r\n"
             f"Date: {formatdate(localtime=False)}\r\n"
             # Never folded: a parser keeps the fold's space in the value, and the line would stay
             # over 78 columns anyway once the key is long.
             f"Message-ID: {msg_id}\r\n"
             "MIME-Version: 1.0\r\n")
-    return head.encode("ascii") + body
+    # Only the addresses are written raw, and UTF-8 only in a message sent with SMTPUTF8.
+    return head.encode("utf-8" if utf8 else "ascii") + body
 
 
 def message_id(key: str, from_email: str) -> str:
     """Derived from the idempotency key alone: a resend after an in-doubt crash carries the same
     Message-ID, so mail clients fold the two into one."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    safe = "".join(c if c.isalnum() or c in "-." else "." for c in key)[:80]
-    return f"<{safe}.{digest}@{from_email.rpartition('@')[2] or 'workhorse'}>"
+    safe = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "." for c in key)[:80]
+    try:
+        domain = mailbox(from_email).domain  # A-labels: the Message-ID stays ASCII in any message
+    except BadAddress:
+        domain = "workhorse"  # never sent: the envelope refuses such a sender first
+    return f"<{safe}.{digest}@{domain}>"
 
 
 def _text_part(text: str, subtype: str) -> bytes:
@@ -102,24 +116,31 @@ def _base64(data: bytes) -> bytes:
 
 
 def _mailbox(name: str | None, address: str, label: str) -> str:
-    """`Name <address>`: quoted by formataddr when the name is plain ASCII, else RFC 2047 encoded-words.
+    """`Name <address>`: quoted as formataddr does when the name is plain ASCII, else RFC 2047
+    encoded-words. The address is written as given (UTF-8 in a message sent with SMTPUTF8).
 
     Whitespace in a name, line breaks included, becomes single spaces: readers collapse it anyway,
     and Python's parser refuses a display name holding CR or LF. A long name takes several
     encoded-words; readers join adjacent ones (RFC 2047 6.2), though Python's address parser
     before gh-128110 puts a space between them."""
-    bare = formataddr(("", address))  # refuses a non-ASCII address, as it always has
     name = " ".join(name.split()) if name else ""
     if not name:
-        return bare
+        return address
     if _verbatim(name):
-        folded = _fold_at_spaces(formataddr((name, address)), len(label))
+        folded = _fold_at_spaces(f"{_display_name(name)} <{address}>", len(label))
         if folded is not None:
             return folded
     words = _encoded_words(name)
     width = len(words.rpartition("\n")[2]) + (0 if "\n" in words else len(label))
-    fold = "" if width + len(bare) + 3 <= _LINE else "\r\n"
-    return f"{words}{fold} <{bare}>"
+    fold = "" if width + len(address) + 3 <= _LINE else "\r\n"
+    return f"{words}{fold} <{address}>"
+
+
+def _display_name(name: str) -> str:
+    """An ASCII name as formataddr writes it (which refuses a non-ASCII address beside it):
+    quoted when it holds a special, with backslash and quote escaped."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"' if any(c in _SPECIALS for c in name) else escaped
 
 
 def _unstructured(text: str, label: str) -> str:
@@ -205,19 +226,22 @@ class SmtpChannel:
         return None if self.settings.smtp_host else "email is not configured (SMTP_HOST is unset)"
 
     async def deliver(self, message: Email, key: str) -> str:
+        env = envelope(self.settings.smtp_from_email, message.to)  # a bad address: refused here
         msg_id = message_id(key, self.settings.smtp_from_email)
-        raw = _write(message, msg_id, self.settings)
-        envelope = (self.settings.smtp_from_email, message.to)
+        raw = _write(message, msg_id, self.settings, env)
         async with self._slots:
             smtp, reused = await self._checkout()
             try:
-                await _send(smtp, envelope, raw, reused=reused)
-            except _StaleConnection:
-                # A pooled connection the server closed while idle (noticed at MAIL FROM, before
-                # any message went out): one more try on a fresh connection.
-                smtp = await self._connect()
-                await _send(smtp, envelope, raw, reused=False)
-            self._idle.append(smtp)
+                try:
+                    await _send(smtp, env, raw, reused=reused)
+                except _StaleConnection:
+                    # A pooled connection the server closed while idle (noticed at MAIL FROM,
+                    # before any message went out): one more try on a fresh connection.
+                    smtp = await self._connect()
+                    await _send(smtp, env, raw, reused=False)
+            finally:
+                if smtp.is_connected:  # sent, or refused before MAIL FROM (_send closes it otherwise)
+                    self._idle.append(smtp)
         return msg_id
 
     async def _checkout(self) -> tuple[aiosmtplib.SMTP, bool]:
@@ -254,14 +278,18 @@ class _StaleConnection(Exception):
     """A reused connection turned out to be closed by the server."""
 
 
-async def _send(smtp: aiosmtplib.SMTP, envelope: tuple[str, str], raw: bytes, *, reused: bool) -> None:
-    """Send on `smtp`; on any failure the connection is closed, never returned to the pool.
+async def _send(smtp: aiosmtplib.SMTP, env: Envelope, raw: bytes, *, reused: bool) -> None:
+    """Send on `smtp`; on a failure the connection is closed, never returned to the pool, unless
+    nothing was said: a server without SMTPUTF8 is found out after EHLO, before MAIL FROM.
 
-    The envelope is what send_message read from the From and To headers; the message is 7-bit,
-    so neither BODY=8BITMIME nor SMTPUTF8 is needed."""
-    sender, recipient = envelope
+    The body is 7-bit (base64). With SMTPUTF8 the envelope and headers are UTF-8, so the message
+    is declared BODY=8BITMIME too, as smtplib's send_message does (RFC 6531 has a server that
+    offers SMTPUTF8 offer 8BITMIME)."""
+    options = ["SMTPUTF8", "BODY=8BITMIME"] if env.smtputf8 else None
     try:
-        await smtp.sendmail(sender, [recipient], raw)
+        await smtp.sendmail(env.sender.address, [env.recipient.address], raw, mail_options=options)
+    except aiosmtplib.SMTPNotSupported as exc:
+        raise _without_smtputf8(env) from exc
     except BaseException as exc:
         smtp.close()
         if reused and isinstance(exc, aiosmtplib.SMTPServerDisconnected):
@@ -271,13 +299,21 @@ async def _send(smtp: aiosmtplib.SMTP, envelope: tuple[str, str], raw: bytes, *,
         raise
 
 
+def _without_smtputf8(env: Envelope) -> PermanentError:
+    """Only for the message's own addresses: the same server takes ASCII ones."""
+    why = "its local part is not ASCII and the SMTP server does not offer SMTPUTF8"
+    if env.recipient.needs_smtputf8:
+        return BadAddress(env.recipient.in_header(utf8=True), why)
+    return PermanentError(f"SMTP_FROM_EMAIL {env.sender.in_header(utf8=True)!r} cannot be sent from: {why}")
+
+
 def _translate(exc: BaseException) -> Exception:
     """SMTP failures in our error tree: 4xx and lost connections pass, 5xx do not."""
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        codes = [r.code for r in exc.recipients]
-        if all(400 <= c < 500 for c in codes):
-            return TransientError(f"SMTP recipients deferred: {exc}")
-        return PermanentError(f"SMTP recipients refused: {exc}")
+        replies = "; ".join(f"{r.recipient!r}: {r.code} {r.message}" for r in exc.recipients)
+        if all(400 <= r.code < 500 for r in exc.recipients):
+            return TransientError(f"SMTP recipients deferred: {replies}")
+        return PermanentError(f"SMTP recipients refused: {replies}")
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return PermanentError(f"SMTP authentication failed ({exc.code}); check SMTP_USER/SMTP_PASSWORD")
     if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 500:
