@@ -3,12 +3,14 @@ SMTPUTF8, and a clear refusal, at once and for that recipient alone, when they c
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 
+from app.calendar.events import NewEvent, create_event
 from app.providers.mailbox import BadAddress, mailbox
 from app.providers.messages import Email
 from app.providers.smtp import build_message
@@ -150,3 +152,78 @@ async def test_without_smtputf8_a_non_ascii_local_part_fails_at_once_for_that_re
     status, error = (await ledger(res))["δοκιμή@example.com"]
     assert status == "FAILED" and error is not None and why in error
     assert breaker_opened is None
+
+
+async def due_reminder(res: Resources, event_id: str, *emails: str) -> int:
+    """The id of an event's 2 h reminder, due now, with one participant per email."""
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(minutes=90)
+    event = NewEvent(id=event_id, org_id="org-1", title="Besprechung", start_at=start,
+                     end_at=start + dt.timedelta(hours=1), participants=[{"email": e} for e in emails])
+    return (await create_event(res.db, event, now=start - dt.timedelta(hours=3)))["2h"]
+
+
+async def reminder_rows(res: Resources, ids: dict[str, int]) -> dict[str, tuple[str, str | None]]:
+    rows = {r["id"]: (r["status"], r["error"]) for r in await res.db.fetch(
+        "SELECT id, status, error FROM event_reminders WHERE id = ANY($1::bigint[])", list(ids.values()))}
+    return {name: rows[id_] for name, id_ in ids.items()}
+
+
+async def test_a_reminder_batch_delivers_non_ascii_recipients_and_fails_only_the_refused_one(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """One batch against a server offering SMTPUTF8: reminders to jürgen@exämple.de and
+    δοκιμή@example.com arrive; a recipient the server refuses (550 at RCPT) fails its reminder at
+    once with that reply, without a retry or a dead letter; a reminder whose other participant
+    was reached is SENT, the refusal recorded in the ledger beside that address."""
+    ids = {"jürgen": await due_reminder(res, "ev-j", "jürgen@exämple.de"),
+           "greek": await due_reminder(res, "ev-g", "δοκιμή@example.com"),
+           "gone": await due_reminder(res, "ev-x", "gone@example.com"),
+           "pair": await due_reminder(res, "ev-p", "ana@example.com", "left@example.com")}
+    async with serving(smtputf8=True) as sink:
+        sink.refuse = {"gone@example.com": "550 5.1.1 No such user", "left@example.com": "550 5.1.1 Left the company"}
+        async with in_process_worker(make_settings(**sink.env()), [QUEUE]):
+            batch = await result_of(res, await res.enqueuer.enqueue(
+                "send_reminders", {"reminderIds": list(ids.values())}, job_id="batch"), QUEUE)
+    assert batch == {"reminders": {"sent": 3, "failed": 1},
+                     "messages": {"sent": 3, "duplicate": 0, "skipped": 0, "failed": 1}}
+    assert sorted(str(m["To"]) for m in sink.messages) == ["ana@example.com", "jürgen@exämple.de", "δοκιμή@example.com"]
+    rows = await reminder_rows(res, ids)
+    assert {name: status for name, (status, _) in rows.items()} == {
+        "jürgen": "SENT", "greek": "SENT", "gone": "FAILED", "pair": "SENT"}
+    assert rows["gone"][1] == "PermanentError: SMTP recipients refused: 'gone@example.com': 550 5.1.1 No such user"
+    assert rows["pair"][1] is None
+    left = (await ledger(res))["left@example.com"]
+    assert left == ("FAILED", "PermanentError: SMTP recipients refused: 'left@example.com': 550 5.1.1 Left the company")
+    assert await res.dlq.list() == []
+
+
+async def test_each_reminder_of_a_failed_batch_records_its_own_reason(
+        make_settings: Callable[..., Settings], res: Resources) -> None:
+    """Against a server without SMTPUTF8, one attempt allowed: jürgen@exämple.de fails at once for
+    want of SMTPUTF8, a participant with CR/LF in the address fails at once as unsendable, two
+    recipients deferred with different 4xx replies fail the batch, and ana@exämple.de arrives.
+    Once the batch is dead-lettered each unsent reminder holds its own reason, not the first's."""
+    ids = {"jürgen": await due_reminder(res, "ev-j", "jürgen@exämple.de"),
+           "crlf": await due_reminder(res, "ev-c", "eve@example.com\r\nRCPT TO:<mallory@example.com>"),
+           "busy": await due_reminder(res, "ev-b", "busy@example.com"),
+           "later": await due_reminder(res, "ev-l", "later@example.com"),
+           "idn": await due_reminder(res, "ev-i", "ana@exämple.de")}
+    async with serving(smtputf8=False) as sink:
+        sink.refuse = {"busy@example.com": "450 4.2.1 Mailbox busy", "later@example.com": "451 4.3.0 Try again later"}
+        async with in_process_worker(make_settings(**sink.env(), scheduling_reminders_attempts=1), [QUEUE]):
+            await res.enqueuer.enqueue("send_reminders", {"reminderIds": list(ids.values())}, job_id="batch")
+            outcome = await res.enqueuer.job("batch", QUEUE).wait(timeout_s=20, poll_delay=0.02)
+    assert not outcome.success
+    rows = await reminder_rows(res, ids)
+    assert {name: status for name, (status, _) in rows.items()} == {
+        "jürgen": "FAILED", "crlf": "FAILED", "busy": "FAILED", "later": "FAILED", "idn": "SENT"}
+    assert rows["jürgen"][1] == ("BadAddress: cannot send to 'jürgen@exämple.de': its local part is not ASCII"
+                                 " and the SMTP server does not offer SMTPUTF8")
+    assert rows["crlf"][1] == ("BadAddress: cannot send to 'eve@example.com\\r\\nRCPT TO:<mallory@example.com>':"
+                               " its local part holds a control, format or space character")
+    deferred = "TransientError: SMTP recipients deferred:"
+    assert rows["busy"][1] == f"{deferred} 'busy@example.com': 450 4.2.1 Mailbox busy"
+    assert rows["later"][1] == f"{deferred} 'later@example.com': 451 4.3.0 Try again later"
+    assert [e.rcpt_tos for e in sink.envelopes] == [["ana@xn--exmple-cua.de"]]
+    assert sorted(sink.refused) == ["busy@example.com", "later@example.com"]
+    [dead] = await res.dlq.list()
+    assert dead.job_id == "batch" and dead.attempts == 1
