@@ -13,7 +13,7 @@ import pytest
 from app.calendar.events import NewEvent, create_event
 from app.providers.mailbox import BadAddress, mailbox
 from app.providers.messages import Email
-from app.providers.smtp import build_message
+from app.providers.mime import build_message
 from app.runtime.resources import Resources
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
