@@ -16,6 +16,7 @@ shows), raised before any connection is used: nothing else is affected.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -81,10 +82,17 @@ class BadAddress(PermanentError):
 
 def envelope(sender: str, recipient: str) -> Envelope:
     try:
-        from_ = mailbox(sender)
+        from_ = sender_mailbox(sender)
     except BadAddress as exc:
         raise PermanentError(f"SMTP_FROM_EMAIL {sender!r} cannot be sent from: {exc.why}") from exc
     return Envelope(from_, mailbox(recipient))
+
+
+@functools.lru_cache(maxsize=4)
+def sender_mailbox(address: str) -> Mailbox:
+    """`mailbox()` of SMTP_FROM_EMAIL, the same for every message: checked once, not twice per
+    message (its envelope and its Message-ID)."""
+    return mailbox(address)
 
 
 def mailbox(address: str) -> Mailbox:

@@ -16,7 +16,7 @@ from binascii import b2a_base64
 from email.utils import formatdate
 from urllib.parse import quote
 
-from app.providers.mailbox import BadAddress, Envelope, envelope, mailbox
+from app.providers.mailbox import BadAddress, Envelope, envelope, sender_mailbox
 from app.providers.messages import Attachment, Email
 from app.settings import Settings
 
@@ -62,7 +62,7 @@ def message_id(key: str, from_email: str) -> str:
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
     safe = "".join(c if c.isascii() and (c.isalnum() or c in "-.") else "." for c in key)[:80]
     try:
-        domain = mailbox(from_email).domain  # A-labels: the Message-ID stays ASCII in any message
+        domain = sender_mailbox(from_email).domain  # A-labels: the Message-ID stays ASCII in any message
     except BadAddress:
         domain = "workhorse"  # never sent: the envelope refuses such a sender first
     return f"<{safe}.{digest}@{domain}>"
