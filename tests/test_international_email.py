@@ -135,8 +135,8 @@ async def test_without_smtputf8_a_non_ascii_local_part_fails_at_once_for_that_re
         make_settings: Callable[..., Settings], res: Resources) -> None:
     """Against a server without SMTPUTF8: the email to δοκιμή@example.com is dead-lettered on its
     first attempt, naming the recipient and why, recorded FAILED in the ledger, and never reaches
-    MAIL FROM; the ASCII and IDNA addresses sent through the same worker arrive, and the SMTP
-    breaker stays closed."""
+    MAIL FROM; the ASCII and IDNA addresses sent next arrive over the same connection, and the
+    SMTP breaker stays closed."""
     async with serving(smtputf8=False) as sink, in_process_worker(make_settings(**sink.env()), [QUEUE]) as process:
         refused = await res.enqueuer.enqueue("send_email", email("greek", "δοκιμή@example.com"), job_id="greek")
         assert refused is not None
@@ -149,6 +149,7 @@ async def test_without_smtputf8_a_non_ascii_local_part_fails_at_once_for_that_re
     why = "'δοκιμή@example.com': its local part is not ASCII and the SMTP server does not offer SMTPUTF8"
     assert dead.job_id == "greek" and dead.attempts == 1 and why in dead.error_message
     assert [e.rcpt_tos for e in sink.envelopes] == [["ana@xn--exmple-cua.de"], ["bob@example.com"]]
+    assert (sink.mail_commands, sink.connections) == (2, 1)
     status, error = (await ledger(res))["δοκιμή@example.com"]
     assert status == "FAILED" and error is not None and why in error
     assert breaker_opened is None

@@ -23,6 +23,7 @@ class _Handler:
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope, address: str,
                           mail_options: list[str]) -> str:
+        self.sink.mail_commands += 1
         if not self.sink.gate.is_set():
             self.sink.held += 1
             self.sink.changed.set()
@@ -78,6 +79,10 @@ class SmtpSink:
         self.gate.set()
         self.held = 0
         """Sessions that reached MAIL FROM while the gate was closed."""
+        self.connections = 0
+        """Connections accepted so far."""
+        self.mail_commands = 0
+        """MAIL FROM commands received so far (each transaction begun)."""
         self.changed = asyncio.Event()
         self._server: asyncio.Server | None = None
         self._protocols: list[SMTP] = []
@@ -93,6 +98,7 @@ class SmtpSink:
         def factory() -> SMTP:
             protocol = SMTP(_Handler(self), hostname="sink.test", loop=loop, enable_SMTPUTF8=self.smtputf8)
             self._protocols.append(protocol)
+            self.connections += 1
             return protocol
 
         self._server = await loop.create_server(factory, "127.0.0.1", self.port, reuse_address=True)
