@@ -62,7 +62,7 @@ async def test_a_due_reminder_arrives_once_with_a_valid_ics_in_local_time(
         first = await res.enqueuer.job(f"reminders:{ids['2h']}", QUEUE).result(timeout_s=20, poll_delay=0.02)
         sent = await result_of(res, await _enqueued_again(res, ids["2h"]), QUEUE)
         again = await result_of(res, await res.enqueuer.enqueue("scan_reminders", {}), QUEUE)
-    assert first == {"reminders": {"sent": 1}, "messages": {"sent": 2, "duplicate": 0, "skipped": 0}}
+    assert first == {"reminders": {"sent": 1}, "messages": {"sent": 2, "duplicate": 0, "skipped": 0, "failed": 0}}
     assert sent == {"status": "already sent"}
     assert again["scanned"] == 0
     [message] = smtp_sink.messages

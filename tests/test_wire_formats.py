@@ -17,7 +17,8 @@ from icalendar import Calendar, Component, Timezone
 
 from app.notify.ics import Invite, build_ics, event_uid
 from app.providers.messages import Attachment, Email
-from app.providers.smtp import SmtpChannel, build_message, message_id
+from app.providers.mime import build_message, message_id
+from app.providers.smtp import SmtpChannel
 from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 

@@ -7,10 +7,12 @@ bounds jobs, not messages. Every message keeps its own idempotency key, so a ret
 sends only what did not go out: reminders already SENT are skipped at once.
 
 The batch's reminders are read in one query and those sent are marked SENT in one statement
-once all have settled. Per reminder: nothing to send → SKIPPED; a permanent failure (a refused
-address, say) → FAILED at once, the others unaffected. Any passing failure makes the batch fail after the others have
-settled, so the queue's policy retries it; a batch dead-lettered for good marks its reminders
-that are still unsent FAILED.
+once all have settled. Per reminder: nothing to send → SKIPPED; a permanent failure (every
+address refused, say) → FAILED at once with its reason, the others unaffected. Any other
+failure makes the batch fail after the others have settled, so the queue's policy retries it;
+each failed reminder's error is noted on its row first, so a batch dead-lettered for good marks
+its unsent reminders FAILED with their own reasons (the batch's error only for a reminder that
+noted none, as when the batch failed before sending).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from app.errors import CircuitOpen, JobSkipped, PermanentError
-from app.jobs.reminders.send import deliver, load, mark_failed, mark_sent
+from app.jobs.reminders.send import MESSAGE_OUTCOMES, deliver, load, mark_failed, mark_sent, note_errors
 from app.queue.payload import Payload
 from app.runtime.resources import Job
 
@@ -58,17 +60,20 @@ async def send_reminders(job: Job, p: SendReminders) -> dict[str, Any]:
     sent = [r for r, o in zip(p.reminder_ids, outcomes, strict=True) if isinstance(o, dict) and o["status"] == "sent"]
     if sent:
         await mark_sent(job, sent)
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
+    failures = {r: o for r, o in zip(p.reminder_ids, outcomes, strict=True) if isinstance(o, BaseException)}
     if failures:
+        await note_errors(job, failures)
         # An open breaker defers the batch without using an attempt; anything else retries it.
-        raise next((f for f in failures if isinstance(f, CircuitOpen)), failures[0])
+        errors = list(failures.values())
+        raise next((f for f in errors if isinstance(f, CircuitOpen)), errors[0])
     done = [o for o in outcomes if isinstance(o, dict)]
     messages: Counter[str] = Counter()
     for d in done:
-        messages.update({k: int(d.get(k, 0)) for k in ("sent", "duplicate", "skipped")})
+        messages.update({k: int(d.get(k, 0)) for k in MESSAGE_OUTCOMES})
     return {"reminders": dict(Counter(str(d["status"]) for d in done)), "messages": dict(messages)}
 
 
 async def record_batch_failure(job: Job, p: SendReminders, exc: BaseException) -> None:
-    """Dead-lettered for good: the reminders of the batch that were not sent are FAILED."""
-    await mark_failed(job, p.reminder_ids, exc)
+    """Dead-lettered for good: the reminders of the batch that were not sent are FAILED, each
+    with the error it noted, else the batch's."""
+    await mark_failed(job, p.reminder_ids, exc, keep_own=True)

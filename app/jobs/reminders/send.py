@@ -2,6 +2,10 @@
 
 Every message has its own idempotency key (`reminder:<id>:<channel>:<address>`), so a job
 re-run after a crash or a retry sends only what did not go out before.
+
+A message refused for good (a bad address, a 5xx at RCPT) concerns that recipient alone: the
+ledger records it FAILED with its reason, the others still go out, and the reminder is SENT if
+any did, else FAILED with each refusal's reason. Any other failure retries the reminder.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import asyncpg
 from pydantic import Field
 
 from app.calendar.when import When, describe, zone
-from app.errors import JobSkipped, NotFound
+from app.errors import JobSkipped, NotFound, PermanentError
 from app.notify import Attachment, Delivery, Email, Sms
 from app.notify.ics import Invite, build_ics
 from app.notify.render import render
@@ -30,6 +34,9 @@ SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.locat
 FROM event_reminders r JOIN scheduling_events e ON e.id = r.event_id
 WHERE r.id = ANY($1::bigint[])
 """
+
+MESSAGE_OUTCOMES = ("sent", "duplicate", "skipped", "failed")
+"""The counts of a sent reminder's messages ("failed": refused for good)."""
 
 
 class SendReminder(Payload):
@@ -75,14 +82,19 @@ async def deliver(job: Job, reminder_id: int, row: asyncpg.Record | None) -> dic
     if skip:
         await _mark(job.res.db, reminder_id, "SKIPPED", skip_reason=skip)
         raise JobSkipped(skip)
-    deliveries = await _send_all(job, row)
-    counts = Counter(d.status for d in deliveries)
+    deliveries, refused = await _send_all(job, row)
+    counts = Counter[str](d.status for d in deliveries)
+    counts["failed"] = len(refused)
     if counts["sent"] + counts["duplicate"] == 0:
+        if refused:
+            raise refused[0] if len(refused) == 1 else PermanentError("; ".join(map(_reason, refused)))
         reasons = sorted({d.reason for d in deliveries if d.status == "skipped" and d.reason})
         reason = "; ".join(reasons) or "no participant to remind"
         await _mark(job.res.db, reminder_id, "SKIPPED", skip_reason=reason)
         raise JobSkipped(reason)
-    return {"status": "sent", **{status: counts[status] for status in ("sent", "duplicate", "skipped")}}
+    if refused:  # the reasons are in the ledger, beside each address
+        job.log.warning("reminder_messages_refused", reminder_id=reminder_id, failed=len(refused))
+    return {"status": "sent", **{status: counts[status] for status in MESSAGE_OUTCOMES}}
 
 
 async def mark_sent(job: Job, reminder_ids: list[int]) -> None:
@@ -98,12 +110,27 @@ async def record_failure(job: Job, p: SendReminder, exc: BaseException) -> None:
     await mark_failed(job, [p.reminder_id], exc)
 
 
-async def mark_failed(job: Job, reminder_ids: list[int], exc: BaseException) -> None:
-    """FAILED with the error and attempt count, for those of `reminder_ids` not sent or skipped."""
+async def mark_failed(job: Job, reminder_ids: list[int], exc: BaseException, *, keep_own: bool = False) -> None:
+    """FAILED with the error and attempt count, for those of `reminder_ids` not sent or skipped;
+    `keep_own`: a reminder that noted its own error (`note_errors`) keeps it."""
+    error = "COALESCE(error, $2)" if keep_own else "$2"
     await job.res.db.execute(
-        "UPDATE event_reminders SET status = 'FAILED', error = $2, retry_count = $3"
+        f"UPDATE event_reminders SET status = 'FAILED', error = {error}, retry_count = $3"
         " WHERE id = ANY($1::bigint[]) AND status IN ('PENDING', 'QUEUED')",
-        reminder_ids, f"{type(exc).__name__}: {exc}", job.attempt)
+        reminder_ids, _reason(exc), job.attempt)
+
+
+async def note_errors(job: Job, errors: dict[int, BaseException]) -> None:
+    """Each reminder's own error of this attempt, on its row while it waits for the next one, so
+    a batch that fails for good records each reminder's reason, not the batch's."""
+    await job.res.db.execute(
+        "UPDATE event_reminders r SET error = u.error FROM unnest($1::bigint[], $2::text[]) AS u(id, error)"
+        " WHERE r.id = u.id AND r.status IN ('PENDING', 'QUEUED')",
+        list(errors), [_reason(exc) for exc in errors.values()])
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _skip_reason(row: asyncpg.Record) -> str | None:
@@ -119,8 +146,9 @@ def participants(raw: Any) -> list[Participant]:
     return [Participant(i.get("email"), i.get("name"), i.get("phone"), i.get("timeZone")) for i in items]
 
 
-async def _send_all(job: Job, row: asyncpg.Record) -> list[Delivery]:
-    """Each participant's email and SMS, one idempotency key per message."""
+async def _send_all(job: Job, row: asyncpg.Record) -> tuple[list[Delivery], list[PermanentError]]:
+    """Each participant's email and SMS, one idempotency key per message: the deliveries, and
+    the messages refused for good."""
     send = job.res.providers.notifier.send
     link = f"{job.res.settings.app_base_url.rstrip('/')}/events/{row['event_id']}"
     key = f"reminder:{row['id']}"
@@ -134,13 +162,13 @@ async def _send_all(job: Job, row: asyncpg.Record) -> list[Delivery]:
         if person.phone:
             sms = _sms(row, person.phone, when, link)
             sends.append(send(sms, key=f"{key}:sms:{person.phone}", job_id=job.job_id))
-    # Each message has its own key, so they go out side by side; the first failure is raised
-    # once the others have settled (they are recorded as sent and skipped on the retry).
+    # Each message has its own key, so they go out side by side; the first failure that may pass
+    # is raised once the others have settled (they are recorded as sent and skipped on the retry).
     outcomes = await asyncio.gather(*sends, return_exceptions=True)
-    failures = [o for o in outcomes if isinstance(o, BaseException)]
-    if failures:
-        raise failures[0]
-    return [o for o in outcomes if isinstance(o, Delivery)]
+    passing = [o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, PermanentError)]
+    if passing:
+        raise passing[0]
+    return ([o for o in outcomes if isinstance(o, Delivery)], [o for o in outcomes if isinstance(o, PermanentError)])
 
 
 def _email(row: asyncpg.Record, person: Participant, when: When, link: str, people: list[Participant]) -> Email:
