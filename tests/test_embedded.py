@@ -107,6 +107,7 @@ async def test_a_second_worker_keeps_the_servers_when_the_first_stops(home: Path
         assert processes_of(home) == running
         code, out, err = await run_command(home_env(home), "app.trigger", *PING, "--wait", "--timeout", "30")
         assert_pong((code, out, err))
+        assert "no worker" not in err
     finally:
         await first.stop()
         assert await second.stop() == 0
@@ -139,14 +140,15 @@ async def test_an_owner_killed_while_starting_is_adopted_and_killed_users_are_st
 
 async def test_a_job_triggered_with_no_worker_waits_in_the_home_for_the_worker(home: Path) -> None:
     """`migrate --status` finding nothing running says so in one line and starts nothing. The
-    trigger starts the servers on the worker's data and stops them as it leaves; the worker
-    started later finds the job and runs it."""
+    trigger starts the servers on the worker's data, says in one line that no worker runs, and
+    stops them as it leaves; the worker started later finds the job and runs it."""
     code, _, err = await run_command(home_env(home), "app.cli", "migrate", "--status")
     assert code == 2 and err.strip().count("\n") == 0
     assert "no embedded default runs under" in err
     assert processes_of(home).all == []
     code, out, err = await run_command(home_env(home), "app.trigger", *PING)
     assert code == 0, err
+    assert "no worker runs on the embedded default" in err
     job_id = out.strip()
     assert processes_of(home).redis == processes_of(home).postgres == []
     worker = await start_worker(home_env(home))

@@ -23,7 +23,7 @@ process, kill -9 included, which a pid file does not):
   that attaches.
 - A command finding nothing running starts the same servers on the same data: a job it
   enqueues stays in the AOF that the worker loads. `Attachment.alone` tells it that no worker
-  used them; with start=False it is told that nothing runs.
+  used them (the trigger says so in one line); with start=False it is told that nothing runs.
 """
 
 from __future__ import annotations

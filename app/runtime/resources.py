@@ -102,6 +102,8 @@ class ProviderClients:
 class Resources(Engine):
     breakers: Breakers
     providers: ProviderClients
+    embedded_alone: bool = False
+    """This process found no other using the embedded default: no worker runs on it."""
 
 
 Job: TypeAlias = JobContext[Resources]
@@ -129,7 +131,8 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
                 await migrate.require_schema(database_url)
             db = await pool.create_pool(database_url)
             try:
-                res = _build(settings, registry, redis_url, database_url, redis, db)
+                res = _build(settings, registry, redis_url, database_url, redis, db,
+                             embedded_alone=attached is not None and attached.alone)
                 try:
                     yield res
                 finally:
@@ -154,7 +157,7 @@ async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
 
 
 def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: RedisPool,
-           db: asyncpg.Pool) -> Resources:
+           db: asyncpg.Pool, *, embedded_alone: bool) -> Resources:
     metrics = Metrics()
     breakers = Breakers(
         failure_threshold=settings.breaker_failure_threshold,
@@ -167,7 +170,7 @@ def _build(settings: Settings, registry: Registry, redis_url: str, database_url:
         settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
         redis=redis, db=db, metrics=metrics, breakers=breakers,
         enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db, redis),
-        providers=ProviderClients(settings, breakers, db, redis, metrics),
+        providers=ProviderClients(settings, breakers, db, redis, metrics), embedded_alone=embedded_alone,
     )
 
 
