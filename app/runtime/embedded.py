@@ -16,7 +16,6 @@ so those imports stay inside the functions that need them.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
 import select
 import shutil
@@ -133,12 +132,12 @@ class RedisServer:
         as given (`--unixsocket PATH`) or as the title Redis sets once up (`unixsocket:PATH`)."""
         import psutil
 
-        as_given, as_title = f"--unixsocket {self.socket}", f"unixsocket:{self.socket}"
+        # Padded with spaces, so that a socket path is matched whole (paths may hold spaces).
+        as_given, as_title = f" --unixsocket {self.socket} ", f" unixsocket:{self.socket} "
         found = []
         for proc in psutil.process_iter(["cmdline"]):
-            words = " ".join(proc.info["cmdline"] or ()).split()
-            given = any(f"{a} {b}" == as_given for a, b in itertools.pairwise(words))
-            if (given or as_title in words) and _running(proc):
+            words = f" {' '.join(proc.info['cmdline'] or ())} "
+            if (as_given in words or as_title in words) and _running(proc):
                 found.append(proc)
         return found
 

@@ -31,12 +31,13 @@ def processes_of(home: Path) -> HomeProcesses:
     for proc in psutil.process_iter(["cmdline", "status"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        words = " ".join(proc.info["cmdline"] or ()).split()
-        if any(w == f"unixsocket:{sock}" for w in words) or f"--unixsocket {sock}" in " ".join(words):
+        args: list[str] = proc.info["cmdline"] or []
+        line = f" {' '.join(args)} "
+        if f" unixsocket:{sock} " in line or f" --unixsocket {sock} " in line:
             found["redis"].append(proc.pid)
-        elif "-D" in words and words[words.index("-D") + 1:words.index("-D") + 2] == [pgdata]:
+        elif ["-D", pgdata] in [args[i:i + 2] for i in range(len(args))]:
             found["postgres"].append(proc.pid)
-        elif "app.runtime.embedded_guard" in words and str(home) in words:
+        elif args[-2:] == ["app.runtime.embedded_guard", str(home)]:
             found["guards"].append(proc.pid)
     return HomeProcesses(**found)
 
