@@ -159,6 +159,19 @@ async def test_a_job_triggered_with_no_worker_waits_in_the_home_for_the_worker(h
     await assert_all_gone(home)
 
 
+async def test_a_postgresql_that_cannot_start_is_named_and_leaves_no_redis_behind(home: Path) -> None:
+    """A configuration PostgreSQL refuses: the command exits 2 with a line naming the server's
+    log (not a traceback), and the Redis started with it is stopped again (nobody else uses it)."""
+    with (home / "pg" / "postgresql.conf").open("a") as conf:
+        conf.write("\nshared_buffers = 'not a size'\n")
+    code, _, err = await run_command(home_env(home), "app.cli", "queues")
+    assert code == 2
+    assert f"workhorse: PostgreSQL did not start; see {home / 'pg' / 'log'}" in err.splitlines()
+    await all_exited(guard_pids(home))
+    assert processes_of(home).all == []
+    assert starts(home)[0] == 2  # the template's Redis and this one, stopped
+
+
 async def test_a_live_servers_socket_is_never_taken_over_and_a_dead_ones_is(tmp_path: Path) -> None:
     """A second server refuses to start on a socket a live one listens on (the first keeps
     answering); once that one is killed -9, its socket file is a leftover and a new server

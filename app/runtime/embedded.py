@@ -238,7 +238,10 @@ def start_postgres(pgdata: Path) -> str:
     # for a server stopped since. cleanup_mode=None: pgserver's own "stop with the last pid on
     # its list" never fires (that list keeps the pids of processes killed -9); who stops it is
     # decided by the caller.
-    server = pgserver.PostgresServer(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]  # re-exported without __all__
+    try:
+        server = pgserver.PostgresServer(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]  # re-exported without __all__
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        raise EmbeddedUnavailable(f"PostgreSQL did not start; see {pgdata / 'log'}") from exc
     return str(server.get_uri())
 
 
