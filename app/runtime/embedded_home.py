@@ -97,7 +97,7 @@ def live_users(home: Path) -> int:
     for path in (home / USERS_DIR).glob("*.lock"):
         fd = _try_exclusive(path)
         if fd is None:
-            count += path.exists()
+            count += path.exists()  # held by its user (a file that just went was not counted)
             continue
         path.unlink(missing_ok=True)  # its process died without leaving
         os.close(fd)
@@ -107,11 +107,13 @@ def live_users(home: Path) -> int:
 def _register(home: Path) -> tuple[int, Path]:
     (home / USERS_DIR).mkdir(exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f"{os.getpid()}-", suffix=".lock", dir=home / USERS_DIR)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # nobody waits for a file this new: granted at once
+    # Granted at once, or once a guard that glimpsed the new file lets go of it (it does at once).
+    fcntl.flock(fd, fcntl.LOCK_EX)
     return fd, Path(name)
 
 
 def guarded(home: Path) -> bool:
+    """Whether a guard holds the home."""
     fd = _try_exclusive(home / GUARD_FILE)
     if fd is None:
         return (home / GUARD_FILE).exists()
@@ -120,6 +122,7 @@ def guarded(home: Path) -> bool:
 
 
 def running(home: Path) -> bool:
+    """Whether both servers of the home run."""
     return RedisServer(home / "redis").answers() and postmaster(home / "pg") is not None
 
 
