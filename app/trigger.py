@@ -64,6 +64,9 @@ async def trigger(settings: Settings, registry: Registry, args: argparse.Namespa
                   file=sys.stderr)
             return 1
         print(enqueued.job_id, flush=True)
+        if res.embedded_alone:
+            print(f"trigger: no worker runs on the embedded default; the job waits in {settings.workhorse_home} "
+                  "for one (make run)", file=sys.stderr)
         if not args.wait:
             return 0
         handle = res.enqueuer.job(enqueued.job_id, enqueued.queue)

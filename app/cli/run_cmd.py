@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
@@ -10,7 +11,7 @@ import asyncpg
 
 from app.db import migrate, pool
 from app.jobs import build_registry
-from app.runtime import embedded
+from app.runtime import embedded_home
 from app.runtime.embedded import EmbeddedUnavailable
 from app.runtime.process import serve
 from app.runtime.resources import open_resources
@@ -38,18 +39,24 @@ async def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.status:
-        _, database_url = embedded.configured_or_discovered(settings)
-        if not database_url:
-            print("workhorse: no database: set DATABASE_URL or start the worker (embedded default)", file=sys.stderr)
-            return 2
+        return await _status(settings)
+    async with open_resources(settings, build_registry(settings), apply_migrations=True):
+        print("database is up to date")
+    return 0
+
+
+async def _status(settings: Settings) -> int:
+    """The pending migrations. Nothing is started to answer: without a database it says so."""
+    _, database_url, attached = await asyncio.to_thread(embedded_home.resolve, settings, start=False)
+    try:
         await pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s)
         conn = await asyncpg.connect(database_url)
         try:
             waiting = await migrate.pending(conn)
         finally:
             await conn.close()
-        print("pending: " + (", ".join(waiting) if waiting else "none"))
-        return 0
-    async with open_resources(settings, build_registry(settings), apply_migrations=True):
-        print("database is up to date")
+    finally:
+        if attached is not None:
+            await asyncio.to_thread(attached.leave)
+    print("pending: " + (", ".join(waiting) if waiting else "none"))
     return 0

@@ -1,10 +1,10 @@
 """Resources: what jobs, the sidecar and the CLI share — pools, breakers, metrics, providers.
 
-Built once per process by `open_resources()`, which also finds or starts the embedded default
-and waits for Redis and PostgreSQL to come up. Only the worker and `workhorse migrate` apply
-migrations; read-only commands find a database without the schema and say so. Provider clients
-are built on first use from settings; one that is not configured is None and its jobs finish
-`skipped`.
+Built once per process by `open_resources()`, which also attaches to (or starts) the embedded
+default and waits for Redis and PostgreSQL to come up. Only the worker and `workhorse migrate`
+apply migrations; read-only commands find a database without the schema and say so. Provider
+clients are built on first use from settings; one that is not configured is None and its jobs
+finish `skipped`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from app.queue.dead_letters import DeadLetters
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
 from app.queue.resources import EngineResources
-from app.runtime import embedded
+from app.runtime import embedded_home
 from app.settings import Settings, redact_url
 
 T = TypeVar("T")
@@ -102,6 +102,8 @@ class ProviderClients:
 class Resources(EngineResources):
     breakers: Breakers
     providers: ProviderClients
+    embedded_alone: bool = False
+    """This process found no other using the embedded default: no worker runs on it."""
 
 
 Job: TypeAlias = JobContext[Resources]
@@ -113,13 +115,10 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
                          apply_migrations: bool = False) -> AsyncIterator[Resources]:
     """Connect everything (embedded default if nothing is configured); close it all on exit.
 
-    With `apply_migrations` False (every read-only command), a database without the schema
-    raises migrate.SchemaMissing instead of being changed."""
-    started: embedded.Embedded | None = None
-    if start_embedded:
-        redis_url, database_url, started = await asyncio.to_thread(embedded.resolve, settings)
-    else:
-        redis_url, database_url = embedded.configured_or_discovered(settings)
+    With `start_embedded` False, an embedded default that does not run is an error instead of
+    being started. With `apply_migrations` False (every read-only command), a database without
+    the schema raises migrate.SchemaMissing instead of being changed."""
+    redis_url, database_url, attached = await asyncio.to_thread(embedded_home.resolve, settings, start=start_embedded)
     try:
         redis = await _named(wait_for_redis(redis_url, timeout_s=settings.db_connect_timeout_s),
                              "REDIS_URL" if settings.redis_url or not settings.redis_host else "REDIS_HOST", redis_url)
@@ -132,7 +131,8 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
                 await migrate.require_schema(database_url)
             db = await pool.create_pool(database_url)
             try:
-                res = _build(settings, registry, redis_url, database_url, redis, db)
+                res = _build(settings, registry, redis_url, database_url, redis, db,
+                             embedded_alone=attached is not None and attached.alone)
                 try:
                     yield res
                 finally:
@@ -142,8 +142,8 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
         finally:
             await redis.aclose(close_connection_pool=True)
     finally:
-        if started is not None:
-            await asyncio.to_thread(started.stop)
+        if attached is not None:
+            await asyncio.to_thread(attached.leave)
 
 
 async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
@@ -157,7 +157,7 @@ async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
 
 
 def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: Redis,
-           db: asyncpg.Pool) -> Resources:
+           db: asyncpg.Pool, *, embedded_alone: bool) -> Resources:
     metrics = Metrics()
     breakers = Breakers(
         failure_threshold=settings.breaker_failure_threshold,
@@ -170,7 +170,7 @@ def _build(settings: Settings, registry: Registry, redis_url: str, database_url:
         settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
         redis=redis, db=db, metrics=metrics, breakers=breakers,
         enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db, redis),
-        providers=ProviderClients(settings, breakers, db, redis, metrics),
+        providers=ProviderClients(settings, breakers, db, redis, metrics), embedded_alone=embedded_alone,
     )
 
 
