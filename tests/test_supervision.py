@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import require_binary
+from tests.support.unit_confinement import allowed_syscalls
 
 UNIT = PROJECT_ROOT / "systemd" / "workhorse.service"
 
@@ -36,3 +39,19 @@ def test_unit_waits_longer_than_the_shutdown_timeout() -> None:
     pm2 = (PROJECT_ROOT / "systemd" / "ecosystem.config.js").read_text()
     kill = re.search(r"kill_timeout:\s*(\d+)", pm2)
     assert kill is not None and int(kill.group(1)) / 1000 > shutdown_s
+
+
+_GROUPS = {"@default": ["exit"], "@service": ["read", "@tuning"], "@tuning": ["setpriority", "setrlimit"]}
+
+
+@pytest.mark.parametrize(("lines", "allowed"), [
+    ([], None),
+    (["@service"], ["exit", "read", "setpriority", "setrlimit"]),
+    (["@service", "~@tuning"], ["exit", "read"]),
+    (["@service", "~@tuning", "setpriority"], ["exit", "read", "setpriority"]),
+    (["@service", "", "read"], ["exit", "read"]),
+])
+def test_system_call_filter_lines_combine_as_systemd_combines_them(lines: list[str], allowed: list[str] | None) -> None:
+    """An allow list starts with @default; `~` takes names out, a later line puts them back, an
+    empty assignment starts over (what the sandbox imposes is what systemd would)."""
+    assert allowed_syscalls(lines, _GROUPS) == allowed
