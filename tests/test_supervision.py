@@ -1,9 +1,11 @@
-"""The supervision files agree with the process: systemd verifies them, timeouts leave room, and
-the worker does its work inside the unit's sandbox."""
+"""The supervision files agree with the process: systemd verifies them, timeouts leave room, the
+unit's sandboxing rates 2.0 or below, and the worker does its work inside that sandbox."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import json
 import os
 import re
 import signal
@@ -50,6 +52,16 @@ def test_unit_waits_longer_than_the_shutdown_timeout() -> None:
     assert kill is not None and int(kill.group(1)) / 1000 > shutdown_s
 
 
+def test_systemd_exposure_is_at_most_2() -> None:
+    """`systemd-analyze security --offline=true` rates the unit's sandboxing 2.0 or below."""
+    analyze = require_binary("systemd-analyze")
+    done = subprocess.run([analyze, "security", "--offline=true", "--no-pager", str(UNIT)],
+                          capture_output=True, text=True, timeout=60)
+    found = re.search(r"Overall exposure level for workhorse\.service: (\d+\.\d+)", done.stdout)
+    assert found is not None, done.stdout + done.stderr
+    assert float(found.group(1)) <= 2.0, done.stdout
+
+
 _GROUPS = {"@default": ["exit"], "@service": ["read", "@tuning"], "@tuning": ["setpriority", "setrlimit"]}
 
 
@@ -79,6 +91,26 @@ def confined(tmp_path: Path, workhorse_home: Path) -> list[str]:
     spec = tmp_path / "confinement.json"
     from_unit(UNIT.read_text(), analyze, writable=[str(workhorse_home)]).dump(spec)
     return [sys.executable, "-m", "tests.support.confine", str(spec), "--"]
+
+
+def test_the_sandbox_imposes_what_the_unit_asks(confined: list[str], workhorse_home: Path) -> None:
+    """Under the sandbox a process has no capabilities, no_new_privs and seccomp filters; root
+    alone is mapped; /proc has no system-wide files, /dev only pseudo-devices; the system is
+    read-only but the state directory; what the unit refuses fails with an errno (EPERM,
+    EAFNOSUPPORT) instead of killing, and setpriority() stays allowed."""
+    done = subprocess.run([*confined, sys.executable, "-m", "tests.support.sandbox_probe", str(workhorse_home)],
+                          capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["status"] == {"CapEff": "0" * 16, "CapBnd": "0" * 16, "NoNewPrivs": "1", "Seccomp": "2"}
+    assert seen["uid_map"] == ["0", "0", "1"]
+    assert seen["proc_meminfo"] is False
+    assert set(seen["dev"]) <= {"null", "zero", "full", "random", "urandom", "tty", "shm", "fd", "stdin",
+                                "stdout", "stderr"}
+    assert (seen["write_usr"], seen["write_state"], seen["state_mode"]) == (errno.EROFS, 0, "0o600")
+    assert (seen["socket_netlink"], seen["socket_inet"]) == (errno.EAFNOSUPPORT, 0)
+    assert (seen["sched_setaffinity"], seen["chown"], seen["unshare"]) == (errno.EPERM,) * 3
+    assert seen["nice"] == 0
 
 
 async def outcome(res: Resources, job_id: str, timeout_s: float = 60) -> tuple[bool, object]:
