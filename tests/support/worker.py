@@ -8,9 +8,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from app.jobs import build_registry
@@ -41,9 +43,11 @@ async def in_process_worker(settings: Settings, queues: list[str] | None = None)
 class WorkerProcess:
     """`python -m app` in a subprocess, its JSON log lines collected as they come."""
 
-    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
+    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = (), launcher: Sequence[str] = ()) -> None:
         self.env = dict(env)
         self.args = args
+        self.launcher = tuple(launcher)
+        """A command that execs the worker given after it (tests/support/confine.py), if any."""
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -51,8 +55,9 @@ class WorkerProcess:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        command = (*self.launcher, sys.executable, "-m", "app", *self.args)
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "app", *self.args, env=self.env, cwd=PROJECT_ROOT,
+            *command, env=self.env, cwd=PROJECT_ROOT,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
         self._reader = asyncio.create_task(self._read())
@@ -154,3 +159,39 @@ async def run_command(env: Mapping[str, str], module: str, *args: str, timeout_s
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+class NotifySocket:
+    """The NOTIFY_SOCKET a supervisor listens on, read as datagrams come: a worker sending to a
+    socket nobody reads blocks once net.unix.max_dgram_qlen of them wait (10 without systemd)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.heard: list[str] = []
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(str(path))
+        self._socket.setblocking(False)
+        self._changed = asyncio.Condition()
+        self._reader: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> NotifySocket:
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
+        self._socket.close()
+
+    async def _read(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            message = (await loop.sock_recv(self._socket, 4096)).decode()
+            async with self._changed:
+                self.heard.append(message)
+                self._changed.notify_all()
+
+    async def wait_for(self, message: str, timeout_s: float = 30.0) -> None:
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: message in self.heard)
