@@ -20,11 +20,16 @@ class Notifier:
         return bool(self.address)
 
     def notify(self, message: str) -> None:
+        """Send without blocking: it runs on the event loop, and a socket whose queue is full
+        (nobody reading it, or a reader that fell behind) must cost a lost message, never a
+        frozen loop. systemd reads as fast as it is written; a missed WATCHDOG=1 is sent again
+        half a period later."""
         if not self.address:
             return
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+                s.setblocking(False)
                 s.connect(self.address)
-                s.sendall(message.encode())
-        except OSError as exc:
+                s.send(message.encode())
+        except OSError as exc:  # BlockingIOError (queue full) included
             log.warning("sd_notify_failed", message=message, error=str(exc))
