@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from app.config import Settings, SettingsError
 from app.queue.cron_expr import CronExpr, CronSyntaxError
-from app.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True, slots=True)

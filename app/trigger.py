@@ -15,12 +15,12 @@ from typing import Any
 from app import logs
 from app.cli import run_reporting
 from app.cli.table import print_json
+from app.config import Settings, SettingsError
 from app.errors import AppError
 from app.jobs import build_registry
 from app.queue.payload import MAX_PAYLOAD_BYTES, loads_limited
 from app.queue.registry import ANY_QUEUE, Registry
-from app.runtime.resources import open_resources
-from app.settings import Settings, SettingsError
+from app.runtime.startup import open_resources
 
 
 def describe_fields(registry: Registry) -> str:

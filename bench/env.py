@@ -17,8 +17,8 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 
+from app.config import PROJECT_ROOT
 from app.runtime.embedded import Embedded
-from app.settings import PROJECT_ROOT
 from bench.redis_server import private_redis
 from bench.report import Row, render
 

@@ -25,9 +25,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from app.config import PROJECT_ROOT
 from app.db import migrate
 from app.queue.enqueue import JobRequest
-from app.settings import PROJECT_ROOT
 from bench.env import BenchEnv, clean_environ, flush, run_json
 from bench.ocr import PARALLEL, a4_page, add_documents, process_all
 from bench.peers.common import drain_times

@@ -26,7 +26,7 @@ from email.mime.text import MIMEText
 import aiosmtplib
 from redis.asyncio import Redis
 
-from app.settings import PROJECT_ROOT
+from app.config import PROJECT_ROOT
 from bench.env import BenchEnv, clean_environ, run_json
 
 _STOP = b"stop"

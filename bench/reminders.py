@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from app.config import Settings
 from app.db import migrate
-from app.settings import Settings
 from bench.env import BenchEnv, flush, run_alone
 from bench.limits import smtp_limit_per_s
 from bench.report import Row, median, median_of_rounds

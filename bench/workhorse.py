@@ -14,10 +14,10 @@ from pathlib import Path
 
 import aiohttp
 
+from app.config import PROJECT_ROOT, Settings
 from app.jobs import build_registry
 from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer
-from app.settings import PROJECT_ROOT, Settings
 from bench.env import BenchEnv, clean_environ
 from bench.redis_server import free_port
 

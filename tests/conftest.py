@@ -13,10 +13,11 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from app.config import Settings
 from app.db import migrate
 from app.jobs import build_registry
-from app.runtime.resources import Resources, open_resources
-from app.settings import Settings
+from app.jobs.resources import Resources
+from app.runtime.startup import open_resources
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.support.services import ServiceUrls, free_port, session_services

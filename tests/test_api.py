@@ -16,10 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue.payload import MAX_PAYLOAD_BYTES
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"

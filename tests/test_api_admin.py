@@ -15,10 +15,10 @@ from cryptography.fernet import Fernet
 from app.calendar import connections
 from app.calendar.push import token_digest
 from app.calendar.tokens import TokenCipher
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import control
-from app.runtime.api.openapi import request_name
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.web.api.openapi import request_name
 from tests.support.worker import wait_for_runs
 from tests.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.runtime.resources import Resources
+from app.jobs.resources import Resources
 from tests.support.worker import wait_for_runs
 from tests.test_api import QUEUE, ApiClient, api
 

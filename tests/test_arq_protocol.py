@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from app.config import PROJECT_ROOT, Settings
+from app.jobs.resources import Resources
 from app.queue import codec, keys
 from app.queue.clock import now_ms
 from app.queue.replies import octets
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
 from bench.redis_server import private_redis
 from tests.conftest import require_binary
 from tests.support.arq_client import ArqClient, arq_client

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from app.config import Settings
 from app.errors import CircuitOpen, PermanentError, TransientError
+from app.jobs.resources import Resources
 from app.providers.breakers import Breakers, State
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.jobs import PROVIDER_DOWN_KEY
 from tests.support.worker import in_process_worker, wait_for_runs
 

@@ -15,11 +15,11 @@ from app.calendar.connections import NewConnection
 from app.calendar.push import handle_push
 from app.calendar.sync import plan_page
 from app.calendar.tokens import TokenCipher
+from app.config import Settings
 from app.errors import PermanentError, RateLimited, TransientError
+from app.jobs.resources import Resources
 from app.providers.google import InvalidGrant, SyncTokenGone, Unauthorized, translate
 from app.queue.handles import JobFailed
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes.google import GoogleFake, timed
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker

@@ -17,9 +17,9 @@ from app.calendar import connections
 from app.calendar.connections import ConnectionRefused, NewConnection
 from app.calendar.tokens import TokenCipher, TokenUnreadable, key_id
 from app.cli import build_parser, calendar_cmd
+from app.config import Settings, SettingsError
 from app.errors import PermanentError
-from app.runtime.resources import Resources
-from app.settings import Settings, SettingsError
+from app.jobs.resources import Resources
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 LATER = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)

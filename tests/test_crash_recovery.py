@@ -9,12 +9,13 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from app.config import Settings
 from app.cron import CronEntry
 from app.jobs import build_registry
+from app.jobs.resources import Resources
 from app.queue.enqueue import JobRequest
 from app.queue.ticker import CronTicker
-from app.runtime.resources import Resources, open_resources
-from app.settings import Settings
+from app.runtime.startup import open_resources
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import RUNS_KEY
 from tests.support.postgres import PrivatePostgres

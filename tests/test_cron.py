@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from app.config import PROJECT_ROOT, Settings, SettingsError
 from app.cron import CRON, CronEntry, CronOverride, apply_overrides, cron_table
 from app.queue.cron_expr import CronExpr, CronSyntaxError
-from app.settings import PROJECT_ROOT, Settings, SettingsError
 
 
 def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:

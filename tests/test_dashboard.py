@@ -19,12 +19,12 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import control
-from app.runtime.auth import parse_tokens
-from app.runtime.dashboard import session
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.web.auth import parse_tokens
+from app.web.dashboard import session
 from tests.conftest import require_binary
 from tests.support.browser import chromium, forget_everything, in_thread, log_in, wait_for
 from tests.support.worker import in_process_worker, wait_for_runs

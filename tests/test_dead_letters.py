@@ -9,9 +9,9 @@ import itertools
 import json
 from collections.abc import Callable
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import keys
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.records import arq_record
 from tests.support.worker import in_process_worker, run_command, wait_for_runs
 

@@ -16,16 +16,16 @@ import aiohttp
 import pytest
 from PIL import Image
 
+from app.config import Settings
 from app.documents import schemas
 from app.documents.ocr import OcrEngine
 from app.documents.pages import Limits, sniff
 from app.documents.text import sanitize
 from app.errors import InvalidPayload, NotFound, PermanentError, TransientError
+from app.jobs.resources import Resources
 from app.providers.s3 import S3Storage
 from app.queue import keys
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.conftest import require_binary
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, running_fake_openai, vision_json

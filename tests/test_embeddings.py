@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
 from app.documents.chunking import MAX_TOKENS, MIN_TOKENS, chunk_text, count_tokens
 from app.errors import PermanentError, RateLimited, TransientError
+from app.jobs.resources import Resources
 from app.providers.breakers import Breakers, State
 from app.providers.embedding import local_available
 from app.providers.openai import OpenAIClient
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, running_fake_openai
 from tests.support.services import free_port

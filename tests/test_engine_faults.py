@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
 from app.errors import InvalidPayload
+from app.jobs.resources import Resources
 from app.queue import codec, keys
 from app.runtime.embedded import RedisServer
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.postgres import PrivatePostgres
 from tests.support.worker import in_process_worker, run_command, start_worker, wait_for_runs
 

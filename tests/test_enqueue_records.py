@@ -18,11 +18,11 @@ import pytest
 from app.errors import InvalidPayload
 from app.jobs.intake import RouteIntake
 from app.jobs.ping import Ping
+from app.jobs.resources import Resources
 from app.jobs.scheduling.payloads import ScheduleMeeting, SchedulingData, SendResponse
 from app.queue import codec
 from app.queue.ids import new_job_id
 from app.queue.payload import MAX_DEPTH, MAX_PAYLOAD_BYTES, Payload, _walk, check_limits
-from app.runtime.resources import Resources
 from tests.support.records import arq_record
 
 JOB = "probe"

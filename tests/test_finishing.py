@@ -3,9 +3,9 @@ the second time, never releases another process's lock, and a zero result TTL st
 
 from __future__ import annotations
 
+from app.jobs.resources import Resources
 from app.queue import keys
 from app.queue.finishing import Finish, FinishBatcher
-from app.runtime.resources import Resources
 
 QUEUE = "intake-routing"
 ME = "test-host:1:f1f1f1"

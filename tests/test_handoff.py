@@ -14,14 +14,14 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
+from app.config import Settings
 from app.jobs import build_registry
+from app.jobs.resources import Resources
 from app.queue import codec, control, keys
 from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer, JobRequest
 from app.runtime.embedded import RedisServer
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.jobs import RUNS_KEY, result_of
 from tests.support.worker import in_process_worker, wait_for_runs
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from app.config import PROJECT_ROOT, Settings
+from app.jobs.resources import Resources
 from app.queue import control, keys
 from app.queue.payload import MAX_DEPTH, MAX_PAYLOAD_BYTES
-from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import require_binary
 from tests.support.services import free_port
 from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env

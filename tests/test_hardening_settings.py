@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.settings import Settings, SettingsError, redact_url
+from app.config import Settings, SettingsError, redact_url
 
 
 @pytest.mark.parametrize(("given", "level"), [

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from app.config import Settings
 from app.jobs.intake import GENERAL_INTAKE, Pipeline, Verdict, choose_pipeline
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.jobs.resources import Resources
 from tests.fakes.openai import FakeOpenAI, Refusal, running_fake_openai
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from app.calendar.events import NewEvent, create_event
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.providers.mailbox import BadAddress, mailbox
 from app.providers.messages import Email
 from app.providers.mime import build_message
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from app.settings import PROJECT_ROOT
+from app.config import PROJECT_ROOT
 
 APP = PROJECT_ROOT / "app"
 

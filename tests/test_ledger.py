@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
+from app.jobs.resources import Resources
 from app.notify.ledger import AlreadySent, Ledger
-from app.runtime.resources import Resources
 
 
 async def test_concurrent_claims_share_a_statement_and_each_key_is_claimed_once(res: Resources) -> None:

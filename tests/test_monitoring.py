@@ -13,9 +13,9 @@ from typing import Any
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.config import PROJECT_ROOT, Settings
+from app.jobs.resources import Resources
 from app.queue import control
-from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import require_binary
 from tests.support.http import get
 from tests.support.worker import in_process_worker

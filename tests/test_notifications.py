@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import INVALID_NUMBER, TwilioFake
 from tests.support.jobs import result_of

@@ -12,12 +12,12 @@ import pytest
 
 from app.calendar.events import reminder_times
 from app.calendar.when import describe, relative, zone
+from app.config import Settings
 from app.notify.ledger import Existing, judge
 from app.providers.messages import Attachment, Email
 from app.providers.mime import build_message
 from app.providers.twilio import MAX_SMS_CHARS, fit_sms
 from app.providers.webhook import is_public
-from app.settings import Settings
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 

@@ -20,14 +20,15 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.config import PROJECT_ROOT, Settings
 from app.errors import InvalidPayload
 from app.jobs import build_registry
-from app.jobs.notifications import SendEmail
+from app.jobs.resources import Resources
+from app.notify.payloads import SendEmail
 from app.queue import keys, outbox
 from app.queue.enqueue import Enqueued, Enqueuer, JobRequest
 from app.queue.outbox import OutboxRelay
-from app.runtime.resources import Resources, open_resources
-from app.settings import PROJECT_ROOT, Settings
+from app.runtime.startup import open_resources
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import RUNS_KEY
 from tests.support.postgres import PrivatePostgres

@@ -7,11 +7,11 @@ import json
 import time
 from collections.abc import Callable
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import control, keys
 from app.queue.enqueue import JobRequest
 from app.runtime.process import Process
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.jobs import RUNS_KEY
 from tests.support.worker import in_process_worker, wait_for_runs
 

@@ -11,9 +11,9 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
+from app.jobs.resources import Resources
 from app.queue import keys
 from app.runtime.embedded import RedisServer
-from app.runtime.resources import Resources
 from tests.support.http import get, wait_for_status
 from tests.support.jobs import RUNS_KEY
 from tests.support.records import arq_record

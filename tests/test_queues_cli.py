@@ -6,10 +6,10 @@ import asyncio
 import json
 from collections.abc import Callable
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import control, keys, stats
 from app.queue.clock import now_ms
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.worker import in_process_worker, wait_for_runs
 from tests.test_dead_letters import cli
 

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 from icalendar import Calendar
 
 from app.calendar.events import NewEvent, cancel_event, create_event
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.config import Settings
+from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.support.jobs import result_of

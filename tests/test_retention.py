@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import keys
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.worker import in_process_worker
 
 QUEUE = "intake-routing"

@@ -6,9 +6,9 @@ import asyncpg
 import pytest
 import redis.exceptions
 
+from app.config import RetryPolicy
 from app.errors import CircuitOpen, InvalidPayload, NotFound, PermanentError, RateLimited, TransientError
 from app.queue.retries import MIN_RATE_LIMIT_DELAY_S, classify, decide
-from app.settings import RetryPolicy
 
 POLICY = RetryPolicy(attempts=3, base_delay_s=5, max_delay_s=600, jitter=0.0)
 

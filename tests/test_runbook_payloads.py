@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from app.config import Settings
 from app.errors import InvalidPayload
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes.openai import FakeOpenAI, running_fake_openai
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake

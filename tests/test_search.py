@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
+from app.config import PROJECT_ROOT, Settings
 from app.documents.search import similar
 from app.documents.vectors import nearest_sql
 from app.errors import PermanentError
-from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
+from app.jobs.resources import Resources
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, embed, running_fake_openai
 from tests.support.worker import in_process_worker, subprocess_env

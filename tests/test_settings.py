@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.settings import PROJECT_ROOT, Settings, SettingsError, redact_url
+from app.config import PROJECT_ROOT, Settings, SettingsError, redact_url
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import json
 import time
 from collections.abc import Callable
 
-from app.runtime.site import SILENT_GRACE_S
-from app.settings import Settings
+from app.config import Settings
+from app.web.site import SILENT_GRACE_S
 from tests.support.http import get
 from tests.support.worker import in_process_worker
 

@@ -11,9 +11,9 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+from app.config import Settings
 from app.runtime.process import Process
-from app.runtime.site import holds_no_request
-from app.settings import Settings
+from app.web.site import holds_no_request
 from tests.support.http import raw_request
 from tests.support.worker import in_process_worker
 

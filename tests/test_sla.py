@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.config import Settings
+from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker

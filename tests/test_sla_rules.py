@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from app.config import Settings, SettingsError
 from app.jobs.sla import ClockStart, percent_sql, status_sql
-from app.settings import Settings, SettingsError
 from tests.support.services import ServiceUrls
 
 # Hours from now (negative: in the past); None: the column is NULL.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from app.runtime.resources import Resources
-from app.settings import Settings
+from app.config import Settings
+from app.jobs.resources import Resources
 from tests.support.worker import in_process_worker
 
 

@@ -12,9 +12,9 @@ import socket
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from app.config import Settings
 from app.errors import PermanentError
 from app.providers.webhook import NonPublicAddress, PublicOnlyResolver, WebhookChannel, is_public
-from app.settings import Settings
 
 
 @pytest.mark.parametrize(("address", "public"), [

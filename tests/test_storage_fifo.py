@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
 from app.errors import NotFound, PermanentError
+from app.jobs.resources import Resources
 from app.providers.storage import LocalStorage
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes import documents as files
 from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env, wait_for_runs
 

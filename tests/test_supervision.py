@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from app.runtime.resources import Resources
-from app.settings import PROJECT_ROOT, Settings
+from app.config import PROJECT_ROOT, Settings
+from app.jobs.resources import Resources
 from tests.conftest import IN_CI, require_binary
 from tests.fakes import documents as files
 from tests.support.relay import tcp_database_url

@@ -10,11 +10,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer, format_span_id, format_trace_id
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import codec, keys, tracing
 from app.queue.enqueue import JobRequest
 from app.queue.replies import octets
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.fakes.otlp import OtlpReceiver, ReceivedSpan
 from tests.support.worker import in_process_worker
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 from redis.asyncio import Redis
 
+from app.config import Settings
+from app.jobs.resources import Resources
 from app.queue import keys
-from app.runtime.resources import Resources
-from app.settings import Settings
 from tests.support.records import write_job
 from tests.support.worker import in_process_worker, wait_for_runs
 

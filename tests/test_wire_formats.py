@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar import Calendar, Component, Timezone
 
+from app.config import Settings
 from app.notify.ics import Invite, build_ics, event_uid
 from app.providers.messages import Attachment, Email
 from app.providers.mime import build_message, message_id
 from app.providers.smtp import SmtpChannel
-from app.settings import Settings
 from tests.fakes.smtp import SmtpSink
 
 SETTINGS = Settings.load({"SMTP_FROM_EMAIL": "reminders@example.com", "SMTP_FROM_NAME": "Workhorse, Scheduling"})

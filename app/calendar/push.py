@@ -15,12 +15,9 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from app.calendar import connections
-
-if TYPE_CHECKING:
-    from app.runtime.resources import Resources
+from app.queue.resources import EngineResources
 
 _MAX_HEADER_CHARS = 256
 
@@ -36,7 +33,7 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def handle_push(res: Resources, headers: Mapping[str, str]) -> PushReply:
+async def handle_push(res: EngineResources, headers: Mapping[str, str]) -> PushReply:
     """Answer one push notification; enqueue an incremental sync for a verified change."""
     h = {k.lower(): v for k, v in headers.items()}
     channel_id, token = _header(h, "x-goog-channel-id"), _header(h, "x-goog-channel-token")

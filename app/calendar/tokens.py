@@ -16,8 +16,8 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from app.config import Settings, SettingsError
 from app.errors import PermanentError
-from app.settings import Settings, SettingsError
 
 FERNET_PREFIX = b"gAAAAA"
 """How every Fernet token starts (version byte 0x80, base64): the SQL function checks it too."""

@@ -21,12 +21,12 @@ import structlog
 
 from app import logs
 from app.cli import calendar_cmd, dlq_cmd, jobs_cmd, queues_cmd, run_cmd, search_cmd
+from app.config import Settings, SettingsError, UnknownQueue
 from app.db.migrate import MigrationError
 from app.db.pool import DatabaseUnavailable
 from app.errors import AppError
 from app.queue.connections import RedisUnavailable
 from app.runtime.embedded import EmbeddedUnavailable
-from app.settings import Settings, SettingsError, UnknownQueue
 
 log = structlog.get_logger(__name__)
 

@@ -20,10 +20,10 @@ from app.calendar import connections
 from app.calendar.connections import NewConnection
 from app.calendar.tokens import TokenCipher
 from app.cli.table import print_json
+from app.config import Settings, SettingsError
 from app.errors import PermanentError
 from app.jobs import build_registry
-from app.runtime.resources import open_resources
-from app.settings import Settings, SettingsError
+from app.runtime.startup import open_resources
 
 _MAX_STDIN_CHARS = 64_000
 

@@ -8,10 +8,10 @@ import re
 from typing import Any
 
 from app.cli.table import print_json, print_table
+from app.config import Settings
 from app.jobs import build_registry
 from app.queue.dead_letters import DeadLetter, RetryOutcome
-from app.runtime.resources import open_resources
-from app.settings import Settings
+from app.runtime.startup import open_resources
 
 _AGE = re.compile(r"^(\d+)([smhdw])$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}

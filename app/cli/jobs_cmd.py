@@ -7,10 +7,10 @@ import time
 from typing import Any
 
 from app.cli.table import print_json, print_table
+from app.config import Settings
 from app.jobs import build_registry
 from app.queue import stats
-from app.runtime.resources import open_resources
-from app.settings import Settings
+from app.runtime.startup import open_resources
 
 
 def add_parsers(sub: Any) -> None:

@@ -8,10 +8,10 @@ import sys
 from typing import Any
 
 from app.cli.table import print_json, print_table
+from app.config import Settings, SettingsError, UnknownQueue
 from app.jobs import build_registry
 from app.queue import control, stats
-from app.runtime.resources import open_resources
-from app.settings import Settings, SettingsError, UnknownQueue
+from app.runtime.startup import open_resources
 
 # Counted columns of `queues`, summed into the total row.
 _COUNTED = ("waiting", "active", "delayed", "completed", "failed", "deadLetters", "concurrency")

@@ -9,13 +9,13 @@ from typing import Any
 
 import asyncpg
 
+from app.config import Settings
 from app.db import migrate, pool
 from app.jobs import build_registry
 from app.runtime import embedded_home
 from app.runtime.embedded import EmbeddedUnavailable
 from app.runtime.process import serve
-from app.runtime.resources import open_resources
-from app.settings import Settings
+from app.runtime.startup import open_resources
 
 
 def add_parsers(sub: Any) -> None:

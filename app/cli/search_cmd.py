@@ -6,11 +6,11 @@ import argparse
 from typing import Any
 
 from app.cli.table import print_json, print_table
+from app.config import Settings
 from app.documents.search import similar
 from app.jobs import build_registry
 from app.providers.embedding import no_provider_reason
-from app.runtime.resources import open_resources
-from app.settings import Settings
+from app.runtime.startup import open_resources
 
 
 def add_parsers(sub: Any) -> None:

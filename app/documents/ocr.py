@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.config import Settings
 from app.documents import pages
 from app.documents.pages import Kind, Layout, Limits, PageText
 from app.errors import TransientError
-from app.settings import Settings
 
 T = TypeVar("T")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from app.config import Settings, SettingsError
 from app.jobs import calendar_sync, documents, embeddings, intake, notifications, ping, reminders, scheduling, sla
 from app.queue.registry import JobSpec, Registry
-from app.settings import Settings, SettingsError
 
 ALL: tuple[JobSpec[Any], ...] = (
     ping.SPEC,

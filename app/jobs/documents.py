@@ -15,15 +15,15 @@ from typing import Any, Literal
 from pydantic import Field
 
 from app.documents import schemas, store
+from app.documents.payloads import EmbedDocument
 from app.documents.schemas import DocumentType
 from app.documents.store import OcrOutput, RowId
 from app.documents.text import sanitize
 from app.errors import PermanentError
-from app.jobs.embeddings import EmbedDocument
+from app.jobs.resources import Job
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
 from app.queue.retries import classify
-from app.runtime.resources import Job
 
 
 class ProcessDocument(Payload):

@@ -9,19 +9,11 @@ from typing import Any
 
 from app.documents import store, vectors
 from app.documents.chunking import Chunk, chunk_text
-from app.documents.store import RowId
+from app.documents.payloads import EmbedDocument
 from app.errors import JobSkipped, PermanentError
+from app.jobs.resources import Job
 from app.providers.embedding import EmbeddingProvider, no_provider_reason
-from app.queue.payload import Payload
 from app.queue.registry import JobSpec
-from app.runtime.resources import Job
-
-
-class EmbedDocument(Payload):
-    document_id: RowId
-    org_id: RowId
-    force: bool = False
-    """Replace existing embeddings (otherwise a document that has them is skipped)."""
 
 
 async def embed_document(job: Job, p: EmbedDocument) -> dict[str, Any]:

@@ -20,9 +20,9 @@ import structlog
 from pydantic import BaseModel, Field, ValidationError
 
 from app.errors import NotFound, TransientError
+from app.jobs.resources import Job
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
-from app.runtime.resources import Job
 
 log = structlog.get_logger(__name__)
 

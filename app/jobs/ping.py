@@ -7,9 +7,9 @@ import datetime as dt
 
 from pydantic import Field
 
+from app.jobs.resources import Job
 from app.queue.payload import Payload
 from app.queue.registry import ANY_QUEUE, JobSpec
-from app.runtime.resources import Job
 
 MAX_SLEEP_MS = 600_000
 

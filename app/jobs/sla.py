@@ -21,13 +21,13 @@ from typing import Any, Literal, get_args
 
 import asyncpg
 
-from app.jobs.notifications import SendEmail
+from app.jobs.resources import Job
+from app.notify.payloads import SendEmail
 from app.notify.render import render
 from app.queue import outbox
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
-from app.runtime.resources import Job
 
 WARNING_AT_PERCENT = 75.0
 BREACHED_AT_PERCENT = 100.0

@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
+from app.config import Settings
 from app.metrics import Metrics
 from app.notify.chat import ChatChannel
 from app.notify.ledger import AlreadySent, Ledger
@@ -21,7 +22,6 @@ from app.providers.messages import Attachment, Chat, Delivery, Email, Message, S
 from app.providers.smtp import SmtpChannel
 from app.providers.twilio import TwilioChannel
 from app.providers.webhook import WebhookChannel
-from app.settings import Settings
 
 log = structlog.get_logger(__name__)
 

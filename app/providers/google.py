@@ -25,10 +25,10 @@ from urllib.parse import quote
 
 import aiohttp
 
+from app.config import Settings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.breakers import Breakers
 from app.providers.retry_after import retry_after_s
-from app.settings import Settings
 
 _RATE_LIMIT_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"}
 _MAX_DETAIL_CHARS = 200

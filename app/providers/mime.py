@@ -16,9 +16,9 @@ from binascii import b2a_base64
 from email.utils import formatdate
 from urllib.parse import quote
 
+from app.config import Settings
 from app.providers.mailbox import BadAddress, Envelope, envelope, sender_mailbox
 from app.providers.messages import Attachment, Email
-from app.settings import Settings
 
 _LINE = 78
 """RFC 5322's recommended line length; headers are folded to stay within it."""

@@ -20,10 +20,10 @@ import openai
 import structlog
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
+from app.config import Settings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.breakers import Breakers
 from app.providers.retry_after import retry_after_s
-from app.settings import Settings
 
 # Statuses the API documents as worth retrying although they are 4xx.
 _RETRYABLE_4XX = {408, 409}

@@ -10,9 +10,9 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
+from app.config import Settings
 from app.errors import NotFound, PermanentError, TransientError
 from app.providers.storage import too_large
-from app.settings import Settings
 
 # S3 error codes that mean "try again later" even though some arrive with a 4xx status.
 _TRANSIENT_CODES = {"SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable"}

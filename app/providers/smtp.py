@@ -15,11 +15,11 @@ import asyncio
 
 import aiosmtplib
 
+from app.config import Settings
 from app.errors import PermanentError, TransientError
 from app.providers.mailbox import BadAddress, Envelope, envelope
 from app.providers.messages import Email
 from app.providers.mime import message_id, write_message
-from app.settings import Settings
 
 
 class SmtpChannel:

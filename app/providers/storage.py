@@ -16,8 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
+from app.config import Settings
 from app.errors import NotFound, PermanentError, TransientError
-from app.settings import Settings
 
 
 class Storage(Protocol):

@@ -11,10 +11,10 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
+from app.config import Settings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.messages import Sms
 from app.providers.retry_after import retry_after_s
-from app.settings import Settings
 
 # A GSM-7 message of up to 306 characters goes as two concatenated segments (153 each);
 # anything longer is trimmed and points at the full text instead.

@@ -21,10 +21,10 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
+from app.config import Settings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers import retry_after
 from app.providers.messages import Webhook
-from app.settings import Settings
 
 SIGNATURE_HEADER = "X-Signature"
 TIMESTAMP_HEADER = "X-Webhook-Timestamp"

@@ -2,7 +2,7 @@
 a logger bound to the job (bound on first use: most runs never log).
 
 `JobContext` is generic in the resources type so that the engine does not import the runtime
-that builds them: jobs annotate `Job` (app/runtime/resources.py), i.e. `JobContext[Resources]`.
+that builds them: jobs annotate `Job` (app/jobs/resources.py), i.e. `JobContext[Resources]`.
 """
 
 from __future__ import annotations

@@ -23,10 +23,10 @@ import asyncpg
 import structlog
 from redis.asyncio import Redis
 
+from app.config import SettingsError
 from app.errors import AppError, NotFound
 from app.queue import keys
 from app.queue.enqueue import Enqueuer
-from app.settings import SettingsError
 
 log = structlog.get_logger(__name__)
 

@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from app.config.queue_table import RetryPolicy
 from app.errors import JobSkipped, JobTimedOut
 from app.queue import codec, keys, tracing
 from app.queue.context import JobContext
@@ -27,7 +28,6 @@ from app.queue.payload import Payload, parse
 from app.queue.registry import JobSpec, Registry
 from app.queue.resources import EngineResources
 from app.queue.retries import RetryLater, classify, decide
-from app.queue_table import RetryPolicy
 
 log = structlog.get_logger("app.jobs")
 # The stdlib logger under `log`: its level check is cached, so asking it is cheaper than the

@@ -52,7 +52,7 @@ CONTROL_CHANNEL = "workhorse:control"
 
 PROCESSES = "workhorse:processes"
 """HASH instance (host:pid:nonce, as in its alive key) -> JSON {queues, startedMs}, written by each
-process's sidecar when it starts and removed when it stops (app/runtime/dashboard/processes.py)."""
+process's sidecar when it starts and removed when it stops (app/web/dashboard/processes.py)."""
 
 
 OUTBOX_JOB_PREFIX = "outbox:"
@@ -60,7 +60,7 @@ OUTBOX_JOB_PREFIX = "outbox:"
 are not trimmed by count (only by KEEP_RESULT_S), since the relay's duplicate check needs them."""
 
 IDEMPOTENCY_PREFIX = "workhorse:api:idempotency:"
-"""+ SHA-256 of an HTTP Idempotency-Key -> the first response (app/runtime/api/idempotency.py)."""
+"""+ SHA-256 of an HTTP Idempotency-Key -> the first response (app/web/api/idempotency.py)."""
 
 
 def wake_channel(queue: str) -> str:

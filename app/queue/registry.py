@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from app.config.queue_table import QueueTable, RetryPolicy
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.context import JobContext
 from app.queue.payload import Payload, check_limits, parse
-from app.queue_table import QueueTable, RetryPolicy
 
 P = TypeVar("P", bound=Payload)
 

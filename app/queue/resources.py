@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 import asyncpg
 from redis.asyncio import Redis
 
+from app.config import Settings
 from app.metrics import Metrics
 from app.queue.connections import connect_redis
 from app.queue.dead_letters import DeadLetters
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
 from app.queue.stats import StatsBuffer
-from app.settings import Settings
 
 
 @dataclass(frozen=True, kw_only=True)

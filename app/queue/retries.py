@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import asyncpg
 import redis.exceptions
 
+from app.config.queue_table import RetryPolicy
 from app.errors import CircuitOpen, PermanentError, RateLimited, TransientError
-from app.queue_table import RetryPolicy
 
 
 class RetryLater(Exception):  # a request to the runner, not an error

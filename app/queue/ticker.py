@@ -31,7 +31,7 @@ _CLAIM_TTL_MS = 3_600_000
 
 
 class TickerResources(Protocol):
-    """What the ticker uses of the process's resources (app/runtime/resources.py)."""
+    """What the ticker uses of the process's resources (app/jobs/resources.py)."""
 
     @property
     def redis(self) -> Redis: ...

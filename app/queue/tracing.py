@@ -19,8 +19,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
+from app.config import Settings, SettingsError
 from app.queue.retries import RetryLater
-from app.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.backoff import REDIS_OUTAGE_BACKOFF
+from app.config.queue_table import QueueConfig
 from app.queue import handoff
 from app.queue.bookkeeping import Bookkeeping, Health
 from app.queue.claims import Claimed, Claimer
@@ -33,7 +34,6 @@ from app.queue.finishing import FinishBatcher
 from app.queue.resources import EngineResources
 from app.queue.running import Ended, Runner
 from app.queue.wake import WakeHub
-from app.queue_table import QueueConfig
 
 log = structlog.get_logger(__name__)
 

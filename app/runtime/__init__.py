@@ -1,6 +1,3 @@
-"""The process: lifecycle and signals (process.py, sd_notify.py), the health/metrics sidecar,
-the typed Resources every job receives, and the embedded Redis/PostgreSQL default.
-
-Kept free of imports so that `app.runtime.resources` can be imported by jobs without pulling
-in the process (which imports the jobs).
-"""
+"""The process: lifecycle and signals (process.py, sd_notify.py), opening its resources at start-up
+(startup.py) and the embedded Redis/PostgreSQL default (embedded*.py). The engine it runs is
+app/queue; the sidecar it serves is app/web."""

@@ -45,7 +45,7 @@ import structlog
 from app.runtime.embedded import EmbeddedUnavailable, RedisServer, postmaster, start_postgres, stop_postgres
 
 if TYPE_CHECKING:
-    from app.settings import Settings
+    from app.config import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -18,14 +18,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from app.config import Settings, SettingsError
 from app.cron import cron_table
+from app.jobs.resources import Resources
 from app.queue import stats, tracing
 from app.queue.engine import Engine
 from app.queue.registry import Registry
-from app.runtime.resources import Resources, open_resources
 from app.runtime.sd_notify import Notifier
-from app.runtime.sidecar import make_runner, make_site
-from app.settings import Settings, SettingsError
+from app.runtime.startup import open_resources
+from app.web import WebState, make_runner, make_site
 
 log = structlog.get_logger(__name__)
 
@@ -56,7 +57,8 @@ class Process:
     async def run(self) -> int:
         """Serve until asked to stop; return the exit code."""
         settings = self.res.settings
-        runner = self.sidecar = make_runner(self)
+        runner = self.sidecar = make_runner(WebState(self.res, self.engine.snapshot, self.engine.cron,
+                                                     lambda: self.loop_lag_max_s))
         await runner.setup()
         site = make_site(runner, settings)
         try:

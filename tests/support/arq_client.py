@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from app.settings import PROJECT_ROOT
+from app.config import PROJECT_ROOT
 
 ARQ_PACKAGES = ("arq==0.28.0", "redis[hiredis]>=5,<6")
 ARQ_VENV = PROJECT_ROOT / ".arq-client-venv"

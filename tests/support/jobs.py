@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from app.errors import NotFound, RateLimited, TransientError
+from app.jobs.resources import Job
 from app.queue.payload import Payload
 from app.queue.registry import ANY_QUEUE, JobSpec
-from app.runtime.resources import Job
 
 if TYPE_CHECKING:
+    from app.jobs.resources import Resources
     from app.queue.enqueue import Enqueued
-    from app.runtime.resources import Resources
 
 RUNS_KEY = "test:runs"
 

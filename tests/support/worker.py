@@ -15,10 +15,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from app.config import PROJECT_ROOT, Settings
 from app.jobs import build_registry
+from app.jobs.resources import Resources
 from app.runtime.process import Process
-from app.runtime.resources import Resources, open_resources
-from app.settings import PROJECT_ROOT, Settings
+from app.runtime.startup import open_resources
 
 
 @asynccontextmanager

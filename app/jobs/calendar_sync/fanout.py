@@ -12,8 +12,8 @@ from typing import Any
 
 from app.calendar import connections
 from app.jobs.calendar_sync.payloads import CalendarSyncFanout, SyncCalendar
+from app.jobs.resources import Job
 from app.queue.enqueue import JobRequest
-from app.runtime.resources import Job
 
 
 async def fan_out(job: Job, p: CalendarSyncFanout) -> dict[str, Any]:

@@ -21,13 +21,13 @@ from app.calendar import connections
 from app.calendar.connections import Connection
 from app.calendar.sync import plan_page, sync_window
 from app.calendar.tokens import TokenCipher, TokenUnreadable
+from app.config import SettingsError
 from app.errors import JobSkipped, NotFound, PermanentError
 from app.jobs.calendar_sync import store, watch
 from app.jobs.calendar_sync.payloads import SyncCalendar
+from app.jobs.resources import Job
 from app.notify import Chat
 from app.providers.google import GoogleCalendar, InvalidGrant, SyncTokenGone, Unauthorized
-from app.runtime.resources import Job
-from app.settings import SettingsError
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -18,7 +18,7 @@ from app.calendar import connections
 from app.calendar.connections import Connection
 from app.calendar.push import token_digest
 from app.errors import AppError
-from app.runtime.resources import Job
+from app.jobs.resources import Job
 
 RENEW_AHEAD = dt.timedelta(days=1)
 

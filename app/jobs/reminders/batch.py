@@ -25,8 +25,8 @@ from pydantic import Field
 
 from app.errors import CircuitOpen, JobSkipped, PermanentError
 from app.jobs.reminders.send import MESSAGE_OUTCOMES, deliver, load, mark_failed, mark_sent, note_errors
+from app.jobs.resources import Job
 from app.queue.payload import Payload
-from app.runtime.resources import Job
 
 MAX_BATCH = 500
 

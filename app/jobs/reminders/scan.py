@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pydantic import Field
 
 from app.jobs.reminders.batch import SendReminders, batch_job_id
+from app.jobs.resources import Job
 from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
-from app.runtime.resources import Job
 
 # Claim, judge and mark one batch. Reminders of cancelled events, and 24 h / 2 h reminders
 # that came due only after their event started, are SKIPPED with the reason instead.

@@ -21,11 +21,11 @@ from pydantic import Field
 
 from app.calendar.when import When, describe, zone
 from app.errors import JobSkipped, NotFound, PermanentError
+from app.jobs.resources import Job
 from app.notify import Attachment, Delivery, Email, Sms
 from app.notify.ics import Invite, build_ics
 from app.notify.render import render
 from app.queue.payload import Payload
-from app.runtime.resources import Job
 
 _LOAD = """
 SELECT r.id, r.kind, r.status, e.id AS event_id, e.title, e.description, e.location, e.meeting_url,

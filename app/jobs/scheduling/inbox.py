@@ -15,12 +15,12 @@ import structlog
 from app.calendar.availability import Interval, People, busy_events, free_slots
 from app.calendar.preferences import Preferences, load_preferences
 from app.calendar.when import zone
+from app.jobs.resources import Job
 from app.jobs.scheduling.classifier import Classification
 from app.jobs.scheduling.payloads import CancelMeeting, ProcessInbox, RescheduleMeeting, ScheduleMeeting, SchedulingData
 from app.jobs.scheduling.respond import respond
 from app.jobs.scheduling.tasks import Task, load_task, update_task
 from app.jobs.scheduling.understand import DEFAULT_DURATION_MIN, classify, meeting_window
-from app.runtime.resources import Job
 
 log = structlog.get_logger(__name__)
 

@@ -20,10 +20,10 @@ from app.calendar.events import NewEvent, cancel_event
 from app.calendar.preferences import Preferences, load_preferences, user_ids_for
 from app.calendar.when import zone
 from app.errors import NotFound
+from app.jobs.resources import Job
 from app.jobs.scheduling.payloads import CancelMeeting, RescheduleMeeting, ScheduleMeeting
 from app.jobs.scheduling.respond import respond
 from app.jobs.scheduling.tasks import Task, load_task, update_task
-from app.runtime.resources import Job
 
 log = structlog.get_logger(__name__)
 

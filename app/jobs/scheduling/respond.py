@@ -16,6 +16,7 @@ from typing import Any, cast
 from app.calendar.availability import Interval
 from app.calendar.preferences import Preferences, load_preferences
 from app.errors import JobSkipped
+from app.jobs.resources import Job
 from app.jobs.scheduling.payloads import Channel, ResponseType, SendResponse
 from app.jobs.scheduling.replies import (
     WEBHOOK_EVENTS,
@@ -32,7 +33,6 @@ from app.jobs.scheduling.replies import (
 from app.jobs.scheduling.tasks import Task, load_task
 from app.notify import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
 from app.notify.ics import build_ics
-from app.runtime.resources import Job
 
 
 async def respond(job: Job, task: Task, user_id: str, response_type: ResponseType) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 import structlog
 
 from app.errors import JobSkipped, PermanentError
+from app.jobs.resources import Job
 from app.jobs.scheduling.payloads import RetryTask
 from app.jobs.scheduling.tasks import load_task, update_task
 from app.queue.payload import Payload
-from app.runtime.resources import Job
 
 log = structlog.get_logger(__name__)
 

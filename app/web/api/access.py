@@ -11,9 +11,9 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
-from app.runtime.api.context import TOKEN, api_of
-from app.runtime.api.errors import ApiError, Handler
-from app.runtime.auth import authenticate, bearer
+from app.web.api.context import TOKEN, api_of
+from app.web.api.errors import ApiError, Handler
+from app.web.auth import authenticate, bearer
 
 log = structlog.get_logger(__name__)
 

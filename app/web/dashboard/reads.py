@@ -15,12 +15,12 @@ from app.errors import NotFound
 from app.queue import codec, keys, stats
 from app.queue.dead_letters import DeadLetter
 from app.queue.replies import octets, scored
-from app.runtime.dashboard.processes import WorkerProcess, live_processes
-from app.runtime.dashboard.throughput import Throughput, sparkline
+from app.web.dashboard.processes import WorkerProcess, live_processes
+from app.web.dashboard.throughput import Throughput, sparkline
+from app.web.state import WebState
 
 if TYPE_CHECKING:
-    from app.runtime.process import Process
-    from app.runtime.resources import Resources
+    from app.jobs.resources import Resources
 
 STATES = ("waiting", "active", "delayed", "completed", "dead")
 """A queue's job lists: `dead` are its dead letters (failed for good)."""
@@ -72,9 +72,9 @@ def all_queues(res: Resources) -> list[str]:
     return list(res.registry.table.queues)
 
 
-async def overview(process: Process, throughput: Throughput) -> Overview:
+async def overview(state: WebState, throughput: Throughput) -> Overview:
     throughput.watched()
-    res = process.res
+    res = state.res
     names = all_queues(res)
     current, depth, procs, parked = await asyncio.gather(
         stats.read(res.redis, names), res.dlq.depth(), live_processes(res.redis, names), res.dlq.parked())
@@ -87,7 +87,7 @@ async def overview(process: Process, throughput: Throughput) -> Overview:
         rows.append(QueueRow(s, depth.get(name, 0), serving, sparkline(rates), rates[-1] if rates else None,
                              unserved=not s.paused and not serving and not unknown))
     breakers = {p: st.name.lower().replace("_", "-") for p, st in res.breakers.states().items()}
-    cron: list[dict[str, Any]] = await process.engine.cron.describe()
+    cron: list[dict[str, Any]] = await state.cron.describe()
     return Overview(rows, procs, cron, breakers, sum(depth.values()), len(parked))
 
 

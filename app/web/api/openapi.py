@@ -15,9 +15,9 @@ from pydantic.json_schema import models_json_schema
 
 from app import __version__
 from app.queue.registry import ANY_QUEUE, JobSpec, Registry
-from app.runtime.api import schemas
-from app.runtime.api.calendar import NewConnectionBody
-from app.runtime.api.submit import MAX_JOBS_PER_REQUEST, JobBody
+from app.web.api import schemas
+from app.web.api.calendar import NewConnectionBody
+from app.web.api.submit import MAX_JOBS_PER_REQUEST, JobBody
 
 REF = "#/components/schemas/{model}"
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic.alias_generators import to_camel
 
 from app.queue import control, stats
-from app.runtime.api.context import api_of, reply
+from app.web.api.context import api_of, reply
 
 routes = web.RouteTableDef()
 

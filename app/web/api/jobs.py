@@ -13,10 +13,10 @@ from aiohttp import web
 
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
-from app.runtime.api import idempotency, submit
-from app.runtime.api.body import read_json
-from app.runtime.api.context import api_of, reply
-from app.runtime.api.errors import ApiError
+from app.web.api import idempotency, submit
+from app.web.api.body import read_json
+from app.web.api.context import api_of, reply
+from app.web.api.errors import ApiError
 
 routes = web.RouteTableDef()
 _MAX_JOB_ID_CHARS = 200

@@ -1,27 +1,23 @@
-"""Resources: what jobs, the sidecar and the CLI share — pools, breakers, metrics, providers.
-
-Built once per process by `open_resources()`, which also attaches to (or starts) the embedded
-default and waits for Redis and PostgreSQL to come up. Only the worker and `workhorse migrate`
-apply migrations; read-only commands find a database without the schema and say so. Provider
-clients are built on first use from settings; one that is not configured is None and its jobs
+"""What every job receives besides its payload: the process's resources — the engine's share
+(Redis, PostgreSQL, metrics, the enqueuer, dead letters) plus circuit breakers and the provider
+clients, built on first use from settings; one that is not configured is None and its jobs
 finish `skipped`.
+
+Jobs annotate `Job` (`JobContext[Resources]`): `async def run(job: Job, p: MyPayload)`. The
+runtime opens them at start-up (app/runtime/startup.py); the sidecar and the CLI use them too.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TypeAlias, TypeVar
+from typing import TypeAlias
 
 import asyncpg
 import structlog
 from redis.asyncio import Redis
 
-from app.db import migrate, pool
-from app.db.pool import DatabaseUnavailable
+from app.config import Settings
 from app.documents.ocr import OcrEngine
 from app.metrics import Metrics
 from app.notify import Notifier
@@ -30,16 +26,11 @@ from app.providers.embedding import EmbeddingProvider, LocalEmbeddings, choose_e
 from app.providers.google import GoogleCalendar
 from app.providers.openai import OpenAIClient
 from app.providers.storage import Storage, build_storage
-from app.queue.connections import RedisUnavailable, wait_for_redis
 from app.queue.context import JobContext
 from app.queue.dead_letters import DeadLetters
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
 from app.queue.resources import EngineResources
-from app.runtime import embedded_home
-from app.settings import Settings, redact_url
-
-T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -110,53 +101,7 @@ Job: TypeAlias = JobContext[Resources]
 """What every job function receives: `async def run(job: Job, p: MyPayload)`."""
 
 
-@asynccontextmanager
-async def open_resources(settings: Settings, registry: Registry, *, start_embedded: bool = True,
-                         apply_migrations: bool = False) -> AsyncIterator[Resources]:
-    """Connect everything (embedded default if nothing is configured); close it all on exit.
-
-    With `start_embedded` False, an embedded default that does not run is an error instead of
-    being started. With `apply_migrations` False (every read-only command), a database without
-    the schema raises migrate.SchemaMissing instead of being changed."""
-    redis_url, database_url, attached = await asyncio.to_thread(embedded_home.resolve, settings, start=start_embedded)
-    try:
-        redis = await _named(wait_for_redis(redis_url, timeout_s=settings.db_connect_timeout_s),
-                             "REDIS_URL" if settings.redis_url or not settings.redis_host else "REDIS_HOST", redis_url)
-        try:
-            await _named(pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s),
-                         "DATABASE_URL", database_url)
-            if apply_migrations:
-                await migrate.migrate(database_url)
-            else:
-                await migrate.require_schema(database_url)
-            db = await pool.create_pool(database_url)
-            try:
-                res = _build(settings, registry, redis_url, database_url, redis, db,
-                             embedded_alone=attached is not None and attached.alone)
-                try:
-                    yield res
-                finally:
-                    await res.providers.aclose()
-            finally:
-                await db.close()
-        finally:
-            await redis.aclose(close_connection_pool=True)
-    finally:
-        if attached is not None:
-            await asyncio.to_thread(attached.leave)
-
-
-async def _named(waiting: Awaitable[T], variable: str, url: str) -> T:
-    """What waiting for a server raised, as one line naming the variable and the (redacted) URL."""
-    try:
-        return await waiting
-    except RedisUnavailable as exc:
-        raise RedisUnavailable(f"{variable} {redact_url(url)}: {exc}") from None
-    except DatabaseUnavailable as exc:
-        raise DatabaseUnavailable(f"{variable} {redact_url(url)}: {exc}") from None
-
-
-def _build(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: Redis,
+def build_resources(settings: Settings, registry: Registry, redis_url: str, database_url: str, redis: Redis,
            db: asyncpg.Pool, *, embedded_alone: bool) -> Resources:
     metrics = Metrics()
     breakers = Breakers(
@@ -172,6 +117,3 @@ def _build(settings: Settings, registry: Registry, redis_url: str, database_url:
         enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db, redis),
         providers=ProviderClients(settings, breakers, db, redis, metrics), embedded_alone=embedded_alone,
     )
-
-
-__all__ = ["Job", "Resources", "open_resources"]

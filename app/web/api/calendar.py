@@ -14,14 +14,14 @@ from pydantic.alias_generators import to_camel
 from app.calendar import connections
 from app.calendar.push import handle_push
 from app.calendar.tokens import TokenCipher
+from app.config import SettingsError
 from app.errors import InvalidPayload
-from app.runtime.api.body import read_json
-from app.runtime.api.context import api_of, reply
-from app.runtime.api.errors import ApiError, error_reply
-from app.settings import SettingsError
+from app.web.api.body import read_json
+from app.web.api.context import api_of, reply
+from app.web.api.errors import ApiError, error_reply
 
 if TYPE_CHECKING:
-    from app.runtime.resources import Resources
+    from app.jobs.resources import Resources
 
 routes = web.RouteTableDef()
 _CONNECTION = "calendar connection"

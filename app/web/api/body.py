@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from app.queue.payload import MAX_DEPTH
-from app.runtime.api.errors import ApiError
+from app.web.api.errors import ApiError
 
 ENVELOPE_DEPTH = 2
 """A list of jobs, each an object holding its payload: the levels a body adds above a payload."""

@@ -13,20 +13,18 @@ import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
 from aiohttp import web
 
-from app.runtime.auth import ApiToken, parse_tokens
-from app.runtime.dashboard import session
-from app.runtime.dashboard.reads import pretty
-from app.runtime.dashboard.session import Viewer
-from app.runtime.dashboard.throughput import Throughput
-
-if TYPE_CHECKING:
-    from app.runtime.process import Process
+from app.web.auth import ApiToken, parse_tokens
+from app.web.dashboard import session
+from app.web.dashboard.reads import pretty
+from app.web.dashboard.session import Viewer
+from app.web.dashboard.throughput import Throughput
+from app.web.state import WebState
 
 NONE = "\u2013"  # an en dash: no value
 HEADERS = {
@@ -54,16 +52,16 @@ NOTICES = {
 class Dashboard:
     """The dashboard's state, kept in the sidecar app under DASHBOARD."""
 
-    process: Process
+    state: WebState
     tokens: tuple[ApiToken, ...]
     key: bytes
     templates: jinja2.Environment
     throughput: Throughput = field(default_factory=Throughput)
 
     @classmethod
-    def build(cls, process: Process) -> Dashboard:
-        tokens = parse_tokens(process.res.settings.api_token)
-        return cls(process, tokens, session.signing_key(tokens), _environment())
+    def build(cls, state: WebState) -> Dashboard:
+        tokens = parse_tokens(state.res.settings.api_token)
+        return cls(state, tokens, session.signing_key(tokens), _environment())
 
 
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard", Dashboard)
@@ -150,7 +148,7 @@ def render(request: web.Request, d: Dashboard, viewer: Viewer, template: str, st
 
 
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("app.runtime.dashboard", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("app.web.dashboard", "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
     env.filters.update(ago=ago, age=age, utc=utc, pretty=pretty)
     return env

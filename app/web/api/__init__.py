@@ -11,34 +11,30 @@ from any language, as the Enqueuer does from Python.
     POST   /calendar/connections   store a newly authorised calendar connection
     GET    /openapi.json           OpenAPI 3.1, generated from the payload models
 
-Every route but Google's push needs a bearer token of API_TOKEN (app/runtime/auth.py); without
-one the API is off. Errors are JSON naming the field (app/runtime/api/errors.py).
+Every route but Google's push needs a bearer token of API_TOKEN (app/web/auth.py); without
+one the API is off. Errors are JSON naming the field (app/web/api/errors.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from aiohttp import web
 
-from app.runtime.api import calendar, dlq, jobs, openapi, queues
-from app.runtime.api.access import require_token
-from app.runtime.api.context import API, Api, api_of, reply
-from app.runtime.api.errors import json_errors
-from app.runtime.auth import parse_tokens
-
-if TYPE_CHECKING:
-    from app.runtime.process import Process
+from app.web.api import calendar, dlq, jobs, openapi, queues
+from app.web.api.access import require_token
+from app.web.api.context import API, Api, api_of, reply
+from app.web.api.errors import json_errors
+from app.web.auth import parse_tokens
+from app.web.state import WebState
 
 __all__ = ["create_api"]
 
 
-def create_api(process: Process) -> web.Application:
+def create_api(state: WebState) -> web.Application:
     """The /api/v1 sub-application; errors are turned into JSON outside the token check, so a
     refusal has the same shape as any other error."""
-    settings = process.res.settings
+    settings = state.res.settings
     app = web.Application(middlewares=[json_errors, require_token])
-    app[API] = Api(process.res, parse_tokens(settings.api_token), settings.api_max_body_bytes)
+    app[API] = Api(state.res, parse_tokens(settings.api_token), settings.api_max_body_bytes)
     for module in (jobs, queues, dlq, calendar):
         app.router.add_routes(module.routes)
     app.router.add_get("/openapi.json", openapi_document, name="openapi")

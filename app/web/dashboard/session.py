@@ -18,7 +18,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from app.runtime.auth import ApiToken
+from app.web.auth import ApiToken
 
 COOKIE_NAME = "workhorse_session"
 SESSION_TTL_S = 12 * 3600

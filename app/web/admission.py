@@ -1,6 +1,6 @@
 """Admission: room on the sidecar is kept for health checks and metrics, whatever else arrives.
 
-The site (app/runtime/site.py) serves at most SIDECAR_MAX_CONNECTIONS connections; requests other
+The site (app/web/site.py) serves at most SIDECAR_MAX_CONNECTIONS connections; requests other
 than `/health/*` and `/metrics` may occupy all of them but a tenth. A request past that is
 answered at once — `503` with `Retry-After`, never dropped — so the reserved tenth only ever
 holds probes, which answer from memory, and requests being turned away: however many slow
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from app.runtime.api.errors import error_reply
+from app.web.api.errors import error_reply
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]

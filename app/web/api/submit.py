@@ -13,11 +13,11 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
+from app.config import UnknownQueue
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.enqueue import Enqueued, JobRequest
 from app.queue.registry import Registry
-from app.runtime.api.errors import ApiError
-from app.settings import UnknownQueue
+from app.web.api.errors import ApiError
 
 MAX_JOBS_PER_REQUEST = 1000
 MAX_DELAY_MS = 366 * 86_400_000

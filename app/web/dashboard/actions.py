@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from app.config import SettingsError
 from app.errors import AppError
 from app.queue import control
-from app.runtime.auth import authenticate
-from app.runtime.dashboard import reads, session
-from app.runtime.dashboard.guard import (
+from app.web.auth import authenticate
+from app.web.dashboard import reads, session
+from app.web.dashboard.guard import (
     DASHBOARD,
     HEADERS,
     Dashboard,
@@ -23,13 +24,12 @@ from app.runtime.dashboard.guard import (
     render,
     same_origin,
 )
-from app.runtime.dashboard.session import Viewer
-from app.settings import SettingsError
+from app.web.dashboard.session import Viewer
 
 
 def _queue(request: web.Request, d: Dashboard) -> str:
     name = request.match_info["queue"]
-    if name not in reads.all_queues(d.process.res):
+    if name not in reads.all_queues(d.state.res):
         raise web.HTTPNotFound(text=f"unknown queue {name!r}")
     return name
 
@@ -43,24 +43,24 @@ def _letter_id(request: web.Request) -> int:
 
 async def _form_queue(request: web.Request, d: Dashboard) -> str | None:
     name = (await request.post()).get("queue")
-    return name if isinstance(name, str) and name in reads.all_queues(d.process.res) else None
+    return name if isinstance(name, str) and name in reads.all_queues(d.state.res) else None
 
 
 @action
 async def pause(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    await control.pause(d.process.res.redis, _queue(request, d))
+    await control.pause(d.state.res.redis, _queue(request, d))
     return await back(request, "paused")
 
 
 @action
 async def resume(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    await control.resume(d.process.res.redis, _queue(request, d))
+    await control.resume(d.state.res.redis, _queue(request, d))
     return await back(request, "resumed")
 
 
 @action
 async def retry_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    res = d.process.res
+    res = d.state.res
     try:
         await res.dlq.retry(_letter_id(request), res.enqueuer)
     except (AppError, SettingsError):
@@ -70,20 +70,20 @@ async def retry_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> we
 
 @action
 async def delete_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    deleted = await reads.delete_dead_letter(d.process.res, _letter_id(request))
+    deleted = await reads.delete_dead_letter(d.state.res, _letter_id(request))
     return await back(request, "deleted" if deleted else "gone")
 
 
 @action
 async def retry_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    res = d.process.res
+    res = d.state.res
     await res.dlq.retry_all(res.enqueuer, queue=await _form_queue(request, d))
     return await back(request, "retried_all")
 
 
 @action
 async def delete_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    await d.process.res.dlq.purge(queue=await _form_queue(request, d))
+    await d.state.res.dlq.purge(queue=await _form_queue(request, d))
     return await back(request, "deleted_all")
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from app.queue import keys
-from app.runtime.api.errors import ApiError
+from app.web.api.errors import ApiError
 
 HEADER = "Idempotency-Key"
 IDEMPOTENCY_TTL_S = 86_400

@@ -8,8 +8,8 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from app.queue.dead_letters import DeadLetter
-from app.runtime.api.context import api_of, reply
-from app.runtime.api.errors import ApiError
+from app.web.api.context import api_of, reply
+from app.web.api.errors import ApiError
 
 routes = web.RouteTableDef()
 MAX_LIST = 500

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from app.runtime.auth import ApiToken
+from app.web.auth import ApiToken
 
 if TYPE_CHECKING:
-    from app.runtime.resources import Resources
+    from app.jobs.resources import Resources
 
 
 @dataclass(slots=True)

@@ -21,10 +21,10 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
+from app.config import UnknownQueue
 from app.errors import InvalidPayload, NotFound, UnknownJob
 from app.queue.handles import JobRunning
-from app.runtime.api.context import reply
-from app.settings import UnknownQueue
+from app.web.api.context import reply
 
 log = structlog.get_logger(__name__)
 

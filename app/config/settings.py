@@ -2,7 +2,7 @@
 
 Variable names are the runbooks'. A bad value stops start-up with one line naming the
 variable (SettingsError); secrets are SecretStr so they never print. The queue table is
-app/queue_table.py; URL checks and redaction are app/urls.py (re-exported here).
+app/config/queue_table.py; URL checks and redaction are app/config/urls.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from urllib.parse import quote
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from app.config.queue_table import QueueTable, RetryPolicy, UnknownQueue, load_queue_table
+from app.config.urls import check_url, redact_url
 from app.errors import SettingsError
-from app.queue_table import QueueTable, RetryPolicy, UnknownQueue, load_queue_table
-from app.urls import check_url, redact_url
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_QUEUES_FILE = PROJECT_ROOT / "config" / "queues.toml"
 DEFAULT_CRON_FILE = PROJECT_ROOT / "config" / "cron.toml"
 

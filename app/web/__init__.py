@@ -1,0 +1,47 @@
+"""The sidecar: one aiohttp app served inside the worker's event loop — `/health/*` and `/metrics`
+(health.py), the HTTP API at `/api/v1` (api/) and the dashboard at `/` (dashboard/) — reading
+the engine's snapshot and the process's resources (state.py), never the process itself.
+
+The server is bounded without dropping a request: a connection without a complete request is
+closed after SIDECAR_HEADER_TIMEOUT_S, at most SIDECAR_MAX_CONNECTIONS are served at once with the
+rest waiting in the listen backlog (site.py), and a tenth of them are kept for `/health/*` and
+`/metrics` (admission.py), so a burst from the web app is served or waits instead of being cut
+off, and the health probe still answers under a flood of slow uploads.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from app.config import Settings
+from app.web import dashboard, health
+from app.web.admission import admission_for
+from app.web.api import create_api
+from app.web.site import BoundedSite
+from app.web.state import STATE, WebState
+
+
+def create_app(state: WebState) -> web.Application:
+    app = web.Application(middlewares=[admission_for(state.res.settings.sidecar_max_connections).admit])
+    app[STATE] = state
+    health.add_routes(app)
+    app.add_subapp("/api/v1", create_api(state))
+    dashboard.setup(app, state)  # `/` and its pages
+    return app
+
+
+def make_runner(state: WebState) -> web.AppRunner:
+    """The sidecar's runner. aiohttp (3.14, which we run) starts the keep-alive timer when a connection is
+    made and only stops it once a complete request has arrived, so `keepalive_timeout` is also
+    the header timeout: a client that sends half a request line, or drips a byte a second, is
+    closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run)."""
+    return web.AppRunner(create_app(state), access_log=None,
+                         keepalive_timeout=state.res.settings.sidecar_header_timeout_s)
+
+
+def make_site(runner: web.AppRunner, settings: Settings) -> BoundedSite:
+    return BoundedSite(runner, settings.health_host, settings.health_port,
+                       max_connections=settings.sidecar_max_connections, backlog=settings.sidecar_listen_backlog)
+
+
+__all__ = ["WebState", "create_app", "make_runner", "make_site"]
