@@ -65,7 +65,7 @@ async def trigger(settings: Settings, registry: Registry, args: argparse.Namespa
             return 1
         print(enqueued.job_id, flush=True)
         if res.embedded_alone:
-            print(f"trigger: no worker runs on the embedded default; the job waits in {settings.workhorse_home} "
+            print(f"trigger: no worker runs on the embedded default; the job waits in {settings.workhorse.home} "
                   "for one (make run)", file=sys.stderr)
         if not args.wait:
             return 0
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     registry = build_registry(settings)
     args = build_parser(registry).parse_args(argv)
-    logs.configure(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING", settings.log_format)
+    logs.configure(settings.log.level if settings.log.level.upper() != "INFO" else "WARNING", settings.log.format)
     try:
         text = sys.stdin.read(MAX_PAYLOAD_BYTES + 1) if args.payload == "-" else args.payload
         payload = loads_limited(args.job, text)

@@ -65,7 +65,7 @@ class ApiClient:
 @asynccontextmanager
 async def api_worker(settings: Settings, queues: list[str] | None = None) -> AsyncIterator[ApiClient]:
     async with in_process_worker(settings, queues or [QUEUE]) as process, aiohttp.ClientSession() as session:
-        yield ApiClient(settings.health_port, process, session)
+        yield ApiClient(settings.health.port, process, session)
 
 
 @pytest.fixture

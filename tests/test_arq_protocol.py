@@ -42,8 +42,8 @@ def readme_deserializer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @asynccontextmanager
 async def engine_and_client(settings: Settings, deserializer: Path) -> AsyncIterator[tuple[Process, ArqClient]]:
-    assert settings.redis_url is not None
-    async with in_process_worker(settings, [QUEUE]) as process, arq_client(settings.redis_url, deserializer) as arq:
+    assert settings.redis.url is not None
+    async with in_process_worker(settings, [QUEUE]) as process, arq_client(settings.redis.url, deserializer) as arq:
         yield process, arq
 
 
@@ -211,7 +211,7 @@ async def test_where_config_is_refused_the_sweep_finds_stock_clients_jobs(
         async with engine_and_client(settings, readme_deserializer) as (process, arq):
             keyspace = process.engine.snapshot().keyspace
             assert not keyspace.on and "CONFIG GET refused" in keyspace.detail
-            code, detail = await get(settings.health_port, "/health/detailed")
+            code, detail = await get(settings.health.port, "/health/detailed")
             assert code == 200 and detail["config"]["arqClients"]["wakeMode"] == "sweep"
             sent = await arq.call("enqueue", function="probe", args=[{"tag": "swept"}], queue=QUEUE)
             assert await arq.call("result", job_id=sent["job_id"], queue=QUEUE) == {

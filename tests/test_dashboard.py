@@ -14,7 +14,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from pydantic import SecretStr
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
@@ -53,7 +52,7 @@ def browser(browser_session: WebDriver) -> WebDriver:
 async def dashboard(settings: Settings) -> AsyncIterator[tuple[Process, str]]:
     """A real worker serving QUEUE, and the base URL of its sidecar."""
     async with in_process_worker(settings, [QUEUE]) as process:
-        yield process, f"http://127.0.0.1:{settings.health_port}"
+        yield process, f"http://127.0.0.1:{settings.health.port}"
 
 
 async def dead_letter(res: Resources, tag: str) -> int:
@@ -284,7 +283,7 @@ async def test_without_api_token_the_dashboard_is_open_and_read_only(
 def test_a_session_cookie_is_refused_once_expired_tampered_or_its_token_removed() -> None:
     """The cookie is trusted only with a valid signature, before its expiry, while the token it
     names is still configured; whether it may act comes from the configuration."""
-    tokens = parse_tokens(SecretStr(TOKENS))
+    tokens = parse_tokens(Settings.load({"API_TOKEN": TOKENS}).api.token)
     key = session.signing_key(tokens)
     cookie = session.issue(key, tokens[0], now=1000.0)
     viewer = session.read(key, tokens, cookie, now=1001.0)

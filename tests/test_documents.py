@@ -316,7 +316,7 @@ async def test_health_answers_within_100ms_while_two_ocr_jobs_run(settings: Sett
     latencies: list[float] = []
     async with in_process_worker(settings, [QUEUE]) as worker, aiohttp.ClientSession() as http:
         jobs = [asyncio.create_task(process(res, f"busy-{n}")) for n in range(2)]
-        url = f"http://127.0.0.1:{settings.health_port}/health/live"
+        url = f"http://127.0.0.1:{settings.health.port}/health/live"
         async with asyncio.timeout(30):
             while not all(j.done() for j in jobs):
                 if "ocr" in worker.res.providers.__dict__ and engine(worker).pages_in_flight >= 2:
@@ -343,7 +343,7 @@ async def test_s3_storage_outage_is_retried_then_the_document_completes(
                              document_processing_base_delay_s=0.5, document_processing_attempts=4)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    store = S3Storage.from_settings(settings)
+    store = S3Storage.from_settings(settings.s3)
     try:
         await store.create_bucket()
         await store.put("org-1/s3-1", files.png(["Stored in a bucket"]))

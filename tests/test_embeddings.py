@@ -256,7 +256,7 @@ async def test_openai_errors_are_translated_into_the_error_tree(fake_openai: Fak
     4xx → PermanentError (and do not count against the breaker)."""
     settings = Settings.load({"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": fake_openai.base_url})
     breakers = Breakers(failure_threshold=10)
-    client = OpenAIClient(settings, breakers)
+    client = OpenAIClient(settings.openai, breakers)
     try:
         fake_openai.fail_next(1, 429, {"Retry-After": "7"})
         with pytest.raises(RateLimited) as limited:
@@ -273,7 +273,7 @@ async def test_openai_errors_are_translated_into_the_error_tree(fake_openai: Fak
     finally:
         await client.aclose()
     down = Settings.load({"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"})
-    refused = OpenAIClient(down, breakers)
+    refused = OpenAIClient(down.openai, breakers)
     try:
         with pytest.raises(TransientError, match="APIConnectionError"):
             await refused.embed(["x"], model="m")

@@ -15,7 +15,7 @@ from app.config import Settings, SettingsError, redact_url
 ])
 def test_log_level_accepts_the_runbooks_spellings_in_any_case(given: str, level: str) -> None:
     """`warn`, `warning`, `error`, `debug`, `info` (and friends) in any case mean Python's level."""
-    assert Settings.load({"LOG_LEVEL": given}).log_level == level
+    assert Settings.load({"LOG_LEVEL": given}).log.level == level
 
 
 @pytest.mark.parametrize("given", ["verbose", "warn\x00", "W" * 10_000, "5"])

@@ -79,7 +79,8 @@ def test_an_ascii_local_part_at_a_unicode_domain_makes_a_plain_7bit_message() ->
     """From and To carry A-labels, and so does the Message-ID, though the key names the recipient
     as written (`reminder:5:email:ana@exämple.de`): the message stays ASCII, for any server."""
     settings = Settings.load({"SMTP_FROM_EMAIL": "erinnerung@exämple.de", "SMTP_FROM_NAME": "Termine"})
-    raw = build_message(Email(to="ana@bücher.de", subject="x", text="y"), "reminder:5:email:ana@bücher.de", settings)
+    key = "reminder:5:email:ana@bücher.de"
+    raw = build_message(Email(to="ana@bücher.de", subject="x", text="y"), key, settings.smtp)
     assert raw.isascii()
     head = raw.split(b"\r\n\r\n")[0].split(b"\r\n")
     assert b"From: Termine <erinnerung@xn--exmple-cua.de>" in head and b"To: ana@xn--bcher-kva.de" in head

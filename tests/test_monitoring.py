@@ -73,7 +73,7 @@ async def scrape_metrics(settings: Settings, res: Resources) -> str:
         enqueued = await res.enqueuer.enqueue("ping", {}, queue="sla-monitor")
         assert enqueued is not None
         await res.enqueuer.job(enqueued.job_id, "sla-monitor").result(timeout_s=10, poll_delay=0.02)
-        status, body = await get(settings.health_port, "/metrics")
+        status, body = await get(settings.health.port, "/metrics")
     assert status == 200
     assert isinstance(body, str)
     return body
@@ -150,7 +150,7 @@ async def test_oldest_waiting_job_age_is_exposed_per_queue(settings: Settings, r
     await res.enqueuer.enqueue("ping", {}, queue="sla-monitor")
     async with in_process_worker(settings, ["sla-monitor", "calendar-sync"]):
         await asyncio.sleep(0.3)  # the job's age, measured from its enqueue time
-        status, body = await get(settings.health_port, "/metrics")
+        status, body = await get(settings.health.port, "/metrics")
     assert status == 200
     ages = {s.labels["queue"]: s.value for f in text_string_to_metric_families(body) for s in f.samples
             if s.name == "workhorse_queue_oldest_waiting_age_seconds"}

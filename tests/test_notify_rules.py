@@ -82,7 +82,7 @@ def test_an_email_resent_after_a_crash_carries_the_same_message_id() -> None:
     message = Email(to="ana@example.com", to_name="Zoë", subject="Réunion", text="hé", html="<p>hé</p>",
                     attachments=(Attachment("invite.ics", b"BEGIN:VCALENDAR", "text/calendar; method=REQUEST"),))
     first, again, other = (
-        parse(build_message(message, key, settings))
+        parse(build_message(message, key, settings.smtp))
         for key in ("reminder:1:email:ana@example.com", "reminder:1:email:ana@example.com",
                     "reminder:2:email:ana@example.com"))
     assert first["Message-ID"] == again["Message-ID"] != other["Message-ID"]

@@ -30,7 +30,7 @@ async def test_half_requests_neither_lock_out_health_nor_stay_open(
     client is closed without an answer within SIDECAR_HEADER_TIMEOUT_S."""
     settings = make_settings(sidecar_header_timeout_s=2, sidecar_max_connections=20)
     async with in_process_worker(settings):
-        port = settings.health_port
+        port = settings.health.port
         opened = time.monotonic()
         clients = [await _half_request(port) for _ in range(40)]
         started = time.monotonic()
@@ -51,7 +51,7 @@ async def test_a_client_dripping_its_headers_is_cut_off_at_the_header_timeout(
     """One byte every 0.2 s keeps a connection busy, but not past SIDECAR_HEADER_TIMEOUT_S."""
     settings = make_settings(sidecar_header_timeout_s=1)
     async with in_process_worker(settings):
-        reader, writer = await _half_request(settings.health_port)
+        reader, writer = await _half_request(settings.health.port)
 
         async def drip() -> None:
             for _ in range(50):
@@ -72,7 +72,7 @@ async def test_health_answers_like_live_and_detailed_shows_config_without_secret
     """`GET /health` is /health/live (the runbook curls it); /health/detailed has a `config`
     section with modes, timings, concurrency, timeouts and retry policies of the served queues,
     and no secret value anywhere, not even one in the database URL's query string."""
-    database_url = make_settings().database_url
+    database_url = make_settings().database.url
     assert database_url is not None
     database_url += ("&" if "?" in database_url else "?") + "sslpassword=s3cret-sslpw"
     settings = make_settings(
@@ -80,7 +80,7 @@ async def test_health_answers_like_live_and_detailed_shows_config_without_secret
         twilio_auth_token="s3cret-twilio", database_url=database_url,
         shutdown_timeout_ms=4321, poll_fallback_ms=750, intake_routing_attempts=7)
     async with in_process_worker(settings, ["intake-routing", "sla-monitor"]):
-        port = settings.health_port
+        port = settings.health.port
         assert await get(port, "/health") == (200, {"status": "ok"})
         code, detail = await get(port, "/health/detailed")
     assert code == 200

@@ -56,7 +56,7 @@ async def test_a_burst_of_health_checks_and_enqueues_is_answered_in_full(
     enqueued, and no more than 400 connections are ever open."""
     settings = make_settings(api_token=TOKEN, sidecar_max_connections=400)
     async with in_process_worker(settings, ["sla-monitor"]) as process:
-        port = settings.health_port
+        port = settings.health.port
         async with _peak_connections(process) as peak:
             health = await asyncio.gather(*(raw_request(port, _head("GET", "/health/live")) for _ in range(1000)))
             posts = await asyncio.gather(*(raw_request(port, _head("POST", "/api/v1/jobs", PING), PING)
@@ -76,7 +76,7 @@ async def test_requests_past_the_limit_are_told_to_retry_while_health_answers(
     408 when its body times out, never dropped."""
     settings = make_settings(api_token=TOKEN, sidecar_max_connections=20, sidecar_header_timeout_s=1.5)
     async with in_process_worker(settings, ["sla-monitor"]) as process:
-        port = settings.health_port
+        port = settings.health.port
         stalled = [asyncio.create_task(raw_request(port, _head("POST", "/api/v1/jobs", length=100)))
                    for _ in range(18)]
         async with asyncio.timeout(5):
@@ -100,7 +100,7 @@ async def test_idle_keepalive_connections_make_room_and_a_busy_one_is_never_clos
     connection (the oldest) was closed for it, and the one in progress completes with 201."""
     settings = make_settings(api_token=TOKEN, sidecar_max_connections=10, sidecar_header_timeout_s=10)
     async with in_process_worker(settings, ["sla-monitor"]) as process:
-        port = settings.health_port
+        port = settings.health.port
         busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
         busy_writer.write(_head("POST", "/api/v1/jobs", length=len(PING)).replace("\n", "\r\n").encode() + b"\r\n")
         kept = []

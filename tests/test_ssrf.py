@@ -44,7 +44,7 @@ def test_an_address_is_public_only_if_every_ipv4_inside_it_is(address: str, publ
 
 
 def _channel() -> WebhookChannel:
-    return WebhookChannel(Settings.load({"WEBHOOK_SECRET": "s"}))
+    return WebhookChannel(Settings.load({"WEBHOOK_SECRET": "s"}).webhook)
 
 
 @pytest.mark.parametrize("url", [

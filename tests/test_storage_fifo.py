@@ -94,8 +94,8 @@ async def test_a_document_stored_as_a_fifo_is_dead_lettered_quickly_with_the_rea
     """A documents row whose storage key names a FIFO fails on its first attempt within seconds;
     the dead letter and the row say the file is not a regular file."""
     await files.add_document(res, "fifo-doc", None)
-    os.makedirs(settings.storage_dir / "org-1", exist_ok=True)
-    os.mkfifo(settings.storage_dir / "org-1" / "fifo-doc")
+    os.makedirs(settings.storage.dir / "org-1", exist_ok=True)
+    os.mkfifo(settings.storage.dir / "org-1" / "fifo-doc")
     async with in_process_worker(settings, ["document-processing"]):
         queued = await res.enqueuer.enqueue("process_document", {"documentId": "fifo-doc", "orgId": "org-1"})
         assert queued is not None

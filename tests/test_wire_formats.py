@@ -70,7 +70,7 @@ def test_headers_read_back_as_the_original_strings(to_name: str | None, subject:
     """Subject and display names come back as given: as is when plain ASCII (folded when long),
     RFC 2047 encoded-words otherwise; line breaks never start a header of their own. In a display
     name, runs of whitespace come back as single spaces."""
-    raw = build_message(Email(to="ana@example.com", to_name=to_name, subject=subject, text="x"), KEY, SETTINGS)
+    raw = build_message(Email(to="ana@example.com", to_name=to_name, subject=subject, text="x"), KEY, SETTINGS.smtp)
     assert_wire_shape(raw)
     parsed = parse(raw)
     assert parsed["Subject"] == subject
@@ -87,9 +87,9 @@ def test_headers_read_back_as_the_original_strings(to_name: str | None, subject:
 def test_a_short_ascii_subject_goes_out_as_is() -> None:
     """No encoded-words where none are needed; long ASCII subjects are folded at spaces."""
     short = Email(to="ana@example.com", to_name="Ana", subject="Reminder: Kickoff", text="x")
-    raw = build_message(short, KEY, SETTINGS)
+    raw = build_message(short, KEY, SETTINGS.smtp)
     assert b"\r\nSubject: Reminder: Kickoff\r\n" in raw and b"\r\nTo: Ana <ana@example.com>\r\n" in raw
-    long = build_message(Email(to="ana@example.com", subject=LONG_SUBJECT, text="x"), KEY, SETTINGS)
+    long = build_message(Email(to="ana@example.com", subject=LONG_SUBJECT, text="x"), KEY, SETTINGS.smtp)
     assert b"=?" not in long and b"\r\n item-" in long
 
 
@@ -98,7 +98,7 @@ def test_a_long_non_ascii_name_is_split_into_encoded_words_readers_join() -> Non
     RFC 2047 6.2 decoding (email.header) joins them into the original name; Python 3.11's
     address parser puts spaces between them (CPython gh-128110) but reads the address."""
     name = "山田太郎" * 12 + " Zoë"
-    parsed = parse(build_message(Email(to="ana@example.com", to_name=name, subject="x", text="x"), KEY, SETTINGS))
+    parsed = parse(build_message(Email(to="ana@example.com", to_name=name, subject="x", text="x"), KEY, SETTINGS.smtp))
     to = _raw_header(parsed, "To")
     words = re.findall(r"=\?utf-8\?b\?[^?]*\?=", to)
     assert len(words) > 1 and all(len(w) <= 75 for w in words)
@@ -126,7 +126,7 @@ def test_bodies_and_attachments_decode_to_the_original_content(
     in multipart/mixed with their type parameters and filename; every byte comes back."""
     text = "Hi Zoë,\n\n. a line starting with a dot\r\nwindows line\n日本語 🎉\n" + "long line " * 40 + "\n"
     raw = build_message(Email(to="ana@example.com", subject="x", text=text, html=html, attachments=attachments),
-                        KEY, SETTINGS)
+                        KEY, SETTINGS.smtp)
     assert_wire_shape(raw)
     parsed = parse(raw)
     assert [part.get_content_type() for part in parsed.walk()] == structure
@@ -148,7 +148,8 @@ def test_bodies_and_attachments_decode_to_the_original_content(
 
 def test_an_empty_text_body_is_still_a_well_formed_part() -> None:
     """No text at all: an empty base64 part, and the HTML part after it still parses."""
-    parsed = parse(build_message(Email(to="ana@example.com", subject="x", text="", html="<b>x</b>"), KEY, SETTINGS))
+    empty = Email(to="ana@example.com", subject="x", text="", html="<b>x</b>")
+    parsed = parse(build_message(empty, KEY, SETTINGS.smtp))
     plain, html = parsed.get_body(("plain",)), parsed.get_body(("html",))
     assert plain is not None and html is not None
     assert (plain.get_content(), html.get_content()) == ("", "<b>x</b>")
@@ -169,10 +170,10 @@ def test_the_same_email_built_twice_differs_only_in_date_and_boundaries() -> Non
     the random multipart boundaries change."""
     message = Email(to="ana@example.com", to_name="Zoë", subject="Réunion", text="hé", html="<p>hé</p>",
                     attachments=(INVITE,))
-    first, again = build_message(message, KEY, SETTINGS), build_message(message, KEY, SETTINGS)
+    first, again = build_message(message, KEY, SETTINGS.smtp), build_message(message, KEY, SETTINGS.smtp)
     assert without_date_and_boundaries(first) == without_date_and_boundaries(again)
     assert parse(first)["Message-ID"] == parse(again)["Message-ID"] == message_id(KEY, "reminders@example.com")
-    other = build_message(message, "reminder:43:email:ana@example.com", SETTINGS)
+    other = build_message(message, "reminder:43:email:ana@example.com", SETTINGS.smtp)
     assert parse(other)["Message-ID"] != parse(first)["Message-ID"]
 
 
@@ -180,7 +181,7 @@ async def test_delivery_sends_the_built_bytes_and_returns_the_message_id(smtp_si
     """Through a real SMTP server: the envelope comes from settings and the Email, the message
     arrives byte for byte as built (apart from Date and boundaries), and deliver() returns its Message-ID."""
     settings = Settings.load(smtp_sink.env())
-    channel = SmtpChannel(settings)
+    channel = SmtpChannel(settings.smtp)
     message = Email(to="ana@example.com", to_name="Zoë", subject="Réunion", text="hé\n.\n", html="<p>hé</p>",
                     attachments=(INVITE,))
     try:
@@ -188,8 +189,9 @@ async def test_delivery_sends_the_built_bytes_and_returns_the_message_id(smtp_si
     finally:
         await channel.aclose()
     [received] = smtp_sink.raw
-    assert without_date_and_boundaries(received) == without_date_and_boundaries(build_message(message, KEY, settings))
-    assert provider_id == parse(received)["Message-ID"] == message_id(KEY, settings.smtp_from_email)
+    sent = build_message(message, KEY, settings.smtp)
+    assert without_date_and_boundaries(received) == without_date_and_boundaries(sent)
+    assert provider_id == parse(received)["Message-ID"] == message_id(KEY, settings.smtp.from_email)
 
 
 # --- Invitations ---------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from app.config import Settings, SettingsError
+from app.config import SettingsError
+from app.config.features import CalendarSettings
 from app.errors import PermanentError
 
 FERNET_PREFIX = b"gAAAAA"
@@ -52,12 +53,11 @@ class TokenCipher:
         self.key_ids = tuple(key_id(k) for k in keys)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TokenCipher | None:
+    def from_settings(cls, settings: CalendarSettings) -> TokenCipher | None:
         """None when CALENDAR_TOKEN_KEYS is unset; SettingsError when a key is malformed."""
-        if settings.calendar_token_keys is None:
+        if not settings.token_keys:
             return None
-        keys = [k.strip() for k in settings.calendar_token_keys.get_secret_value().split(",") if k.strip()]
-        return cls(keys)
+        return cls([k.get_secret_value() for k in settings.token_keys])
 
     def encrypt(self, token: str) -> bytes:
         return self._multi.encrypt(token.encode())

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"workhorse: {exc}", file=sys.stderr)
         return 2
-    logs.configure(settings.log_level, settings.log_format)
+    logs.configure(settings.log.level, settings.log.format)
     handler: Handler = args.handler
     return run_reporting("workhorse", handler(settings, args))
 

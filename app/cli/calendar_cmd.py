@@ -52,7 +52,7 @@ def add_parsers(sub: Any) -> None:
 
 
 def _cipher(settings: Settings) -> TokenCipher:
-    cipher = TokenCipher.from_settings(settings)
+    cipher = TokenCipher.from_settings(settings.calendar)
     if cipher is None:
         raise SettingsError("CALENDAR_TOKEN_KEYS is not set")
     return cipher

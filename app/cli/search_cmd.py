@@ -25,7 +25,7 @@ def add_parsers(sub: Any) -> None:
 async def search(settings: Settings, args: argparse.Namespace) -> int:
     async with open_resources(settings, build_registry(settings)) as res:
         matches = await similar(res.db, res.providers.embedding, args.org, args.question, args.top,
-                                why_no_provider=no_provider_reason(settings))
+                                why_no_provider=no_provider_reason(settings.embedding))
     if args.json:
         print_json([{"documentId": m.document_id, "chunkIndex": m.chunk_index, "distance": m.distance,
                      "startChar": m.start_char, "endChar": m.end_char, "content": m.content} for m in matches])

@@ -2,8 +2,9 @@
 table, and URL checks. Everything below it (queue, db, providers) receives what it needs from
 here; nothing else reads `os.environ`."""
 
+from app.config.paths import PROJECT_ROOT
 from app.config.queue_table import QueueConfig, QueueTable, RetryPolicy, UnknownQueue
-from app.config.settings import PROJECT_ROOT, Settings, SettingsError
+from app.config.settings import Settings, SettingsError
 from app.config.urls import check_url, redact_url
 
 __all__ = ["PROJECT_ROOT", "QueueConfig", "QueueTable", "RetryPolicy", "Settings", "SettingsError",

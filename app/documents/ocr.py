@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.config import Settings
+from app.config.features import OcrSettings
 from app.documents import pages
 from app.documents.pages import Kind, Layout, Limits, PageText
 from app.errors import TransientError
@@ -72,10 +72,10 @@ class OcrEngine:
     _pool: ProcessPoolExecutor | None = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OcrEngine:
-        limits = Limits(settings.ocr_max_pages, settings.ocr_max_pixels, settings.ocr_dpi,
-                        settings.ocr_page_timeout_s)
-        return cls(limits, settings.ocr_workers or os.cpu_count() or 1)
+    def from_settings(cls, settings: OcrSettings) -> OcrEngine:
+        limits = Limits(settings.max_pages, settings.max_pixels, settings.dpi,
+                        settings.page_timeout_s)
+        return cls(limits, settings.workers or os.cpu_count() or 1)
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:

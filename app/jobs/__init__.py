@@ -25,7 +25,7 @@ ALL: tuple[JobSpec[Any], ...] = (
 def build_registry(settings: Settings) -> Registry:
     """The registry of ALL, plus the SPECS of each module named in WORKHORSE_EXTRA_JOBS."""
     extra: list[JobSpec[Any]] = []
-    for name in filter(None, (m.strip() for m in (settings.workhorse_extra_jobs or "").split(","))):
+    for name in settings.workhorse.extra_jobs:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:

@@ -27,13 +27,13 @@ async def embed_document(job: Job, p: EmbedDocument) -> dict[str, Any]:
         raise PermanentError(f"document {doc.id} has no text to embed (status {doc.status}); process it first")
     provider = res.providers.embedding
     if provider is None:
-        raise JobSkipped(no_provider_reason(res.settings))
+        raise JobSkipped(no_provider_reason(res.settings.embedding))
     settings = res.settings
     # Tokenizing a long text takes a while; the loop keeps serving meanwhile.
-    chunks = await asyncio.to_thread(chunk_text, doc.ocr_text, size=settings.chunk_tokens,
-                                     overlap=settings.chunk_overlap_tokens)
+    chunks = await asyncio.to_thread(chunk_text, doc.ocr_text, size=settings.chunk.tokens,
+                                     overlap=settings.chunk.overlap_tokens)
     await job.progress(10, chunks=len(chunks))
-    embedded, tokens = await _embed(job, provider, chunks, settings.embedding_batch_size)
+    embedded, tokens = await _embed(job, provider, chunks, settings.embedding.batch_size)
     stored = await vectors.replace(res.db, document_id=doc.id, org_id=doc.org_id, model=provider.model,
                                    chunks=chunks, vectors=embedded, force=p.force)
     if not stored:

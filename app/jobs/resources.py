@@ -45,17 +45,17 @@ class ProviderClients:
     @cached_property
     def openai(self) -> OpenAIClient | None:
         """None when OPENAI_API_KEY is not set."""
-        if self._settings.openai_api_key is None:
+        if self._settings.openai.api_key is None:
             return None
-        return OpenAIClient(self._settings, self._breakers)
+        return OpenAIClient(self._settings.openai, self._breakers)
 
     @cached_property
     def storage(self) -> Storage:
-        return build_storage(self._settings)
+        return build_storage(self._settings.storage, self._settings.s3)
 
     @cached_property
     def ocr(self) -> OcrEngine:
-        return OcrEngine.from_settings(self._settings)
+        return OcrEngine.from_settings(self._settings.ocr)
 
     @cached_property
     def notifier(self) -> Notifier:
@@ -68,14 +68,14 @@ class ProviderClients:
     @property
     def embedding(self) -> EmbeddingProvider | None:
         """The configured embedding provider, or None (app.providers.embedding says why)."""
-        return choose_embedding_provider(self._settings, self.openai, lambda: self._local_embeddings)
+        return choose_embedding_provider(self._settings.embedding, self.openai, lambda: self._local_embeddings)
 
     @cached_property
     def google(self) -> GoogleCalendar | None:
         """None when GOOGLE_CLIENT_ID or GOOGLE_CLIENT_SECRET is not set."""
-        if not self._settings.google_client_id or self._settings.google_client_secret is None:
+        if not self._settings.google.client_id or self._settings.google.client_secret is None:
             return None
-        return GoogleCalendar(self._settings, self._breakers)
+        return GoogleCalendar(self._settings.google, self._breakers)
 
     async def aclose(self) -> None:
         built = [name for name in ("openai", "storage", "ocr", "notifier", "google") if name in self.__dict__]
@@ -105,8 +105,8 @@ def build_resources(settings: Settings, registry: Registry, redis_url: str, data
            db: asyncpg.Pool, *, embedded_alone: bool) -> Resources:
     metrics = Metrics()
     breakers = Breakers(
-        failure_threshold=settings.breaker_failure_threshold,
-        reset_timeout_s=settings.breaker_reset_timeout_s,
+        failure_threshold=settings.breaker.failure_threshold,
+        reset_timeout_s=settings.breaker.reset_timeout_s,
         on_change=lambda p, s: metrics.breaker_state.labels(p).set(int(s)),
     )
     for provider, state in breakers.states().items():

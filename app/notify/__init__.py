@@ -47,9 +47,9 @@ class Notifier:
         self.breakers, self.metrics = breakers, metrics
         self.ledger = Ledger(db, stale_after_s=CLAIM_STALE_S)
         self.channels: dict[str, ChannelImpl] = {
-            "email": SmtpChannel(settings),
-            "sms": TwilioChannel(settings),
-            "webhook": WebhookChannel(settings),
+            "email": SmtpChannel(settings.smtp),
+            "sms": TwilioChannel(settings.twilio),
+            "webhook": WebhookChannel(settings.webhook),
             "chat": ChatChannel(db, redis),
         }
 

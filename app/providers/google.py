@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import aiohttp
 
-from app.config import Settings
+from app.config.services import GoogleSettings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.breakers import Breakers
 from app.providers.retry_after import retry_after_s
@@ -73,20 +73,20 @@ class WatchChannel:
 class GoogleCalendar:
     """The one client for Google Calendar and Google's OAuth token endpoint."""
 
-    def __init__(self, settings: Settings, breakers: Breakers) -> None:
-        assert settings.google_client_id and settings.google_client_secret, "built only when configured"
+    def __init__(self, settings: GoogleSettings, breakers: Breakers) -> None:
+        assert settings.client_id and settings.client_secret, "built only when configured"
         self.settings = settings
         self.breakers = breakers
-        self.base_url = settings.google_calendar_base_url.rstrip("/")
+        self.base_url = settings.calendar_base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 
     async def refresh(self, refresh_token: str) -> TokenGrant:
         """A new access token for `refresh_token`; InvalidGrant when Google refuses it."""
         s = self.settings
-        assert s.google_client_id and s.google_client_secret
+        assert s.client_id and s.client_secret
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token,
-                "client_id": s.google_client_id, "client_secret": s.google_client_secret.get_secret_value()}
-        body = await self._call("POST", s.google_token_url, data=form)
+                "client_id": s.client_id, "client_secret": s.client_secret.get_secret_value()}
+        body = await self._call("POST", s.token_url, data=form)
         access, expires_in = body.get("access_token"), body.get("expires_in", 3600)
         if not isinstance(access, str) or not access or not isinstance(expires_in, int | float):
             raise TransientError("Google's token endpoint answered without an access token")
@@ -150,7 +150,7 @@ class GoogleCalendar:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            timeout = aiohttp.ClientTimeout(total=self.settings.google_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             self._session = aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
         return self._session
 

@@ -16,7 +16,7 @@ from binascii import b2a_base64
 from email.utils import formatdate
 from urllib.parse import quote
 
-from app.config import Settings
+from app.config.services import SmtpSettings
 from app.providers.mailbox import BadAddress, Envelope, envelope, sender_mailbox
 from app.providers.messages import Attachment, Email
 
@@ -30,13 +30,13 @@ _WORD_BYTES = 42
 even a first word after "Subject: " stays within 78 columns (and under RFC 2047's 75)."""
 
 
-def build_message(message: Email, key: str, settings: Settings) -> bytes:
+def build_message(message: Email, key: str, settings: SmtpSettings) -> bytes:
     """The message as sent for idempotency key `key`: plain text, optional HTML alternative, attachments."""
-    env = envelope(settings.smtp_from_email, message.to)
-    return write_message(message, message_id(key, settings.smtp_from_email), settings, env)
+    env = envelope(settings.from_email, message.to)
+    return write_message(message, message_id(key, settings.from_email), settings, env)
 
 
-def write_message(message: Email, msg_id: str, settings: Settings, env: Envelope) -> bytes:
+def write_message(message: Email, msg_id: str, settings: SmtpSettings, env: Envelope) -> bytes:
     """The message for an envelope already checked (`build_message` checks it)."""
     body = _text_part(message.text, "plain")
     if message.html:
@@ -44,7 +44,7 @@ def write_message(message: Email, msg_id: str, settings: Settings, env: Envelope
     if message.attachments:
         body = _multipart("mixed", [body, *map(_attachment, message.attachments)])
     utf8 = env.smtputf8
-    head = (f"From: {_mailbox(settings.smtp_from_name, env.sender.in_header(utf8=utf8), 'From: ')}\r\n"
+    head = (f"From: {_mailbox(settings.from_name, env.sender.in_header(utf8=utf8), 'From: ')}\r\n"
             f"To: {_mailbox(message.to_name, env.recipient.in_header(utf8=utf8), 'To: ')}\r\n"
             f"Subject: {_unstructured(message.subject, 'Subject: ')}\r\n"
             f"Date: {formatdate(localtime=False)}\r\n"

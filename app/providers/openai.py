@@ -20,7 +20,7 @@ import openai
 import structlog
 from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
-from app.config import Settings
+from app.config.services import OpenAISettings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.breakers import Breakers
 from app.providers.retry_after import retry_after_s
@@ -50,13 +50,13 @@ class Embeddings:
 class OpenAIClient:
     """The one client for OpenAI's embeddings and chat (vision) endpoints."""
 
-    def __init__(self, settings: Settings, breakers: Breakers) -> None:
-        assert settings.openai_api_key is not None, "built only when OPENAI_API_KEY is set"
+    def __init__(self, settings: OpenAISettings, breakers: Breakers) -> None:
+        assert settings.api_key is not None, "built only when OPENAI_API_KEY is set"
         self.settings = settings
         self.breakers = breakers
         self.sdk = openai.AsyncOpenAI(
-            api_key=settings.openai_api_key.get_secret_value(), base_url=settings.openai_base_url or None,
-            timeout=settings.openai_timeout_s, max_retries=0,
+            api_key=settings.api_key.get_secret_value(), base_url=settings.base_url or None,
+            timeout=settings.timeout_s, max_retries=0,
         )
 
     async def embed(self, texts: Sequence[str], *, model: str) -> Embeddings:
@@ -82,7 +82,7 @@ class OpenAIClient:
         ]
         async with self._call("chat.completions"):
             reply = await self.sdk.chat.completions.create(
-                model=self.settings.openai_vision_model, messages=messages, temperature=0,
+                model=self.settings.vision_model, messages=messages, temperature=0,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": schema_name, "schema": schema, "strict": True}},
             )
@@ -104,7 +104,7 @@ class OpenAIClient:
         ]
         async with self._call("chat.completions"):
             reply = await self.sdk.chat.completions.create(
-                model=model or self.settings.openai_chat_model, messages=messages, temperature=0,
+                model=model or self.settings.chat_model, messages=messages, temperature=0,
                 response_format={"type": "json_schema",
                                  "json_schema": {"name": schema_name, "schema": schema, "strict": True}},
             )

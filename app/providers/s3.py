@@ -10,7 +10,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
-from app.config import Settings
+from app.config.services import S3Settings
 from app.errors import NotFound, PermanentError, TransientError
 from app.providers.storage import too_large
 
@@ -30,14 +30,14 @@ class S3Storage:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> S3Storage:
-        if not settings.s3_bucket:
+    def from_settings(cls, settings: S3Settings) -> S3Storage:
+        if not settings.bucket:
             raise PermanentError("STORAGE_BACKEND=s3 needs S3_BUCKET")
-        secret = settings.s3_secret_access_key
-        return cls(settings.s3_bucket, {
-            "region_name": settings.s3_region,
-            "endpoint_url": settings.s3_endpoint_url or None,
-            "aws_access_key_id": settings.s3_access_key_id,
+        secret = settings.secret_access_key
+        return cls(settings.bucket, {
+            "region_name": settings.region,
+            "endpoint_url": settings.endpoint_url or None,
+            "aws_access_key_id": settings.access_key_id,
             "aws_secret_access_key": secret.get_secret_value() if secret else None,
         })
 

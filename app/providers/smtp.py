@@ -15,7 +15,7 @@ import asyncio
 
 import aiosmtplib
 
-from app.config import Settings
+from app.config.services import SmtpSettings
 from app.errors import PermanentError, TransientError
 from app.providers.mailbox import BadAddress, Envelope, envelope
 from app.providers.messages import Email
@@ -26,17 +26,17 @@ class SmtpChannel:
     name = "email"
     provider = "smtp"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
         self._idle: list[aiosmtplib.SMTP] = []
-        self._slots = asyncio.Semaphore(settings.smtp_pool_size)
+        self._slots = asyncio.Semaphore(settings.pool_size)
 
     def unconfigured_reason(self) -> str | None:
-        return None if self.settings.smtp_host else "email is not configured (SMTP_HOST is unset)"
+        return None if self.settings.host else "email is not configured (SMTP_HOST is unset)"
 
     async def deliver(self, message: Email, key: str) -> str:
-        env = envelope(self.settings.smtp_from_email, message.to)  # a bad address: refused here
-        msg_id = message_id(key, self.settings.smtp_from_email)
+        env = envelope(self.settings.from_email, message.to)  # a bad address: refused here
+        msg_id = message_id(key, self.settings.from_email)
         raw = write_message(message, msg_id, self.settings, env)
         async with self._slots:
             smtp, reused = await self._checkout()
@@ -64,9 +64,9 @@ class SmtpChannel:
     async def _connect(self) -> aiosmtplib.SMTP:
         s = self.settings
         smtp = aiosmtplib.SMTP(
-            hostname=s.smtp_host, port=s.smtp_port, timeout=s.smtp_timeout_s,
-            use_tls=s.smtp_secure == "tls", start_tls=s.smtp_secure == "starttls",
-            username=s.smtp_user, password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            hostname=s.host, port=s.port, timeout=s.timeout_s,
+            use_tls=s.secure == "tls", start_tls=s.secure == "starttls",
+            username=s.user, password=s.password.get_secret_value() if s.password else None,
         )
         try:
             await smtp.connect()

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from app.config import Settings
+from app.config.features import StorageSettings
+from app.config.services import S3Settings
 from app.errors import NotFound, PermanentError, TransientError
 
 
@@ -126,9 +127,9 @@ def _write(path: Path, data: bytes) -> None:
         raise
 
 
-def build_storage(settings: Settings) -> Storage:
-    if settings.storage_backend == "s3":
+def build_storage(storage: StorageSettings, s3: S3Settings) -> Storage:
+    if storage.backend == "s3":
         from app.providers.s3 import S3Storage
 
-        return S3Storage.from_settings(settings)
-    return LocalStorage(settings.storage_dir)
+        return S3Storage.from_settings(s3)
+    return LocalStorage(storage.dir)

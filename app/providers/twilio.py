@@ -11,7 +11,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from app.config import Settings
+from app.config.services import TwilioSettings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers.messages import Sms
 from app.providers.retry_after import retry_after_s
@@ -34,7 +34,7 @@ class TwilioChannel:
     name = "sms"
     provider = "twilio"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: TwilioSettings) -> None:
         self.settings = settings
         self._client: Client | None = None
         self._http: AsyncTwilioHttpClient | None = None
@@ -42,25 +42,25 @@ class TwilioChannel:
     def unconfigured_reason(self) -> str | None:
         s = self.settings
         missing = [name for name, value in (
-            ("TWILIO_ACCOUNT_SID", s.twilio_account_sid), ("TWILIO_AUTH_TOKEN", s.twilio_auth_token),
-            ("TWILIO_PHONE_NUMBER", s.twilio_phone_number)) if not value]
+            ("TWILIO_ACCOUNT_SID", s.account_sid), ("TWILIO_AUTH_TOKEN", s.auth_token),
+            ("TWILIO_PHONE_NUMBER", s.phone_number)) if not value]
         return f"SMS is not configured ({', '.join(missing)} unset)" if missing else None
 
     def _twilio(self) -> Client:
         if self._client is None:
             s = self.settings
-            assert s.twilio_auth_token is not None
-            self._http = _HeaderKeepingHttpClient(timeout=s.webhook_timeout_s)
-            self._client = Client(s.twilio_account_sid, s.twilio_auth_token.get_secret_value(),
+            assert s.auth_token is not None
+            self._http = _HeaderKeepingHttpClient(timeout=s.timeout_s)
+            self._client = Client(s.account_sid, s.auth_token.get_secret_value(),
                                   http_client=self._http)
-            if s.twilio_base_url:
-                self._client.api.base_url = s.twilio_base_url.rstrip("/")
+            if s.base_url:
+                self._client.api.base_url = s.base_url.rstrip("/")
         return self._client
 
     async def deliver(self, message: Sms, key: str) -> str:
         try:
             sent = await self._twilio().messages.create_async(
-                to=message.to, from_=self.settings.twilio_phone_number, body=fit_sms(message.body, message.link))
+                to=message.to, from_=self.settings.phone_number, body=fit_sms(message.body, message.link))
         except TwilioRestException as exc:
             raise _translate(exc) from exc
         except (TwilioException, aiohttp.ClientError, TimeoutError, OSError) as exc:

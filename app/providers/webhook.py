@@ -21,7 +21,7 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from app.config import Settings
+from app.config.services import WebhookSettings
 from app.errors import PermanentError, RateLimited, TransientError
 from app.providers import retry_after
 from app.providers.messages import Webhook
@@ -135,14 +135,13 @@ class WebhookChannel:
     name = "webhook"
     provider = "webhook"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: WebhookSettings) -> None:
         self.settings = settings
-        self.allowed_hosts = frozenset(
-            h.strip().lower() for h in settings.webhook_allowed_hosts.split(",") if h.strip())
+        self.allowed_hosts = frozenset(h.lower() for h in settings.allowed_hosts)
         self._session: aiohttp.ClientSession | None = None
 
     def unconfigured_reason(self) -> str | None:
-        return None if self.settings.webhook_secret else "webhooks are not configured (WEBHOOK_SECRET is unset)"
+        return None if self.settings.secret else "webhooks are not configured (WEBHOOK_SECRET is unset)"
 
     def check_url(self, url: str) -> None:
         """Refuse what the resolver cannot see: other schemes and literal private IPs."""
@@ -162,19 +161,19 @@ class WebhookChannel:
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(resolver=PublicOnlyResolver(self.allowed_hosts))
-            timeout = aiohttp.ClientTimeout(total=self.settings.webhook_timeout_s)
+            timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout)
         return self._session
 
     def signed_request(self, message: Webhook, key: str, now: float | None = None) -> tuple[bytes, dict[str, str]]:
-        assert self.settings.webhook_secret is not None
+        assert self.settings.secret is not None
         body = json.dumps({"event": message.event, "id": key, "data": message.data},
                           separators=(",", ":"), default=str).encode()
         ts = int(time.time() if now is None else now)
         headers = {
             "Content-Type": "application/json",
             TIMESTAMP_HEADER: str(ts),
-            SIGNATURE_HEADER: sign(self.settings.webhook_secret.get_secret_value(), ts, body),
+            SIGNATURE_HEADER: sign(self.settings.secret.get_secret_value(), ts, body),
             "Idempotency-Key": key,
         }
         return body, headers

@@ -69,7 +69,7 @@ class Engine:
         self.instance = new_instance_id()
         settings = res.settings
         self.hub = WakeHub(res.redis, self.queues, self.instance, metrics=res.metrics,
-                           keyspace=settings.redis_keyspace_notifications, on_abort=self._aborts_announced)
+                           keyspace=settings.redis.keyspace_notifications, on_abort=self._aborts_announced)
         self.liveness = Liveness(res.redis_url, self.instance, ttl_s=settings.process_liveness_ttl_s)
         self.cron = CronTicker(res, cron)
         self.outbox = OutboxRelay(res)  # job_outbox rows -> queues (OUTBOX_RELAY)
@@ -154,7 +154,7 @@ class Engine:
         """Without keyspace notifications nothing announces an abort: look every heartbeat while
         jobs run (arq's own workers look at every poll)."""
         while True:
-            await asyncio.sleep(self.res.settings.job_heartbeat_s)
+            await asyncio.sleep(self.res.settings.job.heartbeat_s)
             if not self.hub.keyspace.on:
                 await self._cancel_aborted()
 

@@ -103,7 +103,7 @@ class _Wrapped:
         started = time.perf_counter()
         res = self.res
         job: JobContext[Any] = JobContext(res, job_id, self.spec.name, self.queue, attempt, enqueued_ms, res.redis,
-                                          res.settings.keep_result_s)
+                                          res.settings.keep.result_s)
         parsed: Payload | None = None
         deadline = asyncio.timeout(self.timeout_s)
         try:

@@ -19,7 +19,8 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, TypeVar
 
-from app.config import Settings, SettingsError
+from app.config import SettingsError
+from app.config.services import OtelSettings
 from app.queue.retries import RetryLater
 
 if TYPE_CHECKING:
@@ -48,13 +49,13 @@ active: JobTracer | None = None
 """The tracer of this process while tracing is on, else None."""
 
 
-def start(settings: Settings) -> None:
+def start(settings: OtelSettings) -> None:
     """Turn tracing on when OTEL_EXPORTER_OTLP_ENDPOINT is set; a no-op otherwise."""
     global active
-    endpoint = settings.otel_exporter_otlp_endpoint
+    endpoint = settings.exporter_otlp_endpoint
     if not endpoint or active is not None:
         return
-    active = JobTracer(endpoint, settings.otel_service_name)
+    active = JobTracer(endpoint, settings.service_name)
 
 
 def stop() -> None:

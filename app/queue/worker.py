@@ -55,7 +55,7 @@ class QueueWorker:
         # the claim takes over locks whose owner's liveness key has lapsed (app/queue/claims.py),
         # and the bookkeeping extends the locks of running jobs every heartbeat.
         longest_s = max((f.timeout_s for f in functions.values()), default=queue.timeout_s)
-        self.lock_ttl_s = max(longest_s + _LOCK_MARGIN_S, settings.job_lock_ttl_s)
+        self.lock_ttl_s = max(longest_s + _LOCK_MARGIN_S, settings.job.lock_ttl_s)
         self.read_limit = max(self.max_jobs * 5, 100)
         self.job_counter = 0
         """Slots taken: jobs claimed whose function has not ended yet."""
@@ -79,14 +79,14 @@ class QueueWorker:
         self._polled_at = float("-inf")
         self._seen_jobs: int | None = None
         """Jobs (waiting, deferred, running anywhere) the last read of the queue found."""
-        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.lock_ttl_s, heartbeat_s=settings.job_heartbeat_s,
-                                 keep_results=settings.keep_results_per_queue,
-                                 health_every_s=settings.health_check_interval_s)
+        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.lock_ttl_s, heartbeat_s=settings.job.heartbeat_s,
+                                 keep_results=settings.keep.results_per_queue,
+                                 health_every_s=settings.health.check_interval_s)
         self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s, read_limit=self.read_limit)
         self._runner = Runner(res, queue.name, functions, FinishBatcher(pool, queue.name, hub.instance),
-                              slot_freed=self._free_slot, keep_completed_s=settings.keep_result_s,
-                              keep_failed_s=settings.keep_failed_s, lock_ttl_s=self.lock_ttl_s,
-                              heartbeat_s=settings.job_heartbeat_s)
+                              slot_freed=self._free_slot, keep_completed_s=settings.keep.result_s,
+                              keep_failed_s=settings.keep.failed_s, lock_ttl_s=self.lock_ttl_s,
+                              heartbeat_s=settings.job.heartbeat_s)
         self._holding_slot: set[str] = set()
         """Jobs that hold a slot: claimed, function not yet ended (their finish may still be on its way)."""
         self._redis_failures = 0

@@ -231,7 +231,7 @@ def configured(settings: Settings) -> tuple[str, str]:
 
     Raises EmbeddedUnavailable naming the variable when only one of Redis and PostgreSQL is
     configured (the embedded default never stands in for half a production set-up)."""
-    redis_url, database_url = settings.redis_dsn, settings.database_url
+    redis_url, database_url = settings.redis.dsn, settings.database.url
     if redis_url and database_url:
         return redis_url, database_url
     if settings.services_configured:
@@ -248,8 +248,8 @@ def resolve(settings: Settings, *, start: bool = True) -> tuple[str, str, Attach
     redis_url, database_url = configured(settings)
     if redis_url and database_url:
         return redis_url, database_url, None
-    attached = attach(settings.workhorse_home, start=start)
+    attached = attach(settings.workhorse.home, start=start)
     if attached is None:
-        raise EmbeddedUnavailable(f"no embedded default runs under {settings.workhorse_home}: start the worker "
+        raise EmbeddedUnavailable(f"no embedded default runs under {settings.workhorse.home}: start the worker "
                                   "(make run), or set REDIS_URL and DATABASE_URL")
     return attached.redis_url, attached.database_url, attached

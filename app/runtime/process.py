@@ -66,15 +66,15 @@ class Process:
         except OSError as exc:
             await runner.cleanup()
             raise SettingsError(
-                f"invalid setting HEALTH_PORT: cannot listen on {settings.health_host}:{settings.health_port} "
+                f"invalid setting HEALTH_PORT: cannot listen on {settings.health.host}:{settings.health.port} "
                 f"({exc.strerror or exc}); set HEALTH_PORT (or HEALTH_HOST)"
             ) from None
-        log.info("sidecar_listening", host=settings.health_host, port=_bound_port(runner))
+        log.info("sidecar_listening", host=settings.health.host, port=_bound_port(runner))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig)
         try:
-            tracing.start(settings)  # tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT is set
+            tracing.start(settings.otel)  # tracing: on when OTEL_EXPORTER_OTLP_ENDPOINT is set
             return await self._serve()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -154,7 +154,7 @@ def make_room_for_connections(max_connections: int) -> None:
 
 async def serve(settings: Settings, registry: Registry, queues: list[str]) -> int:
     """Run the worker process until SIGTERM/SIGINT; return its exit code."""
-    make_room_for_connections(settings.sidecar_max_connections)
+    make_room_for_connections(settings.sidecar.max_connections)
     async with open_resources(settings, registry, apply_migrations=True) as res:
         await stats.prune_running(res.redis, queues)
         # What start-up built (modules, pools, the registry: ~150k objects) lives as long as the

@@ -22,7 +22,7 @@ from app.web.state import STATE, WebState
 
 
 def create_app(state: WebState) -> web.Application:
-    app = web.Application(middlewares=[admission_for(state.res.settings.sidecar_max_connections).admit])
+    app = web.Application(middlewares=[admission_for(state.res.settings.sidecar.max_connections).admit])
     app[STATE] = state
     health.add_routes(app)
     app.add_subapp("/api/v1", create_api(state))
@@ -36,12 +36,12 @@ def make_runner(state: WebState) -> web.AppRunner:
     the header timeout: a client that sends half a request line, or drips a byte a second, is
     closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run)."""
     return web.AppRunner(create_app(state), access_log=None,
-                         keepalive_timeout=state.res.settings.sidecar_header_timeout_s)
+                         keepalive_timeout=state.res.settings.sidecar.header_timeout_s)
 
 
 def make_site(runner: web.AppRunner, settings: Settings) -> BoundedSite:
-    return BoundedSite(runner, settings.health_host, settings.health_port,
-                       max_connections=settings.sidecar_max_connections, backlog=settings.sidecar_listen_backlog)
+    return BoundedSite(runner, settings.health.host, settings.health.port,
+                       max_connections=settings.sidecar.max_connections, backlog=settings.sidecar.listen_backlog)
 
 
 __all__ = ["WebState", "create_app", "make_runner", "make_site"]

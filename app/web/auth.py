@@ -21,14 +21,10 @@ class ApiToken:
     read_only: bool
 
 
-def parse_tokens(raw: SecretStr | None) -> tuple[ApiToken, ...]:
-    """API_TOKEN: comma-separated tokens; `ro:` before a token makes it read-only."""
-    if raw is None:
-        return ()
+def parse_tokens(configured: list[SecretStr]) -> tuple[ApiToken, ...]:
+    """API_TOKEN's tokens; `ro:` before a token makes it read-only."""
     tokens = []
-    for n, item in enumerate(t.strip() for t in raw.get_secret_value().split(",")):
-        if not item:
-            continue
+    for n, item in enumerate(t.get_secret_value() for t in configured):
         read_only = item.startswith("ro:")
         value = item[3:] if read_only else item
         if value:

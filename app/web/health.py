@@ -125,9 +125,9 @@ def describe_config(settings: Settings, engine: EngineSnapshot) -> dict[str, Any
         "shutdownTimeoutMs": settings.shutdown_timeout_ms,
         "servedQueues": list(engine.queues),
         "queues": queues,
-        "sidecar": {"headerTimeoutS": settings.sidecar_header_timeout_s,
-                    "maxConnections": settings.sidecar_max_connections,
-                    "listenBacklog": settings.sidecar_listen_backlog},
+        "sidecar": {"headerTimeoutS": settings.sidecar.header_timeout_s,
+                    "maxConnections": settings.sidecar.max_connections,
+                    "listenBacklog": settings.sidecar.listen_backlog},
     }
 
 

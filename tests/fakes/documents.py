@@ -87,7 +87,7 @@ async def add_document(res: Resources, doc_id: str, data: bytes | None, *, org_i
     """A documents row (PENDING) and, when `data` is given, its file in local storage."""
     key = f"{org_id}/{doc_id}"
     if data is not None:
-        await LocalStorage(res.settings.storage_dir).put(key, data)
+        await LocalStorage(res.settings.storage.dir).put(key, data)
     await res.db.execute(
         "INSERT INTO documents (id, org_id, storage_key, document_type, ocr_text) VALUES ($1, $2, $3, $4, $5)",
         doc_id, org_id, key, document_type, text)

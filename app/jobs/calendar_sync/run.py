@@ -75,7 +75,7 @@ def _configured(job: Job) -> tuple[GoogleCalendar, TokenCipher]:
     if google is None:
         raise JobSkipped("Google Calendar is not configured (GOOGLE_CLIENT_ID / GOOGLE_CLIENT_SECRET unset)")
     try:
-        cipher = TokenCipher.from_settings(job.res.settings)
+        cipher = TokenCipher.from_settings(job.res.settings.calendar)
     except SettingsError as exc:
         raise CipherUnavailable(str(exc)) from None
     if cipher is None:
@@ -86,12 +86,12 @@ def _configured(job: Job) -> tuple[GoogleCalendar, TokenCipher]:
 async def _pull(job: Job, access: Access, conn: Connection, *, full: bool) -> store.Applied:
     """Every page of one sync, applied page by page; the sync token stored after the last."""
     s = job.res.settings
-    window = sync_window(dt.datetime.now(dt.UTC), days_back=s.calendar_sync_days_back,
-                         days_ahead=s.calendar_sync_days_ahead) if full else None
+    window = sync_window(dt.datetime.now(dt.UTC), days_back=s.calendar.sync_days_back,
+                         days_ahead=s.calendar.sync_days_ahead) if full else None
     applied, seen = store.Applied(), set[str]()
     page_token: str | None = None
     for _ in range(MAX_PAGES):
-        page = await access.call(access.google.list_events, conn.calendar_id, page_size=s.calendar_sync_page_size,
+        page = await access.call(access.google.list_events, conn.calendar_id, page_size=s.calendar.sync_page_size,
                                  sync_token=None if full else conn.sync_token, window=window, page_token=page_token)
         plan = plan_page(page.items, page.time_zone)
         await store.apply(job.res.db, conn, plan, applied)
@@ -158,7 +158,7 @@ async def count_failure(job: Job, p: SyncCalendar, exc: BaseException) -> None:
     not open any token: an operator's mistake) are not counted."""
     if isinstance(exc, NotFound | ConnectionMismatch | CipherUnavailable | TokenUnreadable):
         return
-    limit = job.res.settings.calendar_max_consecutive_failures
+    limit = job.res.settings.calendar.max_consecutive_failures
     deactivated = await connections.record_failure(job.res.db, p.connection_id, f"{type(exc).__name__}: {exc}",
                                                    max_failures=limit)
     if not deactivated:

@@ -34,14 +34,14 @@ def due(conn: Connection, now: dt.datetime) -> bool:
 async def ensure(job: Job, call: Caller, conn: Connection) -> str:
     """"off" (CALENDAR_PUSH_URL unset), "current", "renewed" or "failed"."""
     settings, google = job.res.settings, job.res.providers.google
-    if settings.calendar_push_url is None or google is None:
+    if settings.calendar.push_url is None or google is None:
         return "off"
     if not due(conn, dt.datetime.now(dt.UTC)):
         return "current"
     channel_id, token = uuid.uuid4().hex, secrets.token_urlsafe(32)
     try:
         channel = await call(google.watch, conn.calendar_id, channel_id=channel_id, channel_token=token,
-                             address=settings.calendar_push_url, ttl_s=settings.calendar_watch_ttl_s)
+                             address=settings.calendar.push_url, ttl_s=settings.calendar.watch_ttl_s)
     except AppError as exc:  # not retried: the next sync tries again, and the cron covers meanwhile
         job.log.warning("calendar_watch_failed", connection_id=conn.id, error=str(exc))
         return "failed"

@@ -42,7 +42,7 @@ def batch_job_id(reminder_ids: list[int]) -> str:
 
 
 async def send_reminders(job: Job, p: SendReminders) -> dict[str, Any]:
-    slots = asyncio.Semaphore(job.res.settings.reminder_send_concurrency)
+    slots = asyncio.Semaphore(job.res.settings.reminder.send_concurrency)
     rows = await load(job, p.reminder_ids)
 
     async def one(reminder_id: int) -> dict[str, Any]:

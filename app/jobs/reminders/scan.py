@@ -80,7 +80,7 @@ async def _one_batch(job: Job, batch_size: int, result: ScanResult) -> int:
     async with job.res.db.acquire() as conn, conn.transaction():
         rows = await conn.fetch(_CLAIM_BATCH, batch_size)
         to_send = [r["id"] for r in rows if r["status"] == "QUEUED"]
-        size = job.res.settings.reminder_batch_size
+        size = job.res.settings.reminder.batch_size
         batches = [to_send[i:i + size] for i in range(0, len(to_send), size)]
         if batches:
             await job.res.enqueuer.enqueue_many(

@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 async def process_inbox(job: Job, p: ProcessInbox) -> dict[str, Any]:
     db, settings = job.res.db, job.res.settings
     task = await load_task(db, p.task_id, p.user_id)
-    prefs = await load_preferences(db, p.user_id, default_zone=settings.scheduling_time_zone)
+    prefs = await load_preferences(db, p.user_id, default_zone=settings.scheduling.time_zone)
     now = dt.datetime.now(dt.UTC)
     text = "\n".join(filter(None, [task.subject, task.message])).replace("\x00", " ")
     c, method = await classify(job.res.providers.openai, text, now=now, time_zone=prefs.hours.time_zone,

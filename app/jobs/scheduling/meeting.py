@@ -40,7 +40,7 @@ async def _people(job: Job, user_id: str, prefs: Preferences, emails: list[str])
 async def schedule_meeting(job: Job, p: ScheduleMeeting) -> dict[str, Any]:
     db = job.res.db
     task = await load_task(db, p.task_id, p.user_id)
-    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling_time_zone)
+    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling.time_zone)
     data = p.scheduling_data
     tz = prefs.hours.time_zone
     wanted = Interval(_aware(data.start_time, tz).astimezone(dt.UTC), _aware(data.end_time, tz).astimezone(dt.UTC))
@@ -86,7 +86,7 @@ async def _event_of(job: Job, event_id: str, user_id: str) -> list[str]:
 async def reschedule_meeting(job: Job, p: RescheduleMeeting) -> dict[str, Any]:
     db = job.res.db
     task = await load_task(db, p.task_id, p.user_id)
-    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling_time_zone)
+    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling.time_zone)
     tz = prefs.hours.time_zone
     wanted = Interval(_aware(p.start_time, tz).astimezone(dt.UTC), _aware(p.end_time, tz).astimezone(dt.UTC))
     people = await _people(job, p.user_id, prefs, await _event_of(job, p.event_id, p.user_id))

@@ -46,7 +46,7 @@ async def respond(job: Job, task: Task, user_id: str, response_type: ResponseTyp
 async def send_response(job: Job, p: SendResponse) -> dict[str, Any]:
     db = job.res.db
     task = await load_task(db, p.task_id, p.user_id)
-    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling_time_zone)
+    prefs = await load_preferences(db, p.user_id, default_zone=job.res.settings.scheduling.time_zone)
     facts = await _facts(job, task, p, prefs)
     message = _message(p, task, prefs, facts)
     recipient_hash = hashlib.sha256(message.recipient.encode()).hexdigest()[:12]

@@ -36,7 +36,7 @@ async def retry_task(job: Job, p: RetryTask) -> dict[str, Any]:
     task = await load_task(db, p.task_id, p.user_id)
     if not task.failed_step:
         raise JobSkipped(f"task {task.id} is {task.status}: no failed step to retry")
-    if p.previous_attempts >= job.res.settings.scheduling_max_task_retries:
+    if p.previous_attempts >= job.res.settings.scheduling.max_task_retries:
         await update_task(db, task.id, "NEEDS_REVIEW", error=f"gave up after {p.previous_attempts} retries: {p.reason}")
         log.warning("agent_task_needs_review", task_id=task.id, retries=p.previous_attempts)
         return {"taskId": task.id, "status": "NEEDS_REVIEW"}

@@ -66,8 +66,8 @@ class OutboxRelay:
         settings = res.settings
         self.res = res
         self.enqueuer = enqueuer or res.enqueuer
-        self.batch_size = settings.outbox_batch_size
-        self.poll_s = settings.outbox_poll_interval_ms / 1000
+        self.batch_size = settings.outbox.batch_size
+        self.poll_s = settings.outbox.poll_interval_ms / 1000
         self.listening = asyncio.Event()
         """Set while the LISTEN connection is up (notifications wake the relay at once)."""
         self._wake = asyncio.Event()
@@ -77,7 +77,7 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Run the relay in the background (unless OUTBOX_RELAY is off)."""
-        if self.res.settings.outbox_relay and self._task is None:
+        if self.res.settings.outbox.relay and self._task is None:
             self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
@@ -225,7 +225,7 @@ class OutboxRelay:
 
     async def archive(self) -> int:
         """Move rows DISPATCHED more than OUTBOX_ARCHIVE_AFTER_S ago to job_outbox_archive."""
-        after_s = float(self.res.settings.outbox_archive_after_s)
+        after_s = float(self.res.settings.outbox.archive_after_s)
         moved = 0
         while True:
             status: str = await self.res.db.execute(sql.ARCHIVE, after_s, ARCHIVE_CHUNK)

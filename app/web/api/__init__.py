@@ -34,7 +34,7 @@ def create_api(state: WebState) -> web.Application:
     refusal has the same shape as any other error."""
     settings = state.res.settings
     app = web.Application(middlewares=[json_errors, require_token])
-    app[API] = Api(state.res, parse_tokens(settings.api_token), settings.api_max_body_bytes)
+    app[API] = Api(state.res, parse_tokens(settings.api.token), settings.api.max_body_bytes)
     for module in (jobs, queues, dlq, calendar):
         app.router.add_routes(module.routes)
     app.router.add_get("/openapi.json", openapi_document, name="openapi")

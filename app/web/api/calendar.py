@@ -55,7 +55,7 @@ async def google_push(request: web.Request) -> web.Response:
 async def connect(request: web.Request) -> web.Response:
     api = api_of(request)
     body = _connection(await read_json(request, api.max_body_bytes,
-                                       idle_timeout_s=api.res.settings.sidecar_header_timeout_s))
+                                       idle_timeout_s=api.res.settings.sidecar.header_timeout_s))
     sync_job_id = await store_connection(api.res, body)
     return reply({"connectionId": body.id, "syncJobId": sync_job_id}, 201)
 
@@ -70,7 +70,7 @@ def _connection(data: object) -> NewConnectionBody:
 async def store_connection(res: Resources, body: NewConnectionBody) -> str | None:
     """Store the connection, tokens encrypted; the id of the full sync job when one was asked for."""
     try:
-        cipher = TokenCipher.from_settings(res.settings)
+        cipher = TokenCipher.from_settings(res.settings.calendar)
     except SettingsError as exc:
         raise ApiError(503, "calendar_not_configured", str(exc)) from None
     if cipher is None:

@@ -25,7 +25,7 @@ _MAX_JOB_ID_CHARS = 200
 @routes.post("/jobs", name="jobs-enqueue")
 async def enqueue(request: web.Request) -> web.Response:
     api = api_of(request)
-    body = await read_json(request, api.max_body_bytes, idle_timeout_s=api.res.settings.sidecar_header_timeout_s)
+    body = await read_json(request, api.max_body_bytes, idle_timeout_s=api.res.settings.sidecar.header_timeout_s)
     key = idempotency.read_key(request.headers.get(idempotency.HEADER))
     status, data, replayed = await enqueue_once(api.res.enqueuer, body, key)
     return reply(data, status, {"Idempotent-Replayed": "true"} if replayed else None)

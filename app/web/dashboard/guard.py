@@ -60,7 +60,7 @@ class Dashboard:
 
     @classmethod
     def build(cls, state: WebState) -> Dashboard:
-        tokens = parse_tokens(state.res.settings.api_token)
+        tokens = parse_tokens(state.res.settings.api.token)
         return cls(state, tokens, session.signing_key(tokens), _environment())
 
 
