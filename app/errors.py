@@ -15,7 +15,9 @@
                            is the result), e.g. a provider that is not configured
 
 Clients translate their library's failures into these with `raise ... from exc`. Jobs never
-catch to retry; anything outside the tree is a bug and goes to the dead-letter queue.
+catch to retry; anything outside the tree is a bug: it is retried within the queue's attempts
+like a transient failure (app/queue/retries.py: a timing-dependent bug may pass), then
+dead-lettered with reason `bug` and its traceback.
 """
 
 from __future__ import annotations

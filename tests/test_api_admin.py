@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,13 +22,15 @@ from app.queue import control
 from app.web.api.openapi import request_name
 from tests.support.worker import wait_for_runs
 from tests.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
+from tests.test_dead_letters import cli
 
 __all__ = ["api"]  # the fixture, shared with tests/test_api.py
 
 KEY = Fernet.generate_key().decode()
 
 
-async def test_pause_and_resume_through_the_api_reach_every_process(api: ApiClient, res: Resources) -> None:
+async def test_pause_and_resume_through_the_api_reach_every_process(
+        api: ApiClient, res: Resources, make_env: Callable[..., dict[str, str]]) -> None:
     """POST /queues/{q}/pause puts the queue in control.paused() (what every process reads) and
     GET /queues shows it; a job enqueued meanwhile runs after /resume; an unknown queue is 404."""
     paused = await api.call("POST", f"/queues/{QUEUE}/pause")
@@ -36,6 +39,11 @@ async def test_pause_and_resume_through_the_api_reach_every_process(api: ApiClie
     listed = {q["queue"]: q for q in (await api.call("GET", "/queues", token=READ_ONLY)).body["queues"]}
     assert listed[QUEUE]["paused"] is True and set(listed) == set(res.settings.queues.queues)
     assert {"waiting", "active", "delayed", "deadLetters", "oldestWaitingAgeS"} <= listed[QUEUE].keys()
+    # One naming style in every JSON output: `workhorse queues --json` has the API's keys, and more.
+    code, out = await cli(make_env(), "queues", "--json")
+    shown = json.loads(out)[QUEUE]
+    assert code == 0 and listed[QUEUE].keys() <= shown.keys()
+    assert all(re.fullmatch(r"[a-z][A-Za-z0-9]*", key) for key in shown), sorted(shown)
     await api.call("POST", "/jobs", json_body={"name": "probe", "queue": QUEUE, "payload": {"tag": "held"}})
     resumed = await api.call("POST", f"/queues/{QUEUE}/resume")
     assert resumed.body == {"queue": QUEUE, "paused": False}

@@ -57,7 +57,7 @@ async def show(settings: Settings, args: argparse.Namespace) -> int:
     async with open_resources(settings, build_registry(settings)) as res:
         current = await stats.read(res.redis, names)
         dlq = await res.dlq.depth()
-    rows = {q: {**s.as_dict(), "deadLetters": dlq.get(q, 0), "concurrency": settings.queues.queue(q).concurrency}
+    rows = {q: {**s.as_json(), "deadLetters": dlq.get(q, 0), "concurrency": settings.queues.queue(q).concurrency}
             for q, s in current.items()}
     total = {c: sum(int(r[c]) for r in rows.values()) for c in _COUNTED}
     if args.json:

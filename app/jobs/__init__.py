@@ -1,4 +1,6 @@
-"""The job list: every JobSpec of the product. Only this module, cron and trigger import jobs."""
+"""The job list: every JobSpec of the product, and the registry built from it (with any job
+modules WORKHORSE_EXTRA_JOBS names). The families (one module or package each) never import each
+other (pyproject.toml's import contracts)."""
 
 from __future__ import annotations
 

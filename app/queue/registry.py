@@ -32,11 +32,11 @@ class JobSpec(Generic[P]):
     """Overrides the queue's policy (config/queues.toml [jobs.NAME] overrides both)."""
     timeout_s: float | None = None
     on_dead_letter: Callable[[JobContext[Any], P, BaseException], Awaitable[None]] | None = None
+    """Called once the job is dead-lettered (a permanent error, a bug, or its last attempt failed
+    or timed out), so it can record the failure on its own rows, e.g. a document FAILED."""
     aliases: tuple[str, ...] = ()
     """Other names enqueuers may use (the web app's kebab-case `process-inbox`); jobs are stored
     and run under `name`."""
-    """Called once the job is dead-lettered (a permanent error, a bug, or its last attempt failed
-    or timed out), so it can record the failure on its own rows, e.g. a document FAILED."""
 
 
 class Registry:

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic.alias_generators import to_camel
 from redis.asyncio import Redis
 
 from app.queue import keys
@@ -37,8 +38,10 @@ class QueueStats:
     paused: bool
     oldest_waiting_age_s: float | None
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in self.__slots__}
+    def as_json(self) -> dict[str, Any]:
+        """The counts as every JSON output shows them (API, `queues --json`, /health/detailed):
+        camelCase, as the web app's own JSON is."""
+        return {to_camel(f): getattr(self, f) for f in self.__slots__}
 
 
 @dataclass

@@ -88,7 +88,7 @@ async def describe(state: WebState) -> dict[str, Any]:
         current, dlq = {}, {}
         deps.setdefault("stats", {"status": "down", "error": str(exc)})
     for w in engine.workers:
-        row: dict[str, Any] = current[w.queue].as_dict() if w.queue in current else {}
+        row: dict[str, Any] = current[w.queue].as_json() if w.queue in current else {}
         row.update(concurrency=w.concurrency, inFlightHere=w.running_here, polling=w.polling,
                    deadLetters=dlq.get(w.queue, 0))
         queues[w.queue] = row

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic.alias_generators import to_camel
 
 from app.queue import control, stats
 from app.web.api.context import api_of, reply
@@ -40,6 +39,6 @@ def _queue(request: web.Request) -> str:
 
 
 def queue_view(s: stats.QueueStats, dead_letters: dict[str, int]) -> dict[str, Any]:
-    view = {to_camel(k): v for k, v in s.as_dict().items()}
+    view = s.as_json()
     view["deadLetters"] = dead_letters.get(s.queue, 0)
     return view
