@@ -1,5 +1,6 @@
-"""The queue table: one row per queue (concurrency, timeout, retry policy) and per-job overrides,
-read from config/queues.toml with environment overrides (`DOCUMENT_PROCESSING_CONCURRENCY=5`).
+"""The queue table: one row per queue (concurrency, timeout, retry policy, rate limit) and per-job
+overrides, read from config/queues.toml with environment overrides (`DOCUMENT_PROCESSING_CONCURRENCY=5`,
+`INTAKE_ROUTING_RATE_LIMIT_MAX=100`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ _RETRY_OVERRIDES: dict[str, tuple[str, type]] = {
     "BASE_DELAY_S": ("base_delay_s", float),
     "MAX_DELAY_S": ("max_delay_s", float),
 }
+_RATE_OVERRIDES: dict[str, tuple[str, type]] = {
+    "RATE_LIMIT_MAX": ("max", int),
+    "RATE_LIMIT_DURATION_MS": ("duration_ms", int),
+}
 
 
 
@@ -43,6 +48,16 @@ class RetryPolicy(BaseModel):
         return Backoff(self.base_delay_s, self.factor, self.max_delay_s, self.jitter).delay_s(attempt, rand=rand)
 
 
+class RateLimit(BaseModel):
+    """BullMQ's worker `limiter`: at most `max` jobs of the queue start per `duration_ms`, counted
+    across every process (a window that opens with its first job)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max: int = Field(ge=1, le=1_000_000)
+    duration_ms: int = Field(ge=1, le=86_400_000)
+
+
 class UnknownQueue(SettingsError):
     """A queue name the queue table does not have."""
 
@@ -56,6 +71,7 @@ class QueueConfig(BaseModel):
     concurrency: int = Field(ge=1, le=1000)
     timeout_s: float = Field(gt=0, le=86_400)
     retry: RetryPolicy = RetryPolicy()
+    rate_limit: RateLimit | None = None
 
 
 class JobOverride(BaseModel):
@@ -88,31 +104,41 @@ def load_queue_table(path: Path, env: Mapping[str, str]) -> QueueTable:
         raise SettingsError(f"invalid setting QUEUES_FILE: {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"invalid setting QUEUES_FILE: {path}: {exc}") from None
-    queues: dict[str, Any] = {}
-    for name, row in raw.get("queues", {}).items():
-        row = {**row, "name": name, "retry": dict(row.get("retry", {}))}
-        prefix = name.upper().replace("-", "_") + "_"
-        for suffix, (field, kind) in _QUEUE_OVERRIDES.items():
-            _override(row, field, kind, env, prefix + suffix)
-        for suffix, (field, kind) in _RETRY_OVERRIDES.items():
-            _override(row["retry"], field, kind, env, prefix + suffix)
-        queues[name] = row
-    jobs: dict[str, Any] = {}
-    for name, row in raw.get("jobs", {}).items():
-        row = dict(row)
-        prefix = name.upper().replace("-", "_") + "_"
-        _override(row, "timeout_s", float, env, prefix + "TIMEOUT_S")
-        if "retry" in row:  # a job without its own policy follows its queue's overrides
-            row["retry"] = dict(row["retry"])
-            for suffix, (field, kind) in _RETRY_OVERRIDES.items():
-                _override(row["retry"], field, kind, env, prefix + suffix)
-        jobs[name] = row
+    queues = {name: _queue_row(name, row, env) for name, row in raw.get("queues", {}).items()}
+    jobs = {name: _job_row(name, row, env) for name, row in raw.get("jobs", {}).items()}
     try:
         return QueueTable(queues=queues, jobs=jobs)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise SettingsError(f"invalid queue table {path} at {where}: {first['msg']}") from None
+
+
+def _queue_row(name: str, row: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """A [queues.NAME] row with NAME_FIELD overrides applied (NAME in upper snake case)."""
+    row = {**row, "name": name, "retry": dict(row.get("retry", {}))}
+    prefix = name.upper().replace("-", "_") + "_"
+    for suffix, (field, kind) in _QUEUE_OVERRIDES.items():
+        _override(row, field, kind, env, prefix + suffix)
+    for suffix, (field, kind) in _RETRY_OVERRIDES.items():
+        _override(row["retry"], field, kind, env, prefix + suffix)
+    limit = dict(row.get("rate_limit") or {})
+    for suffix, (field, kind) in _RATE_OVERRIDES.items():
+        _override(limit, field, kind, env, prefix + suffix)
+    row["rate_limit"] = limit or None
+    return row
+
+
+def _job_row(name: str, row: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """A [jobs.NAME] row with its overrides; a job without its own policy follows its queue's."""
+    row = dict(row)
+    prefix = name.upper().replace("-", "_") + "_"
+    _override(row, "timeout_s", float, env, prefix + "TIMEOUT_S")
+    if "retry" in row:
+        row["retry"] = dict(row["retry"])
+        for suffix, (field, kind) in _RETRY_OVERRIDES.items():
+            _override(row["retry"], field, kind, env, prefix + suffix)
+    return row
 
 
 def _override(row: dict[str, Any], field: str, kind: type, env: Mapping[str, str], var: str) -> None:

@@ -17,32 +17,46 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from app.queue import codec, keys, tracing
+from app.queue import codec, keys, priorities, tracing
 from app.queue.clock import now_ms
 from app.queue.handles import JobHandle
 from app.queue.handoff import HAND_OFF_LUA
 from app.queue.ids import new_job_id
 from app.queue.lua import LuaScript
 from app.queue.payload import Payload
+from app.queue.priorities import PRIORITY_SCORE_LUA
 from app.queue.registry import Registry
 
 # arq's default: a job not started within a day after its time expires.
 EXPIRES_EXTRA_MS = 86_400_000
 
-# ARGV: now_ms, expires_extra_ms, then 5 values per job: queue, id, score, data, replace_result.
-# Writes each job like arq's enqueue_job (job key + ZADD) unless its id is taken; the first job
-# due now of each queue goes straight to an idle worker when there is one (app/queue/handoff.py),
-# and every other queue that received a job gets one wake-up. Returns 1/0 per job (enqueued /
+# ARGV: now_ms, expires_extra_ms, then 6 values per job: queue, id, score, data, replace_result,
+# priority ('' for none). Writes each job like arq's enqueue_job (job key + ZADD) unless its id is
+# taken; a prioritised job due now waits in the queue's prioritised ZSET instead, and its priority
+# is kept until it finishes (app/queue/priorities.py). The first job due now (without a priority)
+# of each queue goes straight to an idle worker when there is one (app/queue/handoff.py), and
+# every other queue that received a job gets one wake-up. Returns 1/0 per job (enqueued /
 # duplicate id).
-_ENQUEUE_LUA = HAND_OFF_LUA + """
+_ENQUEUE_LUA = HAND_OFF_LUA + PRIORITY_SCORE_LUA + """
 local now, extra = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, woken, offered = {}, {}, {}
-for i = 3, #ARGV, 5 do
+for i = 3, #ARGV, 6 do
   local q, id, score, data, replace = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
+  local priority = ARGV[i+5]
   local jk, rk = '%(job)s' .. id, '%(result)s' .. id
   if replace == '1' and redis.call('EXISTS', jk) == 0 then redis.call('DEL', rk) end
   if redis.call('EXISTS', jk, rk) > 0 then
     out[#out+1] = 0
+  elseif priority ~= '' then
+    redis.call('PSETEX', jk, math.max(score - now, 0) + extra, data)
+    redis.call('HSET', '%(priorities)s' .. q, id, priority)
+    if score <= now then
+      redis.call('ZADD', '%(prioritized)s' .. q, priority_score(q, priority), id)
+    else
+      redis.call('ZADD', q, score, id)
+    end
+    out[#out+1] = 1
+    woken[q] = true
   else
     redis.call('PSETEX', jk, math.max(score - now, 0) + extra, data)
     redis.call('ZADD', q, score, id)
@@ -57,7 +71,8 @@ for i = 3, #ARGV, 5 do
 end
 for q, _ in pairs(woken) do redis.call('PUBLISH', '%(wake)s' .. q, '1') end
 return out
-""" % {"job": keys.JOB_PREFIX, "result": keys.RESULT_PREFIX, "wake": keys.wake_channel("")}
+""" % {"job": keys.JOB_PREFIX, "result": keys.RESULT_PREFIX, "wake": keys.wake_channel(""),
+       "priorities": keys.priorities_key(""), "prioritized": keys.prioritized_key("")}
 
 
 # The name of a JobRequest made with `of()`: resolved from the payload's model at enqueue time.
@@ -70,9 +85,10 @@ class JobRequest:
     snake_case field names."""
 
     @classmethod
-    def of(cls, payload: Payload, *, job_id: str | None = None, defer_s: float | None = None) -> JobRequest:
+    def of(cls, payload: Payload, *, job_id: str | None = None, defer_s: float | None = None,
+           priority: int | None = None) -> JobRequest:
         """A request for the job whose payload model `payload` is (its name is looked up)."""
-        return cls(_BY_MODEL, payload, job_id=job_id, defer_s=defer_s)
+        return cls(_BY_MODEL, payload, job_id=job_id, defer_s=defer_s, priority=priority)
 
     name: str
     payload: Any = None
@@ -82,6 +98,8 @@ class JobRequest:
     run_at: dt.datetime | None = None
     replace_result: bool = False
     """Enqueue even if a finished job with this id still has its result kept (cron, DLQ retry)."""
+    priority: int | None = None
+    """BullMQ's: lower runs first; None or 0 (none) before any (app/queue/priorities.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +119,10 @@ class Enqueuer:
     async def enqueue(
         self, name: str, payload: Any = None, *, queue: str | None = None, job_id: str | None = None,
         defer_s: float | None = None, run_at: dt.datetime | None = None, replace_result: bool = False,
+        priority: int | None = None,
     ) -> Enqueued | None:
         """Enqueue one job; None when a job with that id is queued, running or has a result."""
-        request = JobRequest(name, payload, queue, job_id, defer_s, run_at, replace_result)
+        request = JobRequest(name, payload, queue, job_id, defer_s, run_at, replace_result, priority)
         return (await self.enqueue_many([request]))[0]
 
     async def enqueue_many(self, requests: Sequence[JobRequest]) -> list[Enqueued | None]:
@@ -120,7 +139,8 @@ class Enqueuer:
             score = _score(now, r.defer_s, r.run_at)
             # Stored under the job's own name, whichever alias the enqueuer used.
             data = codec.dump_job(spec.name, parsed.json_bytes(), kwargs, now)
-            argv += [queue, job_id, score, data, "1" if r.replace_result else "0"]
+            priority = priorities.checked(r.priority, spec.name)
+            argv += [queue, job_id, score, data, "1" if r.replace_result else "0", priority or ""]
             planned.append(Enqueued(job_id, spec.name, queue, score))
         if not planned:
             return []

@@ -3,8 +3,8 @@ one script call instead of a round trip (and a handful of commands to encode) ea
 
 What one finish writes is arq's `finish_job` (lock deleted, result stored with its TTL, retry
 counter and record deleted, id removed from the queue; or, for a retry, the score moved on), with
-the abort set's entry removed only for a job that was aborted (it is the only one that has one,
-and every other finish is spared the command), and written so that applying it twice changes
+the abort set's entry removed only for a job that was aborted, and the priority forgotten only for
+a prioritised one (every other finish is spared those commands), and written so that applying it twice changes
 nothing: the retry's new score is absolute, and the lock is
 deleted only while this process holds it. A batch is one script, so it is applied whole and a
 job is never half-finished; a batch that fails fails every finish in it, and each caller
@@ -22,7 +22,7 @@ from app.queue import keys
 from app.queue.lua import LuaScript
 
 # KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'a' done by an
-# abort, 'r' retry),
+# abort, 'r' retry; a 'p' after it: the job is prioritised),
 # result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
 # The lock is deleted only while it names this instance: a finish written late (after an
 # outage) must not release a lock another process has taken since.
@@ -30,7 +30,8 @@ _FINISH_LUA = """
 local me = ARGV[1]
 for i = 2, #ARGV, 5 do
   local id, kind, result, ttl, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
-  if kind ~= 'r' then
+  local done, prioritized = string.sub(kind, 1, 1), string.sub(kind, 2, 2) == 'p'
+  if done ~= 'r' then
     if result ~= '' and ttl ~= 0 then
       if ttl < 0 then
         redis.call('SET', '%(result)s' .. id, result)
@@ -40,7 +41,8 @@ for i = 2, #ARGV, 5 do
     end
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', '%(retry)s' .. id, '%(job)s' .. id)
-    if kind == 'a' then redis.call('ZREM', '%(abort)s', id) end
+    if done == 'a' then redis.call('ZREM', '%(abort)s', id) end
+    if prioritized then redis.call('HDEL', '%(priorities)s' .. KEYS[1], id) end
   elseif score ~= '' then
     redis.call('ZADD', KEYS[1], 'XX', score, id)
   end
@@ -49,7 +51,7 @@ for i = 2, #ARGV, 5 do
 end
 return 0
 """ % {"result": keys.RESULT_PREFIX, "retry": keys.RETRY_PREFIX, "job": keys.JOB_PREFIX,
-       "lock": keys.IN_PROGRESS_PREFIX, "abort": keys.ABORT_SET}
+       "lock": keys.IN_PROGRESS_PREFIX, "abort": keys.ABORT_SET, "priorities": keys.priorities_key("")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +65,15 @@ class Finish:
     next_score_ms: int | None = None
     aborted: bool = False
     """Done because Job.abort() asked: its abort set entry goes too."""
+    prioritized: bool = False
+    """Its priority is kept until it is done (app/queue/priorities.py)."""
 
     def args(self) -> tuple[str | bytes | int, ...]:
         """The finish's five script arguments. Each effect is idempotent (an absolute score, a
         compare-and-delete), so a finish written twice — its reply lost, then retried — does no harm."""
         ttl = -1 if self.result_ttl_ms is None else self.result_ttl_ms
         score = "" if self.next_score_ms is None else self.next_score_ms
-        kind = ("a" if self.aborted else "d") if self.done else "r"
+        kind = (("a" if self.aborted else "d") if self.done else "r") + ("p" if self.prioritized else "")
         return self.job_id, kind, self.result or b"", ttl, score
 
 

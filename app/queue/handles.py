@@ -21,11 +21,13 @@ from app.queue import codec, keys
 from app.queue.lua import LuaScript
 from app.queue.replies import octets
 
-# ARGV: job id, result json, result ttl ms. Withdraws a job that is not running: ZREM from its
-# queue (KEYS[1]), DEL the job key, store an "aborted" result. Returns 1, 0 (running) or -1 (gone).
+# KEYS: the queue, its prioritised ZSET, its priorities hash. ARGV: job id, result json, result
+# ttl ms. Withdraws a job that is not running: ZREM from where it waits, DEL the job key (and its
+# priority), store an "aborted" result. Returns 1, 0 (running) or -1 (gone).
 _ABORT_LUA = """
 if redis.call('EXISTS', '%(lock)s' .. ARGV[1]) == 1 then return 0 end
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return -1 end
+if redis.call('ZREM', KEYS[1], ARGV[1]) + redis.call('ZREM', KEYS[2], ARGV[1]) == 0 then return -1 end
+redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('DEL', '%(job)s' .. ARGV[1])
 redis.call('PSETEX', '%(result)s' .. ARGV[1], ARGV[3], ARGV[2])
 return 1
@@ -80,12 +82,16 @@ class JobHandle:
         async with self.redis.pipeline(transaction=False) as pipe:
             for q in self.queues:
                 pipe.zscore(q, id_)
+                pipe.zscore(keys.prioritized_key(q), id_)
             pipe.get(keys.RESULT_PREFIX + id_)
             pipe.exists(keys.IN_PROGRESS_PREFIX + id_)
             pipe.get(keys.progress_key(id_))
             pipe.get(keys.JOB_PREFIX + id_)
             *scores, result, locked, progress, record = await pipe.execute()
-        sitting = [(q, s) for q, s in zip(self.queues, scores, strict=True) if s is not None]
+        # A prioritised job waiting is due (its score there is its priority, not a time).
+        waits = [(q, s if s is not None else (0.0 if p is not None else None))
+                 for q, s, p in zip(self.queues, scores[::2], scores[1::2], strict=True)]
+        sitting = [(q, s) for q, s in waits if s is not None]
         out: dict[str, Any] = {"jobId": id_, "queue": sitting[0][0] if sitting else None,
                                "status": _status(result, bool(locked), sitting[0][1] if sitting else None)}
         if progress is not None:
@@ -131,7 +137,8 @@ class JobHandle:
                             "r": {"error": "Aborted", "message": "aborted before it ran"},
                             "ft": int(time.time() * 1000)})
         for q in self.queues:
-            done = await self._abort(keys=[q], args=[self.job_id, body, max(keep_result_s, 1) * 1000])
+            done = await self._abort(keys=[q, keys.prioritized_key(q), keys.priorities_key(q)],
+                                     args=[self.job_id, body, max(keep_result_s, 1) * 1000])
             if done == 1:
                 return
             if done == 0:

@@ -79,6 +79,28 @@ def handoff_channel(instance: str) -> str:
     return f"workhorse:handoff:{instance}"
 
 
+def prioritized_key(queue: str) -> str:
+    """ZSET of the queue's due prioritised jobs, scored by priority then arrival
+    (app/queue/priorities.py)."""
+    return f"workhorse:prioritized:{queue}"
+
+
+def priorities_key(queue: str) -> str:
+    """HASH job id -> priority of the queue's prioritised jobs, until they finish."""
+    return f"workhorse:priorities:{queue}"
+
+
+def priority_seq_key(queue: str) -> str:
+    """Counter giving prioritised jobs of one priority their arrival order."""
+    return f"workhorse:priority-seq:{queue}"
+
+
+def rate_key(queue: str) -> str:
+    """Counter of the jobs the queue's rate limit window has started, expiring with the window
+    (BullMQ's limiter: at most `max` per `duration`, across all processes)."""
+    return f"workhorse:rate:{queue}"
+
+
 def stats_key(queue: str) -> str:
     """HASH of cumulative counters (completed, failed, retried, dead_lettered, skipped)."""
     return f"workhorse:stats:{queue}"

@@ -122,7 +122,8 @@ class Runner:
         self.enqueued_ms[job_id] = enqueued_ms
         ended, result, next_score = await self._call(function, claim, attempt, enqueued_ms, args[0], kwargs)
         if ended is Ended.RETRIED or ended is Ended.REQUEUED:
-            return ended, Finish(job_id, None, None, done=False, next_score_ms=next_score)
+            return ended, Finish(job_id, None, None, done=False, next_score_ms=next_score,
+                                 prioritized=claim.prioritized)
         return ended, self._result(claim, name, args, kwargs, attempt, enqueued_ms, start_ms, ended=ended,
                                    result=result)
 
@@ -132,7 +133,8 @@ class Runner:
                                  success=ended is Ended.COMPLETED, result=result, started_ms=start_ms,
                                  finished_ms=now_ms(), queue=self.queue, job_id=claim.job_id)
         ttl = self.keep_completed_ms if ended is Ended.COMPLETED else self.keep_failed_ms
-        return Finish(claim.job_id, data, ttl, done=True, aborted=ended is Ended.ABORTED)
+        return Finish(claim.job_id, data, ttl, done=True, aborted=ended is Ended.ABORTED,
+                      prioritized=claim.prioritized)
 
     async def _abort_recorded_soon(self, job_id: str) -> float | None:
         await asyncio.sleep(ABORT_RECORD_GRACE_S)

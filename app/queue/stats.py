@@ -37,6 +37,8 @@ class QueueStats:
     skipped: int
     paused: bool
     oldest_waiting_age_s: float | None
+    prioritized: int = 0
+    """Of the waiting, those with a priority (app/queue/priorities.py)."""
 
     def as_json(self) -> dict[str, Any]:
         """The counts as every JSON output shows them (API, `queues --json`, /health/detailed):
@@ -120,17 +122,19 @@ async def read(redis: Redis, queues: list[str]) -> dict[str, QueueStats]:
             pipe.hgetall(keys.stats_key(q))
             pipe.hgetall(keys.running_key(q))
             pipe.zrange(q, 0, 0, withscores=True)
+            pipe.zcard(keys.prioritized_key(q))
         results = await pipe.execute()
     paused = {p.decode() for p in results[0]}
     out: dict[str, QueueStats] = {}
     for i, q in enumerate(queues):
-        due, delayed, counters, active_raw, first = results[1 + i * 5 : 6 + i * 5]
+        due, delayed, counters, active_raw, first, prioritized = results[1 + i * 6 : 7 + i * 6]
         active = sum(1 for v in active_raw.values() if json.loads(v)["expiresMs"] > now)
         counts = {k.decode(): int(v) for k, v in counters.items()}
         oldest = (now - first[0][1]) / 1000 if first and first[0][1] <= now and due > active else None
         out[q] = QueueStats(
-            queue=q, waiting=max(due - active, 0), active=min(active, due), delayed=delayed,
-            paused=q in paused, oldest_waiting_age_s=oldest, **{c: counts.get(c, 0) for c in COUNTERS},
+            queue=q, waiting=max(due - active, 0) + prioritized, active=min(active, due), delayed=delayed,
+            paused=q in paused, oldest_waiting_age_s=oldest, prioritized=prioritized,
+            **{c: counts.get(c, 0) for c in COUNTERS},
         )
     return out
 

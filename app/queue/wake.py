@@ -112,7 +112,8 @@ class WakeHub:
         started = time.monotonic()
         active = [q for q in self.queues if q not in self.paused]
         if active:
-            holding = int(await self.redis.exists(*active))
+            # A queue whose waiting jobs are all prioritised holds them in its prioritised ZSET.
+            holding = int(await self.redis.exists(*active, *map(keys.prioritized_key, active)))
             if holding > sum(self._has_jobs[q] for q in active):
                 for q in active:
                     if not self._has_jobs[q]:

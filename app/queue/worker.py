@@ -82,7 +82,8 @@ class QueueWorker:
         self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.lock_ttl_s, heartbeat_s=settings.job.heartbeat_s,
                                  keep_results=settings.keep.results_per_queue,
                                  health_every_s=settings.health.check_interval_s)
-        self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s, read_limit=self.read_limit)
+        self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s, read_limit=self.read_limit,
+                                rate_limit=queue.rate_limit)
         self._runner = Runner(res, queue.name, functions, FinishBatcher(pool, queue.name, hub.instance),
                               slot_freed=self._free_slot, keep_completed_s=settings.keep.result_s,
                               keep_failed_s=settings.keep.failed_s, lock_ttl_s=self.lock_ttl_s,

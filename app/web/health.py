@@ -113,7 +113,9 @@ def describe_config(settings: Settings, engine: EngineSnapshot) -> dict[str, Any
     for name in engine.queues:
         q = settings.queues.queue(name)
         r = q.retry
+        limit = q.rate_limit
         queues[name] = {"concurrency": q.concurrency, "timeoutS": q.timeout_s,
+                        "rateLimit": {"max": limit.max, "durationMs": limit.duration_ms} if limit else None,
                         "retry": {"attempts": r.attempts, "baseDelayS": r.base_delay_s, "maxDelayS": r.max_delay_s,
                                   "factor": r.factor, "jitter": r.jitter}}
     return {

@@ -171,7 +171,7 @@ class OutboxRelay:
                 refused.append(_Refused(row, payload, exc))
                 continue
             planned.append((row, JobRequest(spec.name, parsed, queue=queue, job_id=row.dispatch_id,
-                                            run_at=row.run_at)))
+                                            run_at=row.run_at, priority=row.priority)))
         return planned, refused
 
     async def _dead_letter(self, f: _Refused) -> None:

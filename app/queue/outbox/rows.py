@@ -21,6 +21,7 @@ class ClaimedRow:
     queue: str | None
     job_id: str | None
     run_at: dt.datetime | None
+    priority: int | None
     payload_bytes: int
 
     @property

@@ -2,7 +2,7 @@
 (app/db/migrations/0007_job_outbox.sql), and the insert `put()` uses."""
 
 CLAIM = """
-SELECT id, job_name, queue, job_id, run_at, octet_length(payload::text) AS payload_bytes
+SELECT id, job_name, queue, job_id, run_at, priority, octet_length(payload::text) AS payload_bytes
 FROM job_outbox WHERE status = 'PENDING' ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
 """
 PAYLOADS = "SELECT id, payload::text AS payload FROM job_outbox WHERE id = ANY($1::bigint[])"
@@ -29,7 +29,7 @@ SELECT count(*) AS waiting,
 FROM job_outbox WHERE status = 'PENDING'
 """
 COLUMNS = ("id, job_name, payload, queue, job_id, run_at, status, attempts, last_error, created_at, "
-            "dispatched_at, dispatched_job_id")
+            "dispatched_at, dispatched_job_id, priority")
 ARCHIVE = f"""
 WITH moved AS (
     DELETE FROM job_outbox WHERE id IN (
@@ -41,8 +41,8 @@ WITH moved AS (
 INSERT INTO job_outbox_archive ({COLUMNS}) SELECT {COLUMNS} FROM moved
 """
 INSERT = """
-INSERT INTO job_outbox (job_name, payload, queue, job_id, run_at)
-SELECT n, p::json, q, j, r FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])
-    AS t(n, p, q, j, r)
+INSERT INTO job_outbox (job_name, payload, queue, job_id, run_at, priority)
+SELECT n, p::json, q, j, r, pr
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::integer[]) AS t(n, p, q, j, r, pr)
 RETURNING id
 """

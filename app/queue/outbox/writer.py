@@ -12,6 +12,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from app.errors import UnknownJob
+from app.queue import priorities
 from app.queue.enqueue import JobRequest
 from app.queue.outbox import sql
 from app.queue.payload import Payload
@@ -25,13 +26,14 @@ async def put(conn: Db, registry: Registry, requests: Sequence[JobRequest]) -> l
     commits. Validated first, all or nothing, like Enqueuer.enqueue_many (UnknownJob,
     InvalidPayload). `defer_s` becomes a `run_at` from now; `replace_result` is refused."""
     now = dt.datetime.now(dt.UTC)
-    columns: tuple[list[Any], ...] = ([], [], [], [], [])
+    columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
     for r in requests:
         if r.replace_result:
             raise ValueError("an outbox row cannot replace a kept result (replace_result)")
         spec, parsed, _ = registry.validate(_job_name(registry, r), r.payload, r.queue)
         run_at = r.run_at or (now + dt.timedelta(seconds=r.defer_s) if r.defer_s else None)
-        row = (spec.name, json.dumps(parsed.to_json(), separators=(",", ":")), r.queue, r.job_id, run_at)
+        row = (spec.name, json.dumps(parsed.to_json(), separators=(",", ":")), r.queue, r.job_id, run_at,
+               priorities.checked(r.priority, spec.name))
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     if not requests:

@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from app.config import UnknownQueue
 from app.errors import InvalidPayload, UnknownJob
 from app.queue.enqueue import Enqueued, JobRequest
+from app.queue.priorities import MAX_PRIORITY
 from app.queue.registry import Registry
 from app.web.api.errors import ApiError
 
@@ -39,6 +40,8 @@ class JobBody(BaseModel):
     queue: str | None = Field(None, min_length=1, max_length=200, description="only for jobs that run on any queue")
     delay_ms: int | None = Field(None, ge=0, le=MAX_DELAY_MS, description="start no sooner than this from now")
     run_at: AwareDatetime | None = Field(None, description="start no sooner than this (ISO-8601 with offset)")
+    priority: int | None = Field(None, ge=0, le=MAX_PRIORITY,
+                                 description="BullMQ's: lower runs first; none (or 0) before any priority")
 
 
 def job_items(body: Any) -> tuple[list[Any], bool]:
@@ -95,7 +98,7 @@ def _request(registry: Registry, item: Any, derived_id: str | None) -> JobReques
         raise InvalidPayload(job.name, {"delayMs": "give delayMs or runAt, not both"})
     spec, parsed, queue = registry.validate(job.name, job.payload, job.queue)
     return JobRequest(spec.name, parsed, queue, job.job_id or derived_id,
-                      defer_s=job.delay_ms / 1000 if job.delay_ms else None, run_at=job.run_at)
+                      defer_s=job.delay_ms / 1000 if job.delay_ms else None, run_at=job.run_at, priority=job.priority)
 
 
 def reply_rows(requests: list[JobRequest], results: list[Enqueued | None]) -> list[dict[str, Any]]:

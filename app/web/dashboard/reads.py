@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
+from app.config.queue_table import RateLimit
 from app.errors import NotFound
 from app.queue import codec, keys, stats
 from app.queue.dead_letters import DeadLetter
-from app.queue.replies import octets, scored
+from app.queue.replies import octets, scored, text
 from app.web.dashboard.processes import WorkerProcess, live_processes
 from app.web.dashboard.throughput import Throughput, sparkline
 from app.web.state import WebState
@@ -37,6 +38,7 @@ class QueueRow:
     per_minute: float | None
     unserved: bool
     """Unpaused, and no live process serves it (a warning)."""
+    rate_limit: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,8 @@ async def overview(state: WebState, throughput: Throughput) -> Overview:
         serving = [p for p in procs if p.queues is not None and name in p.queues]
         rates = throughput.per_minute(name)
         rows.append(QueueRow(s, depth.get(name, 0), serving, sparkline(rates), rates[-1] if rates else None,
-                             unserved=not s.paused and not serving and not unknown))
+                             unserved=not s.paused and not serving and not unknown,
+                             rate_limit=res.settings.queues.queue(name).rate_limit))
     breakers = {p: st.name.lower().replace("_", "-") for p, st in res.breakers.states().items()}
     cron: list[dict[str, Any]] = await state.cron.describe()
     return Overview(rows, procs, cron, breakers, sum(depth.values()), len(parked))
@@ -111,6 +114,13 @@ async def _names(redis: Redis, ids: list[str]) -> dict[str, str]:
     return out
 
 
+async def _prioritized(redis: Redis, queue: str, limit: int) -> list[JobRow]:
+    """The queue's waiting prioritised jobs, in the order they will run, each with its priority."""
+    ids = [i for i, _ in scored(await redis.zrange(keys.prioritized_key(queue), 0, limit - 1, withscores=True))]
+    found = await redis.hmget(keys.priorities_key(queue), ids) if ids else []
+    return [JobRow(i, None, None, f"priority {text(p)}" if p else "") for i, p in zip(ids, found, strict=True)]
+
+
 async def queue_jobs(res: Resources, queue: str, state: str, *, search: str = "",
                      limit: int = LIST_LIMIT) -> list[JobRow]:
     """Jobs of `queue` in `state`, newest work first; `search` keeps ids containing it."""
@@ -130,6 +140,8 @@ async def queue_jobs(res: Resources, queue: str, state: str, *, search: str = ""
         found = await redis.zrangebyscore(queue, lo, hi, start=0, num=limit, withscores=True)
         busy = {j.job_id for j in await stats.running_jobs(redis, [queue])}
         rows = [JobRow(i, None, int(score)) for i, score in scored(found) if i not in busy]
+        if state == "waiting":  # after the jobs without a priority, as they will run
+            rows += await _prioritized(redis, queue, limit)
     if search:
         rows = [r for r in rows if search.lower() in r.job_id.lower()]
     names = await _names(redis, [r.job_id for r in rows if r.name is None])
