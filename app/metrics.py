@@ -65,6 +65,9 @@ class Metrics:
             "(sent, duplicate, skipped, failed, in_doubt_resend)", ["channel", "outcome"], registry=r,
         )
         self.up = Gauge("workhorse_worker_up", "1 while the queue's worker polls", ["queue"], registry=r)
+        self.fenced = Counter(
+            "workhorse_jobs_fenced", "Late outcomes refused: the process had lost the job's lock to another",
+            ["queue"], registry=r)
         self.wakeups = Counter(
             "workhorse_wakeups", "What woke a queue's worker to poll: publish (an enqueue's wake-up), keyspace (a "
             "stock arq client's ZADD, by keyspace notification), sweep (the fallback found jobs)",

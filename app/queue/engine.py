@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from app.queue import handoff, keys
 from app.queue.execution import job_functions
+from app.queue.finishing import Ownership
 from app.queue.liveness import Liveness, new_instance_id
 from app.queue.notifications import KeyspaceNotifications
 from app.queue.outbox import OutboxRelay
@@ -94,7 +95,7 @@ class Engine:
         self.hub.start()
         registry = self.res.registry
         for name in self.queues:
-            functions = job_functions(registry, name, self.res)
+            functions = job_functions(registry, name, self.res, Ownership(self.res.redis, name, self.instance))
             worker = QueueWorker(self.res.settings.queues.queue(name), functions, self.res, self.hub,
                                  self.res.new_redis())
             self.workers.append(worker)

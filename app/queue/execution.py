@@ -24,6 +24,7 @@ from app.config.queue_table import RetryPolicy
 from app.errors import JobSkipped, JobTimedOut
 from app.queue import codec, keys, tracing
 from app.queue.context import JobContext
+from app.queue.finishing import Ownership
 from app.queue.payload import Payload, parse
 from app.queue.registry import JobSpec, Registry
 from app.queue.resources import EngineResources
@@ -72,12 +73,13 @@ class JobFunction:
     runs were cut short by crashes get here."""
 
 
-def job_functions(registry: Registry, queue: str, res: EngineResources) -> dict[str, JobFunction]:
+def job_functions(registry: Registry, queue: str, res: EngineResources,
+                  ownership: Ownership) -> dict[str, JobFunction]:
     functions = {}
     for spec in registry.for_queue(queue):
         policy = registry.policy(spec, queue)
         timeout_s = registry.timeout_s(spec, queue)
-        wrapped = _Wrapped(spec, queue, policy, timeout_s, res)
+        wrapped = _Wrapped(spec, queue, policy, timeout_s, res, ownership)
         functions[spec.name] = JobFunction(spec.name, wrapped.run, timeout_s, max_tries=policy.attempts + 1)
     return functions
 
@@ -86,8 +88,9 @@ class _Wrapped:
     """The coroutine function run for one job: parse, run, and decide on failure."""
 
     def __init__(self, spec: JobSpec[Any], queue: str, policy: RetryPolicy, timeout_s: float,
-                 res: EngineResources) -> None:
+                 res: EngineResources, ownership: Ownership) -> None:
         self.spec, self.queue, self.policy, self.timeout_s, self.res = spec, queue, policy, timeout_s, res
+        self.ownership = ownership
         self.metrics = res.metrics.job(queue, spec.name)
 
     def run(self, job_id: str, attempt: int, enqueued_ms: int, payload: Any = None,
@@ -172,13 +175,20 @@ class _Wrapped:
                           reason=decision.reason, error_class=error_class, error=str(exc))
             raise RetryLater(decision.retry_after_s) from exc
         try:
+            if not await self.ownership.holds(job_id):
+                # Another process took the job over (this one was cut off from Redis, or stalled
+                # past its lock): its outcome stands, and this one's finish will be refused too.
+                bound.warning("job_dead_letter_fenced", error_class=error_class)
+                raise RetryLater(None) from exc
             dl_id = await self.res.dlq.put(
                 job_id=job_id, job_name=self.spec.name, queue=self.queue, payload=payload,
                 attempts=attempt, error_class=error_class, error_message=str(exc) or repr(exc),
                 traceback="".join(traceback.format_exception(exc)),
             )
+        except RetryLater:
+            raise
         except Exception as store_exc:
-            # The dead letter could not be written (PostgreSQL away): keep the job, try later.
+            # The dead letter could not be written (Redis or PostgreSQL away): keep the job, try later.
             await self._refund_attempt(job_id)
             delay = self.policy.backoff_s(max(attempt, 1))
             bound.error("dead_letter_write_failed", error=str(store_exc), retry_in_s=delay)

@@ -24,34 +24,66 @@ from app.queue.lua import LuaScript
 # KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'a' done by an
 # abort, 'r' retry; a 'p' after it: the job is prioritised),
 # result ('' for none), result TTL ms (-1 forever, 0 none), next score ms ('' stays where it is).
-# The lock is deleted only while it names this instance: a finish written late (after an
-# outage) must not release a lock another process has taken since.
+# Fencing: a finish is applied only while the lock names this instance, or when the lock is gone
+# and the job still waits in its queue with no result (nobody took it over meanwhile); a finish
+# whose result is already stored is the same finish again (its reply was lost). Any other is
+# refused: a process that lost its lock (a partition, a long stall) must not overwrite the
+# outcome of the process that took the job over. Returns 1 (applied) or 0 (refused) per finish.
 _FINISH_LUA = """
 local me = ARGV[1]
+local out = {}
 for i = 2, #ARGV, 5 do
   local id, kind, result, ttl, score = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3]), ARGV[i + 4]
   local done, prioritized = string.sub(kind, 1, 1), string.sub(kind, 2, 2) == 'p'
-  if done ~= 'r' then
+  local lock, rkey = '%(lock)s' .. id, '%(result)s' .. id
+  local owner = redis.call('GET', lock)
+  local ours = owner == me
+  if not owner then
+    ours = (redis.call('ZSCORE', KEYS[1], id) and redis.call('EXISTS', rkey) == 0)
+        or (result ~= '' and redis.call('GET', rkey) == result)
+  end
+  out[#out + 1] = ours and 1 or 0
+  if ours and done ~= 'r' then
     if result ~= '' and ttl ~= 0 then
       if ttl < 0 then
-        redis.call('SET', '%(result)s' .. id, result)
+        redis.call('SET', rkey, result)
       else
-        redis.call('SET', '%(result)s' .. id, result, 'PX', ttl)
+        redis.call('SET', rkey, result, 'PX', ttl)
       end
     end
     redis.call('ZREM', KEYS[1], id)
     redis.call('DEL', '%(retry)s' .. id, '%(job)s' .. id)
     if done == 'a' then redis.call('ZREM', '%(abort)s', id) end
     if prioritized then redis.call('HDEL', '%(priorities)s' .. KEYS[1], id) end
-  elseif score ~= '' then
+  elseif ours and score ~= '' then
     redis.call('ZADD', KEYS[1], 'XX', score, id)
   end
-  local lock = '%(lock)s' .. id
-  if redis.call('GET', lock) == me then redis.call('DEL', lock) end
+  if owner == me then redis.call('DEL', lock) end
 end
-return 0
+return out
 """ % {"result": keys.RESULT_PREFIX, "retry": keys.RETRY_PREFIX, "job": keys.JOB_PREFIX,
        "lock": keys.IN_PROGRESS_PREFIX, "abort": keys.ABORT_SET, "priorities": keys.priorities_key("")}
+
+
+# KEYS: the job's lock, the queue, the job's result. ARGV: this instance, the job id. The finish
+# script's rule, asked ahead of a step that cannot be undone (a dead letter in PostgreSQL).
+_HOLDS_LUA = """
+local owner = redis.call('GET', KEYS[1])
+if owner then return owner == ARGV[1] and 1 or 0 end
+return (redis.call('ZSCORE', KEYS[2], ARGV[2]) and redis.call('EXISTS', KEYS[3]) == 0) and 1 or 0
+"""
+
+
+class Ownership:
+    """Whether this process may still finish a job of `queue` (the finish script's own rule)."""
+
+    def __init__(self, pool: Redis, queue: str, instance: str) -> None:
+        self.queue, self.instance = queue, instance
+        self._script = LuaScript(pool, _HOLDS_LUA)
+
+    async def holds(self, job_id: str) -> bool:
+        keys_ = [keys.IN_PROGRESS_PREFIX + job_id, self.queue, keys.RESULT_PREFIX + job_id]
+        return bool(await self._script(keys=keys_, args=[self.instance, job_id]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,15 +116,16 @@ class FinishBatcher:
     def __init__(self, pool: Redis, queue: str, instance: str) -> None:
         self.queue, self.instance = queue, instance
         self._script = LuaScript(pool, _FINISH_LUA)
-        self._group = GroupCommit(self._write_batch)
+        self._group: GroupCommit[Finish, bool] = GroupCommit(self._write_batch)
 
-    async def write(self, finish: Finish) -> None:
-        """Return once `finish` is in Redis; raise what the batch it went in raised."""
-        await self._group.submit(finish)
+    async def write(self, finish: Finish) -> bool:
+        """Return once `finish` is in Redis: True, or False when it was refused (another process
+        holds the job's lock now); raise what the batch it went in raised."""
+        return await self._group.submit(finish)
 
-    async def _write_batch(self, batch: list[Finish]) -> list[None]:
+    async def _write_batch(self, batch: list[Finish]) -> list[bool]:
         args: list[str | bytes | int] = [self.instance]
         for finish in batch:
             args.extend(finish.args())
-        await self._script(keys=[self.queue], args=args)
-        return [None] * len(batch)
+        applied = await self._script(keys=[self.queue], args=args)
+        return [flag == 1 for flag in applied]

@@ -184,7 +184,7 @@ class Runner:
         failures = 0
         while True:
             try:
-                await self.finisher.write(finish)
+                applied = await self.finisher.write(finish)
             except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
                 # Only the connection failing is an outage worth waiting out: an error reply
                 # (ResponseError) would fail the same way again.
@@ -195,6 +195,12 @@ class Runner:
                     log.warning("job_outcome_held", queue=self.queue, job_id=finish.job_id, error=str(exc))
                 await asyncio.sleep(max(0.0, min(REDIS_OUTAGE_BACKOFF.delay_s(failures), deadline - time.monotonic())))
             else:
-                if failures:
+                if not applied:
+                    # Another process holds the job now (this one was cut off, or stalled past its
+                    # lock): its outcome stands, not this late one (app/queue/finishing.py).
+                    self.res.metrics.fenced.labels(self.queue).inc()
+                    log.warning("job_outcome_fenced", queue=self.queue, job_id=finish.job_id,
+                                outcome="done" if finish.done else "retry")
+                elif failures:
                     log.info("job_outcome_written", queue=self.queue, job_id=finish.job_id, tries=failures + 1)
                 return
