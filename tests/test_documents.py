@@ -118,6 +118,9 @@ async def test_images_are_ocrd_with_confidence_progress_and_an_embedding_job(
     assert 0.8 < png_row["ocr_confidence"] <= 1  # the web app's scale, 0-1
     assert png_result["confidence"] == pytest.approx(png_row["ocr_confidence"])
     embed = res.enqueuer.job(png_result["embeddingJobId"], "document-embedding")
+    async with asyncio.timeout(10):  # the outbox relay queues it once the document's commit is in
+        while await embed.status() == "not_found":
+            await asyncio.sleep(0.02)
     assert await embed.status() in ("queued", "in_progress", "complete")  # queued for the embedding worker
 
 

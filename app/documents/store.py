@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import StringConstraints
 
 from app.errors import NotFound
@@ -85,7 +86,7 @@ async def saved_ocr(db: asyncpg.Pool, document_id: str, *, job_id: str, file_sha
                      row["page_count"], row["ocr_pages"], row["ocr_text_layer_pages"])
 
 
-async def complete(db: asyncpg.Pool, document_id: str, *, document_type: str,
+async def complete(db: asyncpg.Pool | PoolConnectionProxy, document_id: str, *, document_type: str,
                    structured: dict[str, Any] | None) -> None:
     """COMPLETED; the text, confidence and page count are already there (save_ocr)."""
     await db.execute(

@@ -21,6 +21,8 @@ from app.documents.store import OcrOutput, RowId
 from app.documents.text import sanitize
 from app.errors import PermanentError
 from app.jobs.resources import Job
+from app.queue import outbox
+from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 from app.queue.registry import JobSpec
 from app.queue.retries import classify
@@ -63,8 +65,7 @@ async def process_document(job: Job, p: ProcessDocument) -> dict[str, Any]:
         vision = await _vision(job, data, doc_type, detect=p.document_type is None and doc_type == "generic")
     doc_type = vision.detected_type or doc_type
     await _step(job, doc.id, 90, "saving")
-    await store.complete(res.db, doc.id, document_type=doc_type, structured=vision.fields)
-    embed_job_id = await _queue_embedding(job, p, read.text)
+    embed_job_id = await _complete(job, p, doc_type, vision, read.text)
     await job.progress(100, step="done")
     return _result(doc.id, read, doc_type, vision, embed_job_id)
 
@@ -127,14 +128,18 @@ async def _vision(job: Job, data: bytes, doc_type: DocumentType, *, detect: bool
         return Vision(error=str(exc))
 
 
-async def _queue_embedding(job: Job, p: ProcessDocument, text: str) -> str | None:
-    if not text:
-        return None
+async def _complete(job: Job, p: ProcessDocument, doc_type: DocumentType, vision: Vision, text: str) -> str | None:
+    """COMPLETED, and the embedding queued, in one transaction: the outbox relay enqueues it once
+    this commits, so a crash after the commit cannot lose it. Returns the embedding's job id."""
     # The text was just (re)written, so older vectors are stale: replace them. The id is tied to
-    # this run, so a retried run does not queue a second embedding.
-    queued = await job.res.enqueuer.send(EmbedDocument(document_id=p.document_id, org_id=p.org_id, force=True),
-                                         job_id=f"embed-{p.document_id}-{job.job_id}")
-    return queued.job_id if queued else f"embed-{p.document_id}-{job.job_id}"
+    # this job, so a run again after a crash queues no second embedding.
+    embed_id = f"embed-{p.document_id}-{job.job_id}" if text else None
+    follow_ups = [JobRequest.of(EmbedDocument(document_id=p.document_id, org_id=p.org_id, force=True),
+                                job_id=embed_id)] if embed_id else []
+    async with job.res.db.acquire() as conn, conn.transaction():
+        await store.complete(conn, p.document_id, document_type=doc_type, structured=vision.fields)
+        await outbox.put(conn, job.res.registry, follow_ups)
+    return embed_id
 
 
 def _result(document_id: str, read: OcrOutput, doc_type: DocumentType, vision: Vision,

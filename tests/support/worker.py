@@ -60,6 +60,7 @@ class WorkerProcess:
         self.proc = await asyncio.create_subprocess_exec(
             *command, env=self.env, cwd=PROJECT_ROOT,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # a group of its own, so a kill -9 takes its OCR processes too
         )
         self._reader = asyncio.create_task(self._read())
 
@@ -96,8 +97,15 @@ class WorkerProcess:
         await self.wait_for_event("worker_started", timeout_s=timeout_s)
 
     def signal(self, sig: int) -> None:
+        """SIGKILL goes to the whole process group, as systemd's KillMode and a container's death
+        deliver it (the OCR pool's processes would otherwise outlive the worker); anything else
+        to the worker alone."""
         assert self.proc is not None
-        self.proc.send_signal(sig)
+        if sig == signal.SIGKILL:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+        else:
+            self.proc.send_signal(sig)
 
     async def wait(self, timeout_s: float = 60.0) -> int:
         assert self.proc is not None

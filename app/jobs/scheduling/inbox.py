@@ -18,9 +18,10 @@ from app.calendar.when import zone
 from app.jobs.resources import Job
 from app.jobs.scheduling.classifier import Classification
 from app.jobs.scheduling.payloads import CancelMeeting, ProcessInbox, RescheduleMeeting, ScheduleMeeting, SchedulingData
-from app.jobs.scheduling.respond import respond
+from app.jobs.scheduling.respond import advance, reply
 from app.jobs.scheduling.tasks import Task, load_task, update_task
 from app.jobs.scheduling.understand import DEFAULT_DURATION_MIN, classify, meeting_window
+from app.queue.enqueue import JobRequest
 
 log = structlog.get_logger(__name__)
 
@@ -48,33 +49,38 @@ async def process_inbox(job: Job, p: ProcessInbox) -> dict[str, Any]:
 async def _next_step(job: Job, task: Task, user_id: str, c: Classification, prefs: Preferences,
                      now: dt.datetime) -> str:
     """Enqueue what the request needs; the task's status meanwhile."""
-    window = meeting_window(c, prefs.hours.time_zone)
-    send = job.res.enqueuer.send
-    if c.type == "SCHEDULE_MEETING" and window is not None:
-        data = SchedulingData(title=_title(c), start_time=window.start, end_time=window.end,
-                              participants=c.entities.participants, location=c.entities.location)
-        await send(ScheduleMeeting(task_id=task.id, user_id=user_id, scheduling_data=data),
-                   job_id=f"schedule_meeting:{task.id}")
+    step = await _meeting_step(job, task, user_id, c, meeting_window(c, prefs.hours.time_zone), now)
+    if step is not None:
+        await advance(job, task.id, "PROCESSING", [step])
         return "PROCESSING"
-    if c.type in ("RESCHEDULE_MEETING", "CANCEL_MEETING"):
-        event_id = c.entities.event_id or await _find_event(job, user_id, c, now)
-        if event_id and c.type == "CANCEL_MEETING":
-            await send(CancelMeeting(task_id=task.id, user_id=user_id, event_id=event_id),
-                       job_id=f"cancel_meeting:{task.id}")
-            return "PROCESSING"
-        if event_id and window is not None:
-            await send(RescheduleMeeting(task_id=task.id, user_id=user_id, event_id=event_id,
-                                         start_time=window.start, end_time=window.end),
-                       job_id=f"reschedule_meeting:{task.id}")
-            return "PROCESSING"
     if c.type == "CHECK_AVAILABILITY":
         return await _answer_availability(job, task, user_id, c, prefs, now)
     if c.type in ("SCHEDULE_MEETING", "RESCHEDULE_MEETING", "CANCEL_MEETING"):
-        await update_task(job.res.db, task.id, "AWAITING_INPUT")
-        await respond(job, task, user_id, "clarification")
+        await advance(job, task.id, "AWAITING_INPUT", [reply(task, user_id, "clarification")])
         return "AWAITING_INPUT"
     await update_task(job.res.db, task.id, "CLASSIFIED")
     return "CLASSIFIED"
+
+
+async def _meeting_step(job: Job, task: Task, user_id: str, c: Classification, window: Interval | None,
+                        now: dt.datetime) -> JobRequest | None:
+    """The meeting job the request asks for, when it says enough to run one."""
+    if c.type == "SCHEDULE_MEETING" and window is not None:
+        data = SchedulingData(title=_title(c), start_time=window.start, end_time=window.end,
+                              participants=c.entities.participants, location=c.entities.location)
+        return JobRequest.of(ScheduleMeeting(task_id=task.id, user_id=user_id, scheduling_data=data),
+                             job_id=f"schedule_meeting:{task.id}")
+    if c.type not in ("RESCHEDULE_MEETING", "CANCEL_MEETING"):
+        return None
+    event_id = c.entities.event_id or await _find_event(job, user_id, c, now)
+    if event_id and c.type == "CANCEL_MEETING":
+        return JobRequest.of(CancelMeeting(task_id=task.id, user_id=user_id, event_id=event_id),
+                             job_id=f"cancel_meeting:{task.id}")
+    if event_id and window is not None:
+        return JobRequest.of(RescheduleMeeting(task_id=task.id, user_id=user_id, event_id=event_id,
+                                               start_time=window.start, end_time=window.end),
+                             job_id=f"reschedule_meeting:{task.id}")
+    return None
 
 
 def _title(c: Classification) -> str:
@@ -113,6 +119,5 @@ async def _answer_availability(job: Job, task: Task, user_id: str, c: Classifica
     busy = await busy_events(job.res.db, people, Interval(start - dt.timedelta(days=1), start + dt.timedelta(days=9)))
     slots = free_slots(wanted, [b.interval for b in busy], prefs.hours, now=now)
     alternatives = [{"startTime": s.start.isoformat(), "endTime": s.end.isoformat()} for s in slots]
-    await update_task(job.res.db, task.id, "AWAITING_INPUT", alternatives=alternatives)
-    await respond(job, task, user_id, "alternatives")
+    await advance(job, task.id, "AWAITING_INPUT", [reply(task, user_id, "alternatives")], alternatives=alternatives)
     return "AWAITING_INPUT"

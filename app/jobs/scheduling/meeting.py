@@ -22,8 +22,8 @@ from app.calendar.when import zone
 from app.errors import NotFound
 from app.jobs.resources import Job
 from app.jobs.scheduling.payloads import CancelMeeting, RescheduleMeeting, ScheduleMeeting
-from app.jobs.scheduling.respond import respond
-from app.jobs.scheduling.tasks import Task, load_task, update_task
+from app.jobs.scheduling.respond import advance, reply
+from app.jobs.scheduling.tasks import Task, load_task
 
 log = structlog.get_logger(__name__)
 
@@ -52,8 +52,8 @@ async def schedule_meeting(job: Job, p: ScheduleMeeting) -> dict[str, Any]:
     people = await _people(job, p.user_id, prefs, emails)
     outcome = await book(db, event, people, check_conflicts=p.check_conflicts)
     if isinstance(outcome, Booked):
-        await update_task(db, task.id, "SCHEDULED", event_id=outcome.event_id, alternatives=None)
-        await respond(job, task, p.user_id, "confirmation")
+        await advance(job, task.id, "SCHEDULED", [reply(task, p.user_id, "confirmation")],
+                      event_id=outcome.event_id, alternatives=None)
         log.info("meeting_scheduled", task_id=task.id, event_id=outcome.event_id, created=outcome.created)
         return {"taskId": task.id, "status": "SCHEDULED", "eventId": outcome.event_id}
     alternatives = await _offer(job, task, p.user_id, wanted, people, prefs)
@@ -68,8 +68,7 @@ async def _offer(job: Job, task: Task, user_id: str, wanted: Interval, people: P
     busy = [b.interval for b in await busy_events(job.res.db, people, search)]
     slots = free_slots(wanted, busy, prefs.hours, now=dt.datetime.now(dt.UTC))
     alternatives = [{"startTime": s.start.isoformat(), "endTime": s.end.isoformat()} for s in slots]
-    await update_task(job.res.db, task.id, "AWAITING_INPUT", alternatives=alternatives)
-    await respond(job, task, user_id, "alternatives")
+    await advance(job, task.id, "AWAITING_INPUT", [reply(task, user_id, "alternatives")], alternatives=alternatives)
     log.info("meeting_conflict", task_id=task.id, alternatives=len(alternatives))
     return alternatives
 
@@ -92,8 +91,7 @@ async def reschedule_meeting(job: Job, p: RescheduleMeeting) -> dict[str, Any]:
     people = await _people(job, p.user_id, prefs, await _event_of(job, p.event_id, p.user_id))
     outcome = await rebook(db, p.event_id, wanted, people)
     if isinstance(outcome, Booked):
-        await update_task(db, task.id, "RESCHEDULED", event_id=p.event_id)
-        await respond(job, task, p.user_id, "confirmation")
+        await advance(job, task.id, "RESCHEDULED", [reply(task, p.user_id, "confirmation")], event_id=p.event_id)
         return {"taskId": task.id, "status": "RESCHEDULED", "eventId": p.event_id}
     alternatives = await _offer(job, task, p.user_id, wanted, people, prefs)
     return {"taskId": task.id, "status": "AWAITING_INPUT", "alternatives": alternatives}
@@ -104,6 +102,5 @@ async def cancel_meeting(job: Job, p: CancelMeeting) -> dict[str, Any]:
     task = await load_task(db, p.task_id, p.user_id)
     await _event_of(job, p.event_id, p.user_id)
     skipped = await cancel_event(db, p.event_id)
-    await update_task(db, task.id, "CANCELLED", event_id=p.event_id)
-    await respond(job, task, p.user_id, "cancellation")
+    await advance(job, task.id, "CANCELLED", [reply(task, p.user_id, "cancellation")], event_id=p.event_id)
     return {"taskId": task.id, "status": "CANCELLED", "eventId": p.event_id, "remindersSkipped": skipped}

@@ -30,17 +30,26 @@ from app.jobs.scheduling.replies import (
     text_body,
     webhook_data,
 )
-from app.jobs.scheduling.tasks import Task, load_task
+from app.jobs.scheduling.tasks import Task, load_task, update_task
 from app.notify import Attachment, Chat, Delivery, Email, Message, Sms, Webhook
 from app.notify.ics import build_ics
+from app.queue import outbox
+from app.queue.enqueue import JobRequest
 
 
-async def respond(job: Job, task: Task, user_id: str, response_type: ResponseType) -> None:
-    """Enqueue the reply on the task's channel (chat when it came without one)."""
+def reply(task: Task, user_id: str, response_type: ResponseType) -> JobRequest:
+    """The reply on the task's channel (chat when it came without one), as a follow-up to queue."""
     # cast: the database's CHECK allows exactly these channels; anything else means "came without one".
     channel = cast(Channel, task.channel) if task.channel in ("email", "sms", "chat", "webhook") else "chat"
-    await job.res.enqueuer.send(SendResponse(task_id=task.id, user_id=user_id, response_type=response_type,
-                                             channel=channel))
+    return JobRequest.of(SendResponse(task_id=task.id, user_id=user_id, response_type=response_type, channel=channel))
+
+
+async def advance(job: Job, task_id: str, status: str, follow_ups: list[JobRequest], **columns: Any) -> None:
+    """Store the task's new status and queue what follows from it in one transaction: the outbox
+    relay enqueues the follow-ups once it commits, so a crash in between loses neither."""
+    async with job.res.db.acquire() as conn, conn.transaction():
+        await update_task(conn, task_id, status, **columns)
+        await outbox.put(conn, job.res.registry, follow_ups)
 
 
 async def send_response(job: Job, p: SendResponse) -> dict[str, Any]:

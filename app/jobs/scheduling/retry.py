@@ -17,7 +17,10 @@ import structlog
 from app.errors import JobSkipped, PermanentError
 from app.jobs.resources import Job
 from app.jobs.scheduling.payloads import RetryTask
+from app.jobs.scheduling.respond import advance
 from app.jobs.scheduling.tasks import load_task, update_task
+from app.queue import outbox
+from app.queue.enqueue import JobRequest
 from app.queue.payload import Payload
 
 log = structlog.get_logger(__name__)
@@ -42,11 +45,16 @@ async def retry_task(job: Job, p: RetryTask) -> dict[str, Any]:
         return {"taskId": task.id, "status": "NEEDS_REVIEW"}
     delay_s = retry_delay_s(p.previous_attempts)
     status = "PENDING" if task.status == "FAILED" else task.status
-    await update_task(db, task.id, status, retry_count=p.previous_attempts, failed_step=None)
-    await job.res.enqueuer.enqueue(task.failed_step, task.failed_payload or {},
-                                   job_id=f"{task.failed_step}:{task.id}:retry{p.previous_attempts}", defer_s=delay_s)
+    again = JobRequest(task.failed_step, task.failed_payload or {}, defer_s=delay_s,
+                       job_id=f"{task.failed_step}:{task.id}:retry{p.previous_attempts}")
+    await advance(job, task.id, status, [again], retry_count=p.previous_attempts, failed_step=None)
     log.info("agent_task_retry_scheduled", task_id=task.id, step=task.failed_step, delay_s=delay_s)
     return {"taskId": task.id, "status": status, "step": task.failed_step, "delayS": delay_s}
+
+
+_RECORD_FAILURE = (
+    "UPDATE scheduling_agent_tasks SET status = CASE WHEN $3 = 'send_response' THEN status ELSE 'FAILED' END,"
+    " error = $2, failed_step = $3, failed_payload = $4, updated_at = now() WHERE id = $1 RETURNING retry_count")
 
 
 async def record_step_failure(job: Job, p: Payload, exc: BaseException) -> None:
@@ -54,12 +62,12 @@ async def record_step_failure(job: Job, p: Payload, exc: BaseException) -> None:
     task_id, user_id = getattr(p, "task_id", None), getattr(p, "user_id", None)
     if not isinstance(task_id, str) or not isinstance(user_id, str):
         return
-    row = await job.res.db.fetchrow(
-        "UPDATE scheduling_agent_tasks SET status = CASE WHEN $3 = 'send_response' THEN status ELSE 'FAILED' END,"
-        " error = $2, failed_step = $3, failed_payload = $4, updated_at = now() WHERE id = $1 RETURNING retry_count",
-        task_id, f"{type(exc).__name__}: {exc}"[:2000], job.name, p.to_json())
-    if row is None or isinstance(exc, PermanentError):
-        return
-    attempts = int(row["retry_count"]) + 1
-    await job.res.enqueuer.send(RetryTask(task_id=task_id, user_id=user_id, reason=str(exc)[:2000],
-                                          previous_attempts=attempts), job_id=f"retry_task:{task_id}:{attempts}")
+    # The failure and the retry it calls for, in one transaction (the outbox enqueues the retry).
+    async with job.res.db.acquire() as conn, conn.transaction():
+        error = f"{type(exc).__name__}: {exc}"[:2000]
+        row = await conn.fetchrow(_RECORD_FAILURE, task_id, error, job.name, p.to_json())
+        if row is None or isinstance(exc, PermanentError):
+            return
+        attempts = int(row["retry_count"]) + 1
+        retry = RetryTask(task_id=task_id, user_id=user_id, reason=str(exc)[:2000], previous_attempts=attempts)
+        await outbox.put(conn, job.res.registry, [JobRequest.of(retry, job_id=f"retry_task:{task_id}:{attempts}")])
