@@ -20,6 +20,7 @@ from app.config import Settings
 from app.jobs.resources import Resources
 from app.queue import control
 from app.web.api.openapi import request_name
+from app.web.api.schemas import RESPONSES
 from tests.support.worker import wait_for_runs
 from tests.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
 from tests.test_dead_letters import cli
@@ -148,6 +149,12 @@ async def test_openapi_document_is_valid_3_1_and_lists_every_registered_job(api:
         assert mapping[name] == f"#/components/schemas/{request_name(name)}"
         assert schemas[request_name(name)]["properties"]["name"]["const"] == name
     assert {"documentId", "orgId", "performOCR"} <= schemas["ProcessDocument"]["properties"].keys()
+    # Writers' schemas: required is what has no default, and no property has a `default`, which
+    # openapi-typescript would type as always present (tests/test_readme_node.py compiles against it).
+    assert schemas["ProcessDocument"]["required"] == ["documentId", "orgId"]
+    assert schemas["ProcessDocument"]["properties"]["performOCR"]["description"] == "default true"
+    requests = [s for name, s in schemas.items() if name not in RESPONSES]
+    assert [p for s in requests for p in s.get("properties", {}).values() if "default" in p] == []
     assert doc["paths"]["/calendar/google/push"]["post"]["security"] == []
     union = {**doc, "$ref": "#/components/schemas/EnqueueRequest"}
     good = {"name": "route_intake", "payload": {"intakeRequestId": "i1", "orgId": "o1"}}
