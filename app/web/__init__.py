@@ -6,7 +6,8 @@ The server is bounded without dropping a request: a connection without a complet
 closed after SIDECAR_HEADER_TIMEOUT_S, at most SIDECAR_MAX_CONNECTIONS are served at once with the
 rest waiting in the listen backlog (site.py), and a tenth of them are kept for `/health/*` and
 `/metrics` (admission.py), so a burst from the web app is served or waits instead of being cut
-off, and the health probe still answers under a flood of slow uploads.
+off, and the health probe still answers under a flood of slow uploads. Every body is read with a
+size cap and timeouts (body.py).
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ def make_runner(state: WebState) -> web.AppRunner:
     """The sidecar's runner. aiohttp (3.14, which we run) starts the keep-alive timer when a connection is
     made and only stops it once a complete request has arrived, so `keepalive_timeout` is also
     the header timeout: a client that sends half a request line, or drips a byte a second, is
-    closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run)."""
-    return web.AppRunner(create_app(state), access_log=None,
-                         keepalive_timeout=state.res.settings.sidecar.header_timeout_s)
+    closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run).
+
+    A body is read by handlers under their own timeouts (app/web/body.py); one no handler read (a
+    request refused before its body) is discarded after the answer for `lingering_time`, which is
+    the header timeout too rather than aiohttp's 10 s."""
+    sidecar = state.res.settings.sidecar
+    return web.AppRunner(create_app(state), access_log=None, keepalive_timeout=sidecar.header_timeout_s,
+                         lingering_time=sidecar.header_timeout_s)
 
 
 def make_site(runner: web.AppRunner, settings: Settings) -> BoundedSite:
