@@ -1,6 +1,7 @@
 """What the sidecar does with hostile or broken requests: a body that drips or never comes is cut
-off at the timeout (before any credentials are waited for where a route needs them), and a huge
-form is refused."""
+off at the timeout (before any credentials are waited for where a route needs them), a huge form is
+refused, forwarded scheme and host are believed only from TRUSTED_PROXIES, and ALLOWED_HOSTS refuses
+other hosts but not probes by address."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from app.config import Settings
 from app.jobs.resources import Resources
 from app.queue import control
 from app.runtime.process import Process
+from app.web.dashboard import session
 from app.web.dashboard.form import FORM_MAX_BYTES
+from tests.support.http import raw_request
 from tests.support.worker import in_process_worker
 
 QUEUE = "intake-routing"
@@ -114,3 +117,80 @@ async def test_a_huge_form_is_refused_announced_or_streamed(make_settings: Calla
             async with client.post(f"{base}/login", data={"token": WRITE, "pad": "x" * (FORM_MAX_BYTES // 2)},
                                    headers={"Origin": base}, allow_redirects=False) as r:
                 assert r.status == 303  # a large form that fits is read
+
+
+async def _login(base: str, headers: dict[str, str]) -> tuple[int, str]:
+    """POST /login with the write token and `headers`: the status and the Set-Cookie header."""
+    async with aiohttp.ClientSession() as client, client.post(
+            f"{base}/login", data={"token": WRITE}, headers=headers, allow_redirects=False) as r:
+        return r.status, r.headers.get("Set-Cookie", "")
+
+
+@pytest.mark.parametrize(("trusted", "secure"), [("127.0.0.1", True), ("10.0.0.0/8, ::1", False), ("", False)],
+                         ids=["trusted-proxy", "untrusted-address", "no-proxies"])
+async def test_the_session_cookie_is_secure_behind_a_trusted_proxy_and_not_otherwise(
+        make_settings: Callable[..., Settings], trusted: str, secure: bool) -> None:
+    """`X-Forwarded-Proto: https` from an address in TRUSTED_PROXIES makes the session cookie
+    Secure; from any other address it is ignored and the cookie (over plain HTTP) is not."""
+    settings = make_settings(api_token=WRITE, trusted_proxies=trusted)
+    base = f"http://127.0.0.1:{settings.health.port}"
+    async with sidecar(settings):
+        status, cookie = await _login(base, {"Origin": base, "X-Forwarded-Proto": "https"})
+    assert status == 303 and cookie.startswith(f"{session.COOKIE_NAME}=")
+    assert ("; Secure" in cookie) is secure, cookie
+
+
+async def test_a_forwarded_host_is_the_origin_actions_must_come_from_only_from_a_trusted_proxy(
+        make_settings: Callable[..., Settings]) -> None:
+    """Behind a trusted proxy the dashboard's origin is the host the proxy names (X-Forwarded-Host
+    or Forwarded), so a login from that page is accepted; the same headers from an address not in
+    TRUSTED_PROXIES change nothing, and a page of the spoofed host is another site (403)."""
+    forwarded_by = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "dash.example.com"}
+    page = {"Origin": "https://dash.example.com"}
+    trusting = make_settings(api_token=WRITE, trusted_proxies="127.0.0.0/8")
+    async with sidecar(trusting):
+        base = f"http://127.0.0.1:{trusting.health.port}"
+        assert (await _login(base, {**forwarded_by, **page}))[0] == 303
+        assert (await _login(base, {"Forwarded": 'for=1.2.3.4;proto=https;host="dash.example.com"', **page}))[0] == 303
+        assert (await _login(base, {**forwarded_by, "Origin": base}))[0] == 403  # the proxy named another host
+        # Only the nearest proxy's value counts: a client's own header before it is not believed.
+        spoofed = {"X-Forwarded-Host": "evil.example, dash.example.com", "Origin": "http://evil.example"}
+        assert (await _login(base, spoofed))[0] == 403
+    untrusting = make_settings(api_token=WRITE, trusted_proxies="10.0.0.0/8")
+    async with sidecar(untrusting):
+        base = f"http://127.0.0.1:{untrusting.health.port}"
+        assert (await _login(base, {**forwarded_by, **page}))[0] == 403
+        assert (await _login(base, {**forwarded_by, "Origin": base}))[0] == 303
+
+
+async def test_allowed_hosts_refuse_other_hosts_but_not_probes_by_address(
+        make_settings: Callable[..., Settings]) -> None:
+    """With ALLOWED_HOSTS, a page or API call for another Host is 400 before any handler, as is a
+    forwarded host from an untrusted address; a listed host (any port) is served, and /health/*
+    and /metrics also answer a Host that is an IP address or localhost, not a foreign name."""
+    settings = make_settings(api_token=WRITE, allowed_hosts="Dash.Example.com", trusted_proxies="127.0.0.1")
+    async with sidecar(settings):
+        port = settings.health.port
+
+        async def status(path: str, host: str, extra: str = "") -> int | None:
+            code, _ = await raw_request(port, f"GET {path} HTTP/1.1\nHost: {host}\n{extra}Connection: close\n")
+            return code
+
+        assert await status("/login", "evil.example") == 400
+        assert await status("/api/v1/openapi.json", f"127.0.0.1:{port}") == 400
+        assert await status("/login", "dash.example.com:8443") == 200
+        assert await status("/login", "evil.example", "X-Forwarded-Host: dash.example.com\n") == 200  # trusted
+        assert await status("/api/v1/openapi.json", "127.0.0.1", "X-Forwarded-Host: dash.example.com:443\n"
+                                                                 f"Authorization: Bearer {WRITE}\n") == 200
+        for probe in ("/health", "/health/live", "/metrics"):
+            assert await status(probe, f"127.0.0.1:{port}") == 200
+            assert await status(probe, f"localhost:{port}") == 200
+            assert await status(probe, "[::1]") == 200
+            assert await status(probe, "evil.example") == 400
+        code, reply = await raw_request(port, "GET / HTTP/1.1\nHost: evil.example\nConnection: close\n")
+        assert code == 400 and b'"host_not_allowed"' in reply
+    untrusted = make_settings(allowed_hosts="dash.example.com", trusted_proxies="10.0.0.0/8")
+    async with sidecar(untrusted):
+        code, _ = await raw_request(untrusted.health.port, "GET /login HTTP/1.1\nHost: evil.example\n"
+                                                           "X-Forwarded-Host: dash.example.com\nConnection: close\n")
+        assert code == 400

@@ -8,6 +8,9 @@ rest waiting in the listen backlog (site.py), and a tenth of them are kept for `
 `/metrics` (admission.py), so a burst from the web app is served or waits instead of being cut
 off, and the health probe still answers under a flood of slow uploads. Every body is read with a
 size cap and timeouts (body.py).
+
+Behind a reverse proxy, the scheme and host a proxy in TRUSTED_PROXIES names are the request's,
+and ALLOWED_HOSTS limits the hosts it answers to (proxies.py).
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from app.config import Settings
 from app.web import dashboard, health
 from app.web.admission import admission_for
 from app.web.api import create_api
+from app.web.proxies import Proxies
 from app.web.site import BoundedSite
 from app.web.state import STATE, WebState
 
 
 def create_app(state: WebState) -> web.Application:
-    app = web.Application(middlewares=[admission_for(state.res.settings.sidecar.max_connections).admit])
+    settings = state.res.settings
+    # First the scheme and host (trusted proxies, ALLOWED_HOSTS), then admission: both before any handler.
+    app = web.Application(middlewares=[Proxies.from_settings(settings).resolve,
+                                       admission_for(settings.sidecar.max_connections).admit])
     app[STATE] = state
     health.add_routes(app)
     app.add_subapp("/api/v1", create_api(state))

@@ -113,6 +113,7 @@ async def login(request: web.Request) -> web.StreamResponse:
         return render(request, d, Viewer(None, can_act=False), "login.html", status=401, section="login",
                       failed=True)
     response = redirect("/")
+    # Secure when the request came over TLS, to the sidecar or to a trusted proxy (app/web/proxies.py).
     response.set_cookie(session.COOKIE_NAME, session.issue(d.key, token), max_age=session.SESSION_TTL_S,
                         path="/", httponly=True, samesite="Strict", secure=request.secure)
     return response
@@ -130,6 +131,6 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if not session.csrf_ok(d.key, viewer, form.get("csrf")):
         return refuse(CROSS_SITE)
     response = web.Response(status=303, headers={**HEADERS, "Location": "/login"})
-    response.del_cookie(session.COOKIE_NAME, path="/", samesite="Strict")
+    response.del_cookie(session.COOKIE_NAME, path="/", samesite="Strict", secure=request.secure)
     return response
 

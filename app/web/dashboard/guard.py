@@ -83,7 +83,8 @@ def viewer_of(request: web.Request, d: Dashboard) -> Viewer | None:
 
 
 def same_origin(request: web.Request) -> bool:
-    """The request came from a page of this host (Origin, else Referer); neither: refused."""
+    """The request came from a page of this host (Origin, else Referer); neither: refused. The
+    host is the one a trusted proxy names (app/web/proxies.py), else the Host header."""
     origin = request.headers.get("Origin")
     source = origin if origin and origin != "null" else request.headers.get("Referer")
     return bool(source) and urlsplit(source).netloc == request.host
