@@ -1,26 +1,30 @@
 """What the sidecar does with hostile or broken requests: a body that drips or never comes is cut
 off at the timeout (before any credentials are waited for where a route needs them), a huge form is
-refused, forwarded scheme and host are believed only from TRUSTED_PROXIES, and ALLOWED_HOSTS refuses
-other hosts but not probes by address."""
+refused, forwarded scheme and host are believed only from TRUSTED_PROXIES, ALLOWED_HOSTS refuses
+other hosts but not probes by address, and a request aiohttp cannot parse is one INFO line."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from app.config import Settings
 from app.jobs.resources import Resources
 from app.queue import control
 from app.runtime.process import Process
+from app.web import runner_for
 from app.web.dashboard import session
 from app.web.dashboard.form import FORM_MAX_BYTES
+from app.web.server_log import MALFORMED
 from tests.support.http import raw_request
-from tests.support.worker import in_process_worker
+from tests.support.worker import in_process_worker, start_worker
 
 QUEUE = "intake-routing"
 WRITE = "write-secret-1"
@@ -194,3 +198,68 @@ async def test_allowed_hosts_refuse_other_hosts_but_not_probes_by_address(
         code, _ = await raw_request(untrusted.health.port, "GET /login HTTP/1.1\nHost: evil.example\n"
                                                            "X-Forwarded-Host: dash.example.com\nConnection: close\n")
         assert code == 400
+
+
+HOSTILE = {
+    "100 KB header": b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+    "NUL in the request line": b"GET /health/\x00live HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad chunk size": b"POST /login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+}
+
+
+async def _send(port: int, data: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.readline()
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_are_one_info_line_in_the_workers_log(make_env: Callable[..., dict[str, str]]) -> None:
+    """The real worker (JSON logs) answers a 100 KB header, a NUL in the request line and a broken
+    chunked body with 400, and logs each as one `sidecar_request_malformed` line at info naming
+    the client and the reason, with no traceback and nothing at error."""
+    env = make_env()
+    worker = await start_worker(env)
+    try:
+        port = int(env["HEALTH_PORT"])
+        for data in HOSTILE.values():
+            assert b" 400 " in await _send(port, data)
+        await worker.wait_for_event(MALFORMED, count=len(HOSTILE), timeout_s=10)
+    finally:
+        await worker.stop()
+    lines = worker.events(MALFORMED)
+    assert [line["level"] for line in lines] == ["info"] * len(HOSTILE)
+    assert all(line["client"] == "127.0.0.1" and line["status"] == 400 for line in lines)
+    assert "Got more than 8190 bytes" in lines[0]["reason"] and "url" in lines[1]["reason"].lower()
+    assert not [line for line in lines if "exception" in line or "exc_info" in line]
+    assert not [line for line in worker.lines if line.get("level") in ("error", "critical")]
+    assert not [raw for raw in worker.raw if raw.startswith("Traceback")]
+
+
+async def test_a_handlers_failure_stays_an_error_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """The sidecar's runner keeps a handler's exception at ERROR with its traceback, while a
+    malformed request served by the same runner is one INFO record without one."""
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("the handler's own bug")
+
+    app = web.Application()
+    app.router.add_get("/broken", broken)
+    runner = runner_for(app, Settings.load({}).sidecar)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level(logging.INFO):
+            assert (await raw_request(port, "GET /broken HTTP/1.1\nHost: x\nConnection: close\n"))[0] == 500
+            assert b" 400 " in await _send(port, HOSTILE["100 KB header"])
+    finally:
+        await runner.cleanup()
+    [failed] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failed.exc_info is not None and isinstance(failed.exc_info[1], RuntimeError)
+    [malformed] = [r for r in caplog.records if r.getMessage() == MALFORMED]
+    assert malformed.levelno == logging.INFO and malformed.exc_info is None
