@@ -200,6 +200,15 @@ async def test_allowed_hosts_refuse_other_hosts_but_not_probes_by_address(
         assert code == 400
 
 
+async def test_a_nul_in_a_job_id_is_not_found_not_a_server_error(make_settings: Callable[..., Settings]) -> None:
+    """`/job?id=%00` passes the parser (the NUL is percent-encoded) and reaches the job page,
+    which answers 404 like any unknown id, instead of failing in PostgreSQL with a 500."""
+    settings = make_settings()
+    async with sidecar(settings):
+        code, _ = await raw_request(settings.health.port, "GET /job?id=%00 HTTP/1.1\nHost: x\nConnection: close\n")
+    assert code == 404
+
+
 HOSTILE = {
     "100 KB header": b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
     "NUL in the request line": b"GET /health/\x00live HTTP/1.1\r\nHost: x\r\n\r\n",
