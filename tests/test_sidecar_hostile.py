@@ -97,6 +97,30 @@ async def test_a_login_whose_body_is_slow_is_cut_off_at_the_header_timeout(
     assert closed < 4.5, f"the connection stayed open {closed:.1f}s"
 
 
+async def test_a_client_that_hangs_up_mid_form_ends_quietly(
+        make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture) -> None:
+    """A login whose client closes the connection halfway through its form ends the handler
+    without an ERROR record (aiohttp's "Connection lost" used to escape it as a 500)."""
+    settings = make_settings(api_token=WRITE)
+    async with sidecar(settings) as process:
+        assert process.sidecar is not None and process.sidecar.server is not None
+        server = process.sidecar.server
+        with caplog.at_level(logging.INFO):
+            _, writer = await asyncio.open_connection("127.0.0.1", settings.health.port)
+            writer.write(f"POST /login HTTP/1.1\r\nHost: 127.0.0.1:{settings.health.port}\r\nOrigin: "
+                         f"http://127.0.0.1:{settings.health.port}\r\nContent-Type: {FORM}\r\n"
+                         f"Content-Length: 100\r\n\r\ntoken=".encode())
+            await writer.drain()
+            async with asyncio.timeout(5):
+                while not server.requests_count:  # the request is being handled
+                    await asyncio.sleep(0.01)
+            writer.close()
+            async with asyncio.timeout(5):
+                while server.connections:
+                    await asyncio.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
 async def test_a_huge_form_is_refused_announced_or_streamed(make_settings: Callable[..., Settings]) -> None:
     """A login form larger than FORM_MAX_BYTES gets 413 without being read: announced by its
     Content-Length, or streamed in chunks; a form of another type is 415."""
