@@ -36,7 +36,8 @@ def configure(level: str = "INFO", fmt: str = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=_SHARED,
+            # ExtraAdder: a stdlib record's `extra=` fields (app/web/server_log.py sets some) as fields.
+            foreign_pre_chain=[*_SHARED, structlog.stdlib.ExtraAdder()],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

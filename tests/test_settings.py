@@ -18,6 +18,8 @@ from app.config import Settings, SettingsError, redact_url
         ({"SLA_MONITOR_CONCURRENCY": "x"}, "SLA_MONITOR_CONCURRENCY"),
         ({"SLA_MONITOR_ATTEMPTS": "0"}, "SLA_MONITOR_ATTEMPTS"),
         ({"QUEUES_FILE": "/nonexistent.toml"}, "QUEUES_FILE"),
+        ({"TRUSTED_PROXIES": "10.0.0.1/8"}, "TRUSTED_PROXIES"),  # host bits set: a typo for 10.0.0.0/8?
+        ({"TRUSTED_PROXIES": "proxy.internal"}, "TRUSTED_PROXIES"),  # addresses only: a name is not resolved
     ],
 )
 def test_a_bad_value_names_its_variable(env: dict[str, str], named: str) -> None:

@@ -56,7 +56,8 @@ SAMPLES = {
     "GOOGLE_CLIENT_SECRET": "g-secret", "CALENDAR_TOKEN_KEYS": "key-one,key-two", "CALENDAR_PUSH_URL":
     "https://app.example.com/push", "WEBHOOK_SECRET": "hook", "WEBHOOK_ALLOWED_HOSTS": "hooks.internal, 10.0.0.8",
     "S3_BUCKET": "docs", "S3_ENDPOINT_URL": "https://s3.example.com", "S3_ACCESS_KEY_ID": "AK",
-    "S3_SECRET_ACCESS_KEY": "s3-secret",
+    "S3_SECRET_ACCESS_KEY": "s3-secret", "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, fd00::/8",
+    "ALLOWED_HOSTS": "workhorse.internal, dash.example.com",
 }
 # Spellings the runbooks use that differ from the value they mean.
 SPELLINGS = [("LOG_LEVEL", "warn", ("log", "level"), "WARNING"), ("REDIS_TLS", "1", ("redis", "tls"), True),

@@ -22,7 +22,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from app.config import features, operations, services
 from app.config.paths import DEFAULT_CRON_FILE, DEFAULT_QUEUES_FILE, PROJECT_ROOT
 from app.config.queue_table import QueueTable
-from app.config.sources import MappingSource, QueueTableSource
+from app.config.sources import CommaList, MappingSource, NetworkList, QueueTableSource
 from app.errors import SettingsError
 
 
@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     job: operations.JobSettings = operations.JobSettings()
     keep: operations.RetentionSettings = operations.RetentionSettings()
     breaker: operations.BreakerSettings = operations.BreakerSettings()
+    # Who the sidecar believes about the scheme and host a request was made with (app/web/proxies.py).
+    # Top-level fields: the runbooks name them TRUSTED_PROXIES and ALLOWED_HOSTS, not SIDECAR_...
+    trusted_proxies: NetworkList = Field(
+        [], description="proxy addresses/CIDRs whose X-Forwarded-Proto/-Host (or Forwarded) the sidecar believes")
+    allowed_hosts: CommaList = Field(
+        [], description="host names the sidecar answers to (400 for any other Host); none: any")
     shutdown_timeout_ms: int = Field(30_000, ge=0, le=3_600_000)
     poll_fallback_ms: int = Field(1000, ge=10, le=60_000, description="poll even without a wake-up this often")
     process_liveness_ttl_s: float = Field(

@@ -1,7 +1,7 @@
 """Where settings come from: pydantic-settings' own environment source, given a mapping instead
 of `os.environ` when the caller has one (tests, a process reading another's environment), and the
 queue table's source (config/queues.toml with its environment overrides); plus the comma-separated
-list type the runbooks' variables use (`API_TOKEN=a,ro:b`)."""
+list types the runbooks' variables use (`API_TOKEN=a,ro:b`, `TRUSTED_PROXIES=10.0.0.5,10.1.0.0/16`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, IPvAnyNetwork, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource
 from pydantic_settings.sources.utils import parse_env_vars
@@ -28,6 +28,8 @@ def _split_commas(value: object) -> object:
 # NoDecode: read the variable as text and split it, not as JSON (pydantic-settings' default for a list).
 CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split_commas)]
 SecretList = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_commas)]
+# Addresses and CIDR blocks (`10.0.0.5` is 10.0.0.5/32); a block with host bits set is refused.
+NetworkList = Annotated[list[IPvAnyNetwork], NoDecode, BeforeValidator(_split_commas)]
 
 
 class MappingSource(EnvSettingsSource):

@@ -129,7 +129,9 @@ def describe_config(settings: Settings, engine: EngineSnapshot) -> dict[str, Any
         "queues": queues,
         "sidecar": {"headerTimeoutS": settings.sidecar.header_timeout_s,
                     "maxConnections": settings.sidecar.max_connections,
-                    "listenBacklog": settings.sidecar.listen_backlog},
+                    "listenBacklog": settings.sidecar.listen_backlog,
+                    "trustedProxies": [str(n) for n in settings.trusted_proxies],
+                    "allowedHosts": settings.allowed_hosts},
     }
 
 

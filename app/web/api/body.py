@@ -1,9 +1,9 @@
-"""Request bodies: read up to API_MAX_BODY_BYTES, then parsed as JSON no deeper than the engine's
-payload limit allows (plus the envelope around a payload), scanned before json.loads recurses."""
+"""Request bodies: read up to API_MAX_BODY_BYTES with the sidecar's timeouts (app/web/body.py), then
+parsed as JSON no deeper than the engine's payload limit allows (plus the envelope around a
+payload), scanned before json.loads recurses."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -13,43 +13,24 @@ from aiohttp import web
 
 from app.queue.payload import MAX_DEPTH
 from app.web.api.errors import ApiError
+from app.web.body import BodyRefused, read_body
 
 ENVELOPE_DEPTH = 2
 """A list of jobs, each an object holding its payload: the levels a body adds above a payload."""
 BODY = "(body)"
 
 
-BODY_TOTAL_TIMEOUT_S = 60.0
-"""However steadily a body trickles in, it must be complete within this."""
-
-
 async def read_limited(request: web.Request, limit_bytes: int, *, idle_timeout_s: float = 5.0) -> bytes:
-    """The body, refused (413) as soon as it passes `limit_bytes`, announced or not; 408 when the
-    client goes silent for `idle_timeout_s` mid-body or takes longer than BODY_TOTAL_TIMEOUT_S
-    (the sidecar's header timeout does not cover a body, and a slow one holds a connection)."""
-    if request.content_length is not None and request.content_length > limit_bytes:
-        raise _too_large(limit_bytes)
-    chunks: list[bytes] = []
-    size = 0
+    """The body, read by the sidecar's one body reader (app/web/body.py): 413 past `limit_bytes`,
+    408 when it arrives too slowly, each as an ApiError naming `(body)`."""
     try:
-        async with asyncio.timeout(BODY_TOTAL_TIMEOUT_S):
-            while True:
-                async with asyncio.timeout(idle_timeout_s):
-                    chunk = await request.content.readany()
-                if not chunk:
-                    break
-                size += len(chunk)
-                if size > limit_bytes:
-                    raise _too_large(limit_bytes)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ApiError(408, "body_timeout", "the body did not arrive in time", {BODY: "sent too slowly"}) from None
-    return b"".join(chunks)
-
-
-def _too_large(limit_bytes: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"the body is larger than {limit_bytes} bytes (API_MAX_BODY_BYTES)",
-                    {BODY: f"at most {limit_bytes} bytes"})
+        return await read_body(request, limit_bytes, idle_timeout_s=idle_timeout_s)
+    except BodyRefused as refused:
+        if refused.status == 413:
+            raise ApiError(413, refused.code, f"{refused.why} (API_MAX_BODY_BYTES)",
+                           {BODY: f"at most {limit_bytes} bytes"}) from None
+        hint = "sent too slowly" if refused.status == 408 else refused.why
+        raise ApiError(refused.status, refused.code, refused.why, {BODY: hint}) from None
 
 
 async def read_json(request: web.Request, limit_bytes: int, *, idle_timeout_s: float = 5.0) -> Any:

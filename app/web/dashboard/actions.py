@@ -1,7 +1,8 @@
 """The dashboard's actions (POST forms) and its login and logout.
 
-Every action is wrapped by `guard.action` (write session, CSRF token, same origin) and ends in a
-303 back to the page it came from, so reloading never repeats it.
+Every action is wrapped by `guard.action` (write session, same origin, then its form with the CSRF
+token) and ends in a 303 back to the page it came from, so reloading never repeats it. Login and
+logout check what they can before reading their form, and read it under the same limits.
 """
 
 from __future__ import annotations
@@ -13,12 +14,15 @@ from app.errors import AppError
 from app.queue import control
 from app.web.auth import authenticate
 from app.web.dashboard import reads, session
+from app.web.dashboard.form import form_of
 from app.web.dashboard.guard import (
+    CROSS_SITE,
     DASHBOARD,
     HEADERS,
     Dashboard,
     action,
     back,
+    form_or_refusal,
     redirect,
     refuse,
     render,
@@ -41,21 +45,21 @@ def _letter_id(request: web.Request) -> int:
         raise web.HTTPNotFound(text="no such dead letter") from None
 
 
-async def _form_queue(request: web.Request, d: Dashboard) -> str | None:
-    name = (await request.post()).get("queue")
-    return name if isinstance(name, str) and name in reads.all_queues(d.state.res) else None
+def _form_queue(request: web.Request, d: Dashboard) -> str | None:
+    name = form_of(request).get("queue")
+    return name if name in reads.all_queues(d.state.res) else None
 
 
 @action
 async def pause(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
     await control.pause(d.state.res.redis, _queue(request, d))
-    return await back(request, "paused")
+    return back(request, "paused")
 
 
 @action
 async def resume(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
     await control.resume(d.state.res.redis, _queue(request, d))
-    return await back(request, "resumed")
+    return back(request, "resumed")
 
 
 @action
@@ -64,27 +68,27 @@ async def retry_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> we
     try:
         await res.dlq.retry(_letter_id(request), res.enqueuer)
     except (AppError, SettingsError):
-        return await back(request, "retry_refused")
-    return await back(request, "retried")
+        return back(request, "retry_refused")
+    return back(request, "retried")
 
 
 @action
 async def delete_letter(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
     deleted = await reads.delete_dead_letter(d.state.res, _letter_id(request))
-    return await back(request, "deleted" if deleted else "gone")
+    return back(request, "deleted" if deleted else "gone")
 
 
 @action
 async def retry_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
     res = d.state.res
-    await res.dlq.retry_all(res.enqueuer, queue=await _form_queue(request, d))
-    return await back(request, "retried_all")
+    await res.dlq.retry_all(res.enqueuer, queue=_form_queue(request, d))
+    return back(request, "retried_all")
 
 
 @action
 async def delete_all(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
-    await d.state.res.dlq.purge(queue=await _form_queue(request, d))
-    return await back(request, "deleted_all")
+    await d.state.res.dlq.purge(queue=_form_queue(request, d))
+    return back(request, "deleted_all")
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
@@ -101,12 +105,15 @@ async def login(request: web.Request) -> web.StreamResponse:
         return redirect("/")
     if not same_origin(request):
         return refuse("The login form must be sent from this site.")
-    presented = (await request.post()).get("token")
-    token = authenticate(d.tokens, presented if isinstance(presented, str) else None)
+    form = await form_or_refusal(request, d)  # no session to check first: read under the form's limits
+    if isinstance(form, web.Response):
+        return form
+    token = authenticate(d.tokens, form.get("token"))
     if token is None:
         return render(request, d, Viewer(None, can_act=False), "login.html", status=401, section="login",
                       failed=True)
     response = redirect("/")
+    # Secure when the request came over TLS, to the sidecar or to a trusted proxy (app/web/proxies.py).
     response.set_cookie(session.COOKIE_NAME, session.issue(d.key, token), max_age=session.SESSION_TTL_S,
                         path="/", httponly=True, samesite="Strict", secure=request.secure)
     return response
@@ -116,11 +123,14 @@ async def logout(request: web.Request) -> web.StreamResponse:
     """Delete the cookie; like an action it needs the session's CSRF token (any session may)."""
     d = request.app[DASHBOARD]
     viewer = session.read(d.key, d.tokens, request.cookies.get(session.COOKIE_NAME))
-    csrf = (await request.post()).get("csrf")
-    if viewer is None or not same_origin(request) or not session.csrf_ok(
-            d.key, viewer, csrf if isinstance(csrf, str) else None):
-        return refuse("Missing or wrong CSRF token, or the request came from another site.")
+    if viewer is None or not same_origin(request):
+        return refuse(CROSS_SITE)
+    form = await form_or_refusal(request, d)
+    if isinstance(form, web.Response):
+        return form
+    if not session.csrf_ok(d.key, viewer, form.get("csrf")):
+        return refuse(CROSS_SITE)
     response = web.Response(status=303, headers={**HEADERS, "Location": "/login"})
-    response.del_cookie(session.COOKIE_NAME, path="/", samesite="Strict")
+    response.del_cookie(session.COOKIE_NAME, path="/", samesite="Strict", secure=request.secure)
     return response
 

@@ -2,8 +2,9 @@
 (CSRF token, Origin/Referer, a write token), and rendering pages with security headers.
 
 Handlers are wrapped by `page` (GET: a viewer is required, else the login form) or `action`
-(POST: a viewer who may act, with the session's CSRF token, from this origin; else 403), so
-no handler checks anything itself.
+(POST: a viewer who may act, from this origin, with the session's CSRF token; else 403), so
+no handler checks anything itself. An action's form is read only after the session and origin
+were checked (form.py): a client without a session is refused before its body is waited for.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import jinja2
 from aiohttp import web
 
 from app.web.auth import ApiToken, parse_tokens
+from app.web.body import BodyRefused
 from app.web.dashboard import session
+from app.web.dashboard.form import FORM, Form, form_of, read_form
 from app.web.dashboard.reads import pretty
 from app.web.dashboard.session import Viewer
 from app.web.dashboard.throughput import Throughput
@@ -46,6 +49,7 @@ NOTICES = {
     "deleted_all": "Dead letters deleted.",
     "gone": "That dead letter no longer exists.",
 }
+CROSS_SITE = "Missing or wrong CSRF token, or the request came from another site."
 
 
 @dataclass
@@ -79,7 +83,8 @@ def viewer_of(request: web.Request, d: Dashboard) -> Viewer | None:
 
 
 def same_origin(request: web.Request) -> bool:
-    """The request came from a page of this host (Origin, else Referer); neither: refused."""
+    """The request came from a page of this host (Origin, else Referer); neither: refused. The
+    host is the one a trusted proxy names (app/web/proxies.py), else the Host header."""
     origin = request.headers.get("Origin")
     source = origin if origin and origin != "null" else request.headers.get("Referer")
     return bool(source) and urlsplit(source).netloc == request.host
@@ -102,14 +107,27 @@ def action(handler: Page) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         d = request.app[DASHBOARD]
         viewer = viewer_of(request, d)
-        form = await request.post()
         if viewer is None or not viewer.can_act:
             return refuse("This session may not change anything (no write token).")
-        if not same_origin(request) or not session.csrf_ok(d.key, viewer, _text(form.get("csrf"))):
-            return refuse("Missing or wrong CSRF token, or the request came from another site.")
+        if not same_origin(request):
+            return refuse(CROSS_SITE)
+        form = await form_or_refusal(request, d)
+        if isinstance(form, web.Response):
+            return form
+        if not session.csrf_ok(d.key, viewer, form.get("csrf")):
+            return refuse(CROSS_SITE)
+        request[FORM] = form
         return await handler(request, d, viewer)
 
     return wrapped
+
+
+async def form_or_refusal(request: web.Request, d: Dashboard) -> Form | web.Response:
+    """The request's form, or the plain answer to one that was too large, too slow or malformed."""
+    try:
+        return await read_form(request, d.state.res.settings.sidecar.header_timeout_s)
+    except BodyRefused as refused:
+        return web.Response(status=refused.status, text=f"{refused.status}: {refused.why}\n", headers=HEADERS)
 
 
 def refuse(why: str) -> web.Response:
@@ -120,16 +138,12 @@ def redirect(location: str) -> web.Response:
     return web.Response(status=303, headers={**HEADERS, "Location": location})
 
 
-async def back(request: web.Request, notice: str) -> web.Response:
+def back(request: web.Request, notice: str) -> web.Response:
     """303 to the form's `next` (a path of this site), with a notice code."""
-    target = _text((await request.post()).get("next")) or "/"
+    target = form_of(request).get("next") or "/"
     if not target.startswith("/") or target.startswith("//") or "\\" in target:
         target = "/"
     return redirect(f"{target}{'&' if '?' in target else '?'}notice={notice}")
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def render(request: web.Request, d: Dashboard, viewer: Viewer, template: str, status: int = 200,

@@ -33,7 +33,8 @@ async def queue(request: web.Request, d: Dashboard, viewer: Viewer) -> web.Strea
 @page
 async def job(request: web.Request, d: Dashboard, viewer: Viewer) -> web.StreamResponse:
     job_id = request.query.get("id", "").strip()
-    detail = await reads.job_detail(d.state.res, job_id) if job_id else None
+    # No job id holds a NUL (the API refuses control characters), and PostgreSQL refuses one in text.
+    detail = await reads.job_detail(d.state.res, job_id) if job_id and "\x00" not in job_id else None
     return render(request, d, viewer, "job.html", status=200 if detail else 404, section="job", job_id=job_id,
                   j=detail)
 
