@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from app.config import Settings
+from app.config.services import SmtpSettings
 from app.db import migrate
 from bench.env import BenchEnv, flush, run_alone
 from bench.limits import smtp_limit_per_s
@@ -26,7 +26,7 @@ from bench.workhorse import enqueuer, running
 from tests.fakes.smtp import SmtpSink
 
 # The worker's SMTP connections (SMTP_POOL_SIZE, default): the limit uses as many.
-POOL_SIZE: int = Settings.model_fields["smtp_pool_size"].default
+POOL_SIZE: int = SmtpSettings.model_fields["pool_size"].default
 REMINDERS = 10_000
 QUICK_REMINDERS = 1_000
 GOAL_X_LIMIT = 0.5
