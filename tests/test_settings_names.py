@@ -57,8 +57,11 @@ SAMPLES = {
     "https://app.example.com/push", "WEBHOOK_SECRET": "hook", "WEBHOOK_ALLOWED_HOSTS": "hooks.internal, 10.0.0.8",
     "S3_BUCKET": "docs", "S3_ENDPOINT_URL": "https://s3.example.com", "S3_ACCESS_KEY_ID": "AK",
     "S3_SECRET_ACCESS_KEY": "s3-secret", "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, fd00::/8",
-    "ALLOWED_HOSTS": "workhorse.internal, dash.example.com",
+    "ALLOWED_HOSTS": "workhorse.internal, dash.example.com", "REDIS_SENTINEL_USERNAME": "sentinel-user",
+    "REDIS_SENTINEL_PASSWORD": "s3ntinel",
 }
+# Variables that are only valid beside another one.
+COMPANIONS = {"REDIS_SENTINELS": {"REDIS_SENTINEL_MASTER": "mymaster"}}
 # Spellings the runbooks use that differ from the value they mean.
 SPELLINGS = [("LOG_LEVEL", "warn", ("log", "level"), "WARNING"), ("REDIS_TLS", "1", ("redis", "tls"), True),
              ("OUTBOX_RELAY", "false", ("outbox", "relay"), False),
@@ -93,7 +96,7 @@ def test_each_documented_variable_lands_where_the_settings_say(name: str) -> Non
     setting it names holds exactly that value, by the field's own type."""
     raw = documented()[name] or SAMPLES[name]
     path = Settings.variables()[name]
-    settings = Settings.load({name: raw})
+    settings = Settings.load({name: raw, **COMPANIONS.get(name, {})})
     got = functools.reduce(getattr, path, settings)
     assert _plain(got) == _expected(path, raw)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from app.config.sources import CommaList
-from app.config.urls import check_url
+from app.config.urls import SENTINEL_SCHEMES, check_url, parse_sentinel_url
 
 
 class _Section(BaseModel):
@@ -21,13 +21,28 @@ class _Section(BaseModel):
 
 
 class RedisSettings(_Section):
-    url: str | None = Field(None, description="redis:// or rediss:// (TLS) or unix://; else REDIS_HOST and friends")
+    url: str | None = Field(None, description="redis://, rediss:// (TLS), unix:// or redis+sentinel://; "
+                                              "else REDIS_SENTINELS or REDIS_HOST and friends")
     host: str | None = None
     port: int = Field(6379, ge=1, le=65535)
     password: SecretStr | None = None
     username: str | None = None
     db: int = Field(0, ge=0, le=1000)
-    tls: bool = False
+    tls: bool = Field(False, description="TLS to Redis (and to the sentinels, with REDIS_SENTINELS)")
+    # Sentinel: the primary is whichever server these sentinels name for the master; every
+    # connection asks them again after losing its server (app/queue/sentinel.py).
+    sentinels: CommaList = Field([], description="host:port of each sentinel (comma-separated); with "
+                                                 "REDIS_SENTINEL_MASTER, instead of REDIS_HOST")
+    sentinel_master: str | None = Field(None, validate_default=True,
+                                        description="the master's name in the sentinels' configuration")
+    sentinel_username: str | None = None
+    sentinel_password: SecretStr | None = Field(None, description="the sentinels' own password (their requirepass)")
+    # Durable acknowledgements (app/queue/durability.py): an enqueue or finish is confirmed only
+    # once this many replicas have it, so a failover cannot take back what was acknowledged.
+    min_replicas_ack: int = Field(0, ge=0, le=64, description="replicas that must confirm each enqueue and "
+                                                              "finish (WAIT) before it is acknowledged; 0: none")
+    replicas_ack_timeout_ms: int = Field(1000, ge=1, le=60_000,
+                                         description="how long WAIT may take before the write fails")
     # Stock arq clients announce nothing; keyspace notifications on the queues wake workers at
     # once (app/queue/notifications.py): `enable` turns them on where CONFIG SET is allowed,
     # `use` only listens, `off` leaves their jobs to the fallback sweep.
@@ -36,27 +51,59 @@ class RedisSettings(_Section):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str | None) -> str | None:
-        return check_url(value, ("redis", "rediss", "unix"), "redis://host:6379/0")
+        return check_url(value, ("redis", "rediss", "unix", *SENTINEL_SCHEMES), "redis://host:6379/0")
+
+    @field_validator("sentinels")
+    @classmethod
+    def _sentinel_addresses(cls, value: list[str]) -> list[str]:
+        if value:  # checked as the URL they become: host, host:port or [v6]:port each
+            parse_sentinel_url(f"redis+sentinel://{','.join(value)}/m")
+        return value
+
+    @field_validator("sentinel_master")
+    @classmethod
+    def _master_named(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("sentinels") and not value:
+            raise ValueError("REDIS_SENTINELS needs the master's name the sentinels know (e.g. mymaster)")
+        return value
 
     @property
     def dsn(self) -> str | None:
-        """REDIS_URL, else a URL built from REDIS_HOST (and PORT, PASSWORD, USERNAME, DB, TLS)."""
+        """REDIS_URL, else a Sentinel URL built from REDIS_SENTINELS, else a URL built from
+        REDIS_HOST (each with PASSWORD, USERNAME, DB and TLS)."""
         if self.url:
             return self.url
+        if self.sentinels:
+            return self._sentinel_dsn()
         if not self.host:
             return None
-        auth = ""
-        if self.password is not None:
-            user = quote(self.username or "", safe="")
-            auth = f"{user}:{quote(self.password.get_secret_value(), safe='')}@"
         scheme = "rediss" if self.tls else "redis"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{auth}{host}:{self.port}/{self.db}"
+        return f"{scheme}://{self._userinfo()}{host}:{self.port}/{self.db}"
+
+    def _userinfo(self) -> str:
+        if self.password is None:
+            return ""
+        user = quote(self.username or "", safe="")
+        return f"{user}:{quote(self.password.get_secret_value(), safe='')}@"
+
+    def _sentinel_dsn(self) -> str:
+        scheme = "rediss+sentinel" if self.tls else "redis+sentinel"
+        query = []
+        if self.sentinel_username:
+            query.append(f"sentinel_username={quote(self.sentinel_username, safe='')}")
+        if self.sentinel_password is not None:
+            query.append(f"sentinel_password={quote(self.sentinel_password.get_secret_value(), safe='')}")
+        master = quote(self.sentinel_master or "", safe="")
+        return (f"{scheme}://{self._userinfo()}{','.join(self.sentinels)}/{master}/{self.db}"
+                + (f"?{'&'.join(query)}" if query else ""))
 
     @property
     def variable(self) -> str:
-        """The variable the connection came from, for messages: REDIS_URL or REDIS_HOST."""
-        return "REDIS_URL" if self.url or not self.host else "REDIS_HOST"
+        """The variable the connection came from, for messages."""
+        if self.url or not (self.sentinels or self.host):
+            return "REDIS_URL"
+        return "REDIS_SENTINELS" if self.sentinels else "REDIS_HOST"
 
 
 class DatabaseSettings(_Section):

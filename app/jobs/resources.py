@@ -30,7 +30,7 @@ from app.queue.context import JobContext
 from app.queue.dead_letters import DeadLetters
 from app.queue.enqueue import Enqueuer
 from app.queue.registry import Registry
-from app.queue.resources import EngineResources
+from app.queue.resources import EngineResources, durability_of
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +114,6 @@ def build_resources(settings: Settings, registry: Registry, redis_url: str, data
     return Resources(
         settings=settings, registry=registry, redis_url=redis_url, database_url=database_url,
         redis=redis, db=db, metrics=metrics, breakers=breakers,
-        enqueuer=Enqueuer(redis, registry), dlq=DeadLetters(db, redis),
+        enqueuer=Enqueuer(redis, registry, durability=durability_of(settings)), dlq=DeadLetters(db, redis),
         providers=ProviderClients(settings, breakers, db, redis, metrics), embedded_alone=embedded_alone,
     )

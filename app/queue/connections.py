@@ -1,5 +1,6 @@
-"""Redis connections for the engine: redis-py's client on a pool with a cheaper checkout, and
-waiting for Redis at start-up with the shared backoff."""
+"""Redis connections for the engine: redis-py's client on a pool with a cheaper checkout (on one
+server, or on the primary a Sentinel URL's sentinels name), and waiting for Redis at start-up
+with the shared backoff."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
+from app.config.urls import is_sentinel_url
+from app.queue import sentinel
 
 log = structlog.get_logger(__name__)
 
@@ -30,7 +34,8 @@ CONNECT_TIMEOUT_S = 5.0
 
 def connect_redis(url: str) -> Redis:
     """A client for `url` (redis://, rediss:// with redis-py's TLS query parameters such as
-    `ssl_ca_certs`, unix://), connecting on first use.
+    `ssl_ca_certs`, unix://, or redis+sentinel:// for the primary behind Sentinel: see
+    app/queue/sentinel.py), connecting on first use.
 
     Three of redis-py's defaults are set explicitly. No command is retried by the client (from
     redis-py 6 it retries each up to ten times with backoff): the engine's scripts count attempts
@@ -38,8 +43,10 @@ def connect_redis(url: str) -> Redis:
     decides itself how to ride out an outage (app/backoff.py). RESP2, as before redis-py 8 made
     RESP3 the default: one round trip fewer per connection, and the replies the scripts' callers
     and the wake hub's subscriber parse. And the pool's checkout is the cheaper one below."""
-    pool = CheapCheckoutPool.from_url(url, protocol=2, retry=Retry(NoBackoff(), 0),
-                                      socket_connect_timeout=CONNECT_TIMEOUT_S)
+    options = {"protocol": 2, "retry": Retry(NoBackoff(), 0), "socket_connect_timeout": CONNECT_TIMEOUT_S}
+    if is_sentinel_url(url):
+        return sentinel.connect(url, CheapSentinelPool, **options)
+    pool = CheapCheckoutPool.from_url(url, **options)
     return Redis.from_pool(pool)  # the client owns its pool: closing it closes the connections
 
 
@@ -59,6 +66,20 @@ class CheapCheckoutPool(ConnectionPool):
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         if not _ready_to_send(connection):
             await super().ensure_connection(connection)
+
+
+class CheapSentinelPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool with the same cheaper checkout; its sentinels' connections are
+    closed with it."""
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        if not _ready_to_send(connection):
+            await super().ensure_connection(connection)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # the client is closing (a new primary only drops the idle ones)
+            await self.sentinel_manager.aclose()
 
 
 def _ready_to_send(connection: AbstractConnection) -> bool:

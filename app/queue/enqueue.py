@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from app.queue import codec, keys, priorities, tracing
 from app.queue.clock import now_ms
+from app.queue.durability import NONE, Durability
 from app.queue.handles import JobHandle
 from app.queue.handoff import HAND_OFF_LUA
 from app.queue.ids import new_job_id
@@ -111,10 +112,10 @@ class Enqueued:
 
 
 class Enqueuer:
-    def __init__(self, redis: Redis, registry: Registry) -> None:
+    def __init__(self, redis: Redis, registry: Registry, *, durability: Durability = NONE) -> None:
         self.redis = redis
         self.registry = registry
-        self._script = LuaScript(redis, _ENQUEUE_LUA)
+        self._script = LuaScript(redis, _ENQUEUE_LUA, durability=durability)
 
     async def enqueue(
         self, name: str, payload: Any = None, *, queue: str | None = None, job_id: str | None = None,

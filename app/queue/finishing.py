@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from app.batching import GroupCommit
 from app.queue import keys
+from app.queue.durability import NONE, Durability
 from app.queue.lua import LuaScript
 
 # KEYS: the queue. ARGV: this instance, then five per finish: id, kind ('d' done, 'a' done by an
@@ -113,9 +114,9 @@ class FinishBatcher:
     """Coalesces the finishes of one queue's jobs into one script call: those of a loop turn, and
     those that arrive while a call is in flight (app/batching.py)."""
 
-    def __init__(self, pool: Redis, queue: str, instance: str) -> None:
+    def __init__(self, pool: Redis, queue: str, instance: str, *, durability: Durability = NONE) -> None:
         self.queue, self.instance = queue, instance
-        self._script = LuaScript(pool, _FINISH_LUA)
+        self._script = LuaScript(pool, _FINISH_LUA, durability=durability)
         self._group: GroupCommit[Finish, bool] = GroupCommit(self._write_batch)
 
     async def write(self, finish: Finish) -> bool:

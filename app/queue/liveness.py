@@ -20,7 +20,8 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
-from app.queue import keys
+from app.config.urls import is_sentinel_url
+from app.queue import keys, sentinel
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +40,9 @@ class Liveness:
         # Three refreshes per TTL: two may be missed (a slow Redis) before the key lapses, and an
         # idle process still costs Redis less than one worker polling twice a second.
         self.every_s = ttl_s / 3
-        self._client = Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+        self._client = (sentinel.connect_sync(redis_url, **options) if is_sentinel_url(redis_url)
+                        else Redis.from_url(redis_url, **options))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="workhorse-liveness", daemon=True)
 

@@ -8,7 +8,8 @@ redis-py itself uses) inside `data_received` and calls `on_message(channel, data
 
 The connection is opened from the pool's own settings, as redis-py would open it: TCP, TLS
 (`rediss://`, with the URL's CA and client certificates), or a unix socket, then AUTH with the
-pool's user and password. Pub/sub channels are not per database, so there is no SELECT.
+pool's user and password; behind Sentinel, to the primary the sentinels name at that moment
+(`address` says which). Pub/sub channels are not per database, so there is no SELECT.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.credentials import UsernamePasswordCredentialProvider
 from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, RedisError, ResponseError
+
+from app.queue import sentinel
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +107,8 @@ class Subscription:
 
     def __init__(self, protocol: _Protocol) -> None:
         self._protocol = protocol
+        self.address: tuple[str, int] | None = None
+        """The primary it is subscribed on, when the sentinels chose it; else None."""
 
     @classmethod
     async def open(cls, redis: Redis, channels: Iterable[str], on_message: OnMessage, *,
@@ -121,6 +126,9 @@ class Subscription:
         subscription = cls(protocol)
         try:
             async with asyncio.timeout(timeout_s):
+                subscription.address = await sentinel.primary_address(redis)
+                if subscription.address is not None:
+                    conn.host, conn.port = subscription.address
                 await _connect(conn, protocol)
                 await subscription._authenticate(conn)
                 subscription._send(_command(b"SUBSCRIBE", *wanted))

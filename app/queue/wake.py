@@ -28,11 +28,11 @@ from collections.abc import Callable
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 from app.backoff import CONNECT_BACKOFF
 from app.metrics import Metrics
-from app.queue import control, handoff, keys, notifications
+from app.queue import control, handoff, keys, notifications, sentinel
 from app.queue.claims import Claimed
 from app.queue.notifications import KeyspaceNotifications
 from app.queue.subscriber import Subscription
@@ -208,6 +208,10 @@ class WakeHub:
                 self._attention.clear()
                 subscription.raise_if_lost()
                 await self._refresh_paused()
+                # A primary demoted by a failover keeps its subscribers, and hears less and less.
+                moved = subscription.address is not None
+                if moved and await sentinel.primary_address(self.redis) != subscription.address:
+                    raise ConnectionError("the sentinels name another primary now")
         finally:
             subscription.close()
 

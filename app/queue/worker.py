@@ -84,7 +84,8 @@ class QueueWorker:
                                  health_every_s=settings.health.check_interval_s)
         self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s, read_limit=self.read_limit,
                                 rate_limit=queue.rate_limit)
-        self._runner = Runner(res, queue.name, functions, FinishBatcher(pool, queue.name, hub.instance),
+        finisher = FinishBatcher(pool, queue.name, hub.instance, durability=res.durability)
+        self._runner = Runner(res, queue.name, functions, finisher,
                               slot_freed=self._free_slot, keep_completed_s=settings.keep.result_s,
                               keep_failed_s=settings.keep.failed_s, lock_ttl_s=self.lock_ttl_s,
                               heartbeat_s=settings.job.heartbeat_s)

@@ -236,7 +236,7 @@ def configured(settings: Settings) -> tuple[str, str]:
         return redis_url, database_url
     if settings.services_configured:
         missing = "DATABASE_URL" if redis_url else "REDIS_URL (or REDIS_HOST)"
-        given = "REDIS_URL/REDIS_HOST" if redis_url else "DATABASE_URL"
+        given = settings.redis.variable if redis_url else "DATABASE_URL"
         raise EmbeddedUnavailable(f"invalid setting {missing}: not set while {given} is; set both, or neither "
                                   "for the embedded default")
     return "", ""

@@ -39,7 +39,7 @@ async def open_resources(settings: Settings, registry: Registry, *, start_embedd
     redis_url, database_url, attached = await asyncio.to_thread(embedded_home.resolve, settings, start=start_embedded)
     try:
         redis = await _named(wait_for_redis(redis_url, timeout_s=settings.db_connect_timeout_s),
-                             "REDIS_URL" if settings.redis.url or not settings.redis.host else "REDIS_HOST", redis_url)
+                             settings.redis.variable, redis_url)
         try:
             await _named(pool.wait_for(database_url, timeout_s=settings.db_connect_timeout_s),
                          "DATABASE_URL", database_url)

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from app import __version__
 from app.config import Settings, redact_url
-from app.queue import stats
+from app.queue import sentinel, stats
 from app.queue.engine import EngineSnapshot
 from app.web.state import STATE, WebState
 
@@ -79,6 +79,9 @@ async def describe(state: WebState) -> dict[str, Any]:
     engine = state.snapshot()
     deps = await check_dependencies(state)
     deps["redis"]["url"] = redact_url(res.redis_url)
+    primary = await _safe(sentinel.primary_address(res.redis), None)
+    if primary is not None:  # behind Sentinel: the server the sentinels name now
+        deps["redis"]["primary"] = f"{primary[0]}:{primary[1]}"
     deps["postgres"]["url"] = redact_url(res.database_url)
     queues: dict[str, Any] = {}
     try:
@@ -123,6 +126,8 @@ def describe_config(settings: Settings, engine: EngineSnapshot) -> dict[str, Any
         # Stock arq clients publish no wake-up: what wakes workers for their jobs.
         "arqClients": {"wakeMode": "keyspace" if engine.keyspace.on else "sweep",
                        "keyspaceNotifications": engine.keyspace.detail},
+        "redis": {"minReplicasAck": settings.redis.min_replicas_ack,
+                  "replicasAckTimeoutMs": settings.redis.replicas_ack_timeout_ms},
         "pollFallbackMs": settings.poll_fallback_ms,
         "shutdownTimeoutMs": settings.shutdown_timeout_ms,
         "servedQueues": list(engine.queues),

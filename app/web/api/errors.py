@@ -8,6 +8,8 @@
     NotFound             404       job or dead letter absent
     JobRunning           409       a running job cannot be withdrawn
     web.HTTPException    its own   aiohttp's (no route, wrong method)
+    NotReplicated        503   written, but not confirmed by REDIS_MIN_REPLICAS_ACK replicas in time;
+                                   retried with the same jobId (or Idempotency-Key), it is one job
     RedisError, OSError, asyncpg   503   a dependency is down; the client may retry
     anything else        500       logged with its traceback; the body says nothing more
 """
@@ -23,6 +25,7 @@ from redis.exceptions import RedisError
 
 from app.config import UnknownQueue
 from app.errors import InvalidPayload, NotFound, UnknownJob
+from app.queue.durability import NotReplicated
 from app.queue.handles import JobRunning
 from app.web.api.context import reply
 
@@ -62,6 +65,9 @@ def _translate(exc: Exception) -> ApiError | None:
         return ApiError(404, "not_found", str(exc))
     if isinstance(exc, JobRunning):
         return ApiError(409, "job_running", str(exc))
+    if isinstance(exc, NotReplicated):
+        return ApiError(503, "not_replicated", f"not acknowledged: {exc}; retry with the same jobId or Idempotency-Key",
+                        headers={"Retry-After": "1"})
     if isinstance(exc, RedisError | OSError | asyncpg.PostgresConnectionError | asyncpg.InterfaceError):
         return ApiError(503, "unavailable", f"a dependency is unavailable ({type(exc).__name__}); retry later",
                         headers={"Retry-After": "5"})
