@@ -62,8 +62,10 @@ class Received:
 
 
 class SmtpSink:
-    def __init__(self, *, smtputf8: bool = False) -> None:
+    def __init__(self, *, smtputf8: bool = False, host: str = "127.0.0.1") -> None:
         self.smtputf8 = smtputf8
+        self.host = host
+        """The address it listens on (another host's workers reach it on the test's own address)."""
         """Offer SMTPUTF8 (RFC 6531) in the EHLO reply, and take UTF-8 addresses."""
         self.refuse: dict[str, str] = {}
         """Recipient → the reply refusing it at RCPT TO (e.g. "550 5.1.1 No such user")."""
@@ -89,7 +91,7 @@ class SmtpSink:
 
     def env(self) -> dict[str, str]:
         """Settings that point a worker at this server."""
-        return {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(self.port), "SMTP_SECURE": "none",
+        return {"SMTP_HOST": self.host, "SMTP_PORT": str(self.port), "SMTP_SECURE": "none",
                 "SMTP_FROM_EMAIL": "reminders@workhorse.test", "SMTP_TIMEOUT_S": "5"}
 
     async def start(self) -> None:
@@ -101,7 +103,7 @@ class SmtpSink:
             self.connections += 1
             return protocol
 
-        self._server = await loop.create_server(factory, "127.0.0.1", self.port, reuse_address=True)
+        self._server = await loop.create_server(factory, self.host, self.port, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
