@@ -2,6 +2,11 @@
 
 An advisory lock makes concurrent starts of several processes safe: one applies, the others
 wait and then find nothing left to do. A recorded migration whose file changed is refused.
+
+Migrations are expand-only (tests/db/test_expand_only.py): a release runs on the schema of any
+later release, so a rolling deploy runs both side by side and a rollback needs no down
+migration. A database that holds migrations this release does not know is therefore fine, and
+said once in the log.
 """
 
 from __future__ import annotations
@@ -64,7 +69,11 @@ async def apply(conn: asyncpg.Connection, directory: Path = MIGRATIONS_DIR) -> l
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
         done = {r["version"]: r["checksum"] for r in await conn.fetch("SELECT * FROM schema_migrations")}
-        for m in available(directory):
+        known = available(directory)
+        newer = sorted(set(done) - {m.version for m in known})
+        if newer:
+            log.info("schema_newer_than_release", versions=newer)
+        for m in known:
             if m.version in done:
                 if done[m.version] != m.checksum:
                     raise MigrationError(f"migration {m.version} changed after it was applied")

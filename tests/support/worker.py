@@ -44,11 +44,14 @@ async def in_process_worker(settings: Settings, queues: list[str] | None = None)
 class WorkerProcess:
     """`python -m app` in a subprocess, its JSON log lines collected as they come."""
 
-    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = (), launcher: Sequence[str] = ()) -> None:
+    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = (), launcher: Sequence[str] = (), *,
+                 root: Path = PROJECT_ROOT, python: str = sys.executable) -> None:
         self.env = dict(env)
         self.args = args
         self.launcher = tuple(launcher)
         """A command that execs the worker given after it (tests/support/confine.py), if any."""
+        self.root, self.python = root, python
+        """The checkout it runs from (another release's, for a deploy drill) and its interpreter."""
         self.proc: asyncio.subprocess.Process | None = None
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -56,9 +59,9 @@ class WorkerProcess:
         self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        command = (*self.launcher, sys.executable, "-m", "app", *self.args)
+        command = (*self.launcher, self.python, "-m", "app", *self.args)
         self.proc = await asyncio.create_subprocess_exec(
-            *command, env=self.env, cwd=PROJECT_ROOT,
+            *command, env=self.env, cwd=self.root,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             start_new_session=True,  # a group of its own, so a kill -9 takes its OCR processes too
         )
