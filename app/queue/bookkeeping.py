@@ -34,6 +34,25 @@ end
 return over
 """ % keys.RESULT_PREFIX
 
+# KEYS: the locks of the jobs running here. ARGV: this instance, the lock TTL ms. Extends each
+# lock this instance holds; 0 for one another process holds (it took the job over), 1 otherwise
+# (a lock that is gone is left to the finish script's rule, app/queue/finishing.py).
+_EXTEND_LUA = """
+local out = {}
+for i, lock in ipairs(KEYS) do
+  local owner = redis.call('GET', lock)
+  if owner == ARGV[1] then
+    redis.call('PEXPIRE', lock, ARGV[2])
+    out[i] = 1
+  elseif owner then
+    out[i] = 0
+  else
+    out[i] = 1
+  end
+end
+return out
+"""
+
 
 class Health(NamedTuple):
     """A worker's counts, as arq's health record gives them."""
@@ -49,9 +68,9 @@ class Health(NamedTuple):
 class Bookkeeping:
     """The running and just-finished jobs of one queue in this process."""
 
-    def __init__(self, pool: Redis, queue: str, *, lock_ttl_s: float, heartbeat_s: float,
+    def __init__(self, pool: Redis, queue: str, instance: str, *, lock_ttl_s: float, heartbeat_s: float,
                  keep_results: int, health_every_s: float) -> None:
-        self.pool, self.queue = pool, queue
+        self.pool, self.queue, self.instance = pool, queue, instance
         self.lock_ttl_ms = int(lock_ttl_s * 1000)
         self.heartbeat_s = heartbeat_s
         self.keep_results = keep_results
@@ -65,6 +84,7 @@ class Bookkeeping:
         self._last_lock_refresh = 0.0
         self._last_running_sync = 0.0
         self._retain = LuaScript(pool, _RETAIN_LUA)
+        self._extend = LuaScript(pool, _EXTEND_LUA)
         self.health_every_s = health_every_s
         self.health_key = keys.health_check_key(queue)
         self._health_written = float("-inf")
@@ -88,31 +108,36 @@ class Bookkeeping:
             return None
         return self._last_lock_refresh + self.heartbeat_s - time.monotonic()
 
-    async def beat(self, health: Health) -> None:
+    async def beat(self, health: Health) -> list[str]:
         """Extend locks every heartbeat; publish changes (and trim results) at most every second;
-        write the health record when it is due."""
+        write the health record when it is due. Returns the running jobs whose lock another
+        process holds now."""
         now = time.monotonic()
+        lost: list[str] = []
         if now - self._health_written >= self.health_every_s:
             self._health_written = now
             await self._write_health(health)
         if now - self._last_lock_refresh >= self.heartbeat_s:
             self._last_lock_refresh = self._last_running_sync = now
-            await self._extend_locks()
+            lost = await self._extend_locks()
             await self._sync(everything=True)
         elif now - self._last_running_sync >= _RUNNING_SYNC_S and (self._finished or self._unsynced()):
             self._last_running_sync = now
             await self._sync(everything=False)
+        return lost
 
     def _unsynced(self) -> bool:
         return any(ms >= self._synced_at_ms for ms in self.started_ms.values())
 
-    async def _extend_locks(self) -> None:
+    async def _extend_locks(self) -> list[str]:
+        """Extend the locks this process holds; the running jobs whose lock another process
+        holds now (it took them over while this one was cut off or stalled)."""
         if not self.started_ms:
-            return
-        async with self.pool.pipeline(transaction=False) as pipe:
-            for job_id in self.started_ms:
-                pipe.pexpire(keys.IN_PROGRESS_PREFIX + job_id, self.lock_ttl_ms)
-            await pipe.execute()
+            return []
+        running = list(self.started_ms)
+        held = await self._extend(keys=[keys.IN_PROGRESS_PREFIX + j for j in running],
+                                  args=[self.instance, self.lock_ttl_ms])
+        return [job_id for job_id, mine in zip(running, held, strict=True) if mine == 0]
 
     async def _sync(self, *, everything: bool) -> None:
         running = self.started_ms if everything else {

@@ -43,11 +43,14 @@ SHUTDOWN = "workhorse: process stopping"
 """The message of a cancellation by shutdown: the job is queued again, its attempt given back."""
 ABORTED = "workhorse: aborted"
 """The message of a cancellation by `Job.abort()` (arq's abort set): the job ends, aborted."""
+LOCK_LOST = "workhorse: lock lost"
+"""The message of a cancellation because another process holds the job's lock now (this one was
+cut off or stalled past its liveness): the job is that process's; this run ends, writing nothing."""
 
 
 def cancelled_by(exc: asyncio.CancelledError) -> str | None:
-    """Who cancelled: SHUTDOWN, ABORTED, or None (anything else, a timeout's own included)."""
-    return exc.args[0] if exc.args and exc.args[0] in (SHUTDOWN, ABORTED) else None
+    """Who cancelled: SHUTDOWN, ABORTED, LOCK_LOST, or None (anything else, a timeout's own included)."""
+    return exc.args[0] if exc.args and exc.args[0] in (SHUTDOWN, ABORTED, LOCK_LOST) else None
 
 
 class DeadLettered(Exception):
@@ -125,6 +128,8 @@ class _Wrapped:
             elif cancelled_by(cancel) == ABORTED:
                 self._finished(started, "aborted")
                 job.log.info("job_aborted")
+            elif cancelled_by(cancel) == LOCK_LOST:
+                job.log.warning("job_lock_lost")
             raise
         except Exception as caught:
             exc: Exception = caught

@@ -24,7 +24,7 @@ from app.backoff import REDIS_OUTAGE_BACKOFF
 from app.queue import codec, keys
 from app.queue.claims import RETRY_COUNTER_TTL_S, Claimed
 from app.queue.clock import now_ms
-from app.queue.execution import ABORTED, DeadLettered, JobFunction, cancelled_by, dead_letter_before_start
+from app.queue.execution import ABORTED, LOCK_LOST, DeadLettered, JobFunction, cancelled_by, dead_letter_before_start
 from app.queue.finishing import Finish, FinishBatcher
 from app.queue.resources import EngineResources
 from app.queue.retries import RetryLater
@@ -51,6 +51,7 @@ class Ended(Enum):
     ABORTED = "aborted"  # stopped by Job.abort(): a failed result, no dead letter
     RETRIED = "retried"  # queued again, for a later attempt
     REQUEUED = "requeued"  # cancelled by shutdown: queued again at its own score
+    LOST = "lost"  # another process took the job over (its lock is theirs): nothing is written
 
 
 class Runner:
@@ -80,6 +81,9 @@ class Runner:
         finally:
             self.slot_freed(claim.job_id)
             self.enqueued_ms.pop(claim.job_id, None)
+        if finish is None:  # Ended.LOST: the outcome is the new owner's to write
+            self.res.metrics.fenced.labels(self.queue).inc()
+            return ended
         # Not shielded (a task each): shutdown cancels jobs only while their function runs, and a
         # finish handed to the batcher is written even if its waiter goes away.
         await self._write(finish)
@@ -87,7 +91,7 @@ class Runner:
             raise asyncio.CancelledError  # the finish is written; the task ends as it was asked to
         return ended
 
-    async def _attempt(self, claim: Claimed) -> tuple[Ended, Finish]:
+    async def _attempt(self, claim: Claimed) -> tuple[Ended, Finish | None]:
         start_ms = now_ms()
         job_id, attempt = claim.job_id, claim.attempt
         if claim.record is None:
@@ -121,6 +125,8 @@ class Runner:
                                       f"max {function.max_tries} retries exceeded", start_ms)
         self.enqueued_ms[job_id] = enqueued_ms
         ended, result, next_score = await self._call(function, claim, attempt, enqueued_ms, args[0], kwargs)
+        if ended is Ended.LOST:
+            return ended, None
         if ended is Ended.RETRIED or ended is Ended.REQUEUED:
             return ended, Finish(job_id, None, None, done=False, next_score_ms=next_score,
                                  prioritized=claim.prioritized)
@@ -159,6 +165,8 @@ class Runner:
         except asyncio.CancelledError as cancel:
             if cancelled_by(cancel) == ABORTED:
                 return Ended.ABORTED, ABORTED_RESULT, None
+            if cancelled_by(cancel) == LOCK_LOST:
+                return Ended.LOST, None, None
             return Ended.REQUEUED, None, None
         except DeadLettered as exc:  # the wrapper has stored its dead letter (app/queue/execution.py)
             return Ended.FAILED, codec.failure(exc.error_class, str(exc)), None

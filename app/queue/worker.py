@@ -29,7 +29,7 @@ from app.queue import handoff
 from app.queue.bookkeeping import Bookkeeping, Health
 from app.queue.claims import Claimed, Claimer
 from app.queue.clock import now_ms
-from app.queue.execution import ABORTED, SHUTDOWN, JobFunction
+from app.queue.execution import ABORTED, LOCK_LOST, SHUTDOWN, JobFunction
 from app.queue.finishing import FinishBatcher
 from app.queue.resources import EngineResources
 from app.queue.running import Ended, Runner
@@ -79,8 +79,8 @@ class QueueWorker:
         self._polled_at = float("-inf")
         self._seen_jobs: int | None = None
         """Jobs (waiting, deferred, running anywhere) the last read of the queue found."""
-        self.books = Bookkeeping(pool, queue.name, lock_ttl_s=self.lock_ttl_s, heartbeat_s=settings.job.heartbeat_s,
-                                 keep_results=settings.keep.results_per_queue,
+        self.books = Bookkeeping(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s,
+                                 heartbeat_s=settings.job.heartbeat_s, keep_results=settings.keep.results_per_queue,
                                  health_every_s=settings.health.check_interval_s)
         self._claimer = Claimer(pool, queue.name, hub.instance, lock_ttl_s=self.lock_ttl_s, read_limit=self.read_limit,
                                 rate_limit=queue.rate_limit)
@@ -115,6 +115,13 @@ class QueueWorker:
             return False
         task.cancel(ABORTED)
         return True
+
+    def _lock_lost(self, job_id: str) -> None:
+        """Another process took this running job over (this one was cut off or stalled past its
+        liveness TTL): stop running it, so its side effects stop here too; nothing is written."""
+        task = self._runner.in_function.get(job_id)
+        if task is not None:
+            task.cancel(LOCK_LOST)
 
     def stop_taking_jobs(self) -> None:
         self.accepting = False
@@ -156,7 +163,8 @@ class QueueWorker:
             self._reap_finished()
             if self._may_take_jobs() and self.job_counter < self.max_jobs and self._must_poll(woken):
                 next_due_ms = await self._poll()
-            await self.books.beat(self._health())
+            for job_id in await self.books.beat(self._health()):
+                self._lock_lost(job_id)
         except (RedisError, OSError) as exc:
             await self._redis_trouble(exc)
             return
@@ -260,9 +268,10 @@ class QueueWorker:
                               error=f"{type(exc).__name__}: {exc}")
 
     def _tell_runs(self, job_id: str, ended: Ended | None) -> None:
-        """A run with no finish written (None: Redis failed it) is not remembered as finished,
-        or the poll that claims the job again would take it for a late handoff and skip it."""
-        if ended is None:
+        """A run with no finish written (None: Redis failed it; LOST: another process has the
+        job) is not remembered as finished, or the poll that claims the job again would take it
+        for a late handoff and skip it."""
+        if ended is None or ended is Ended.LOST:
             self._runs.abandoned(job_id)
         else:
             self._runs.finished(job_id)
