@@ -5,14 +5,17 @@ another back to an old redis-py.
     .bench-venv/arq/      arq 0.28, which requires redis-py < 6
     .bench-venv/peers/    SAQ, Celery, RQ, Taskiq with taskiq-redis, Dramatiq: current releases
                           on the current redis-py
+    .bench-venv/bullmq/   BullMQ and ioredis for Node, by `npm ci` from bench/peers/bullmq's lockfile
 
-Each install leaves a marker named after what it installed (its package list), so changing a pin
-reinstalls once.
+Each install leaves a marker named after what it installed (its package list, or the lockfile), so
+changing a pin or the lockfile reinstalls once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
 import subprocess
 import sys
 import zlib
@@ -23,6 +26,8 @@ from app.config import PROJECT_ROOT
 
 PEER_HOME = PROJECT_ROOT / ".bench-venv"
 PEERS_DIR = Path(__file__).resolve().parent / "peers"
+BULLMQ_DIR = PEERS_DIR / "bullmq"
+BULLMQ_HOME = PEER_HOME / "bullmq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,30 +69,67 @@ CURRENT = PythonPeers(
     ("saq", "celery", "rq", "taskiq", "taskiq-redis", "dramatiq"),
 )
 PYTHON_PEERS = (ARQ, CURRENT)
+BULLMQ_SCRIPT = "bullmq/bullmq_peer.cjs"
+
+
+def install_bullmq() -> Path:
+    """`npm ci` of bench/peers/bullmq's package-lock.json in a copy under .bench-venv (npm installs
+    beside the package.json it reads); the node_modules it made."""
+    manifests = ("package.json", "package-lock.json")
+    digest = zlib.crc32(b"".join((BULLMQ_DIR / name).read_bytes() for name in manifests))
+    marker = BULLMQ_HOME / f".installed-{digest:08x}"
+    if not marker.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            raise RuntimeError("npm is not installed: BullMQ, a peer, runs on Node")
+        print(f"bench: installing BullMQ (npm ci) into {BULLMQ_HOME}", file=sys.stderr, flush=True)
+        BULLMQ_HOME.mkdir(parents=True, exist_ok=True)
+        for name in manifests:
+            shutil.copyfile(BULLMQ_DIR / name, BULLMQ_HOME / name)
+        # No install scripts: the one there (msgpackr-extract) only builds what its prebuilt
+        # optional package already carries.
+        subprocess.run([npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"],
+                       cwd=BULLMQ_HOME, check=True, stdout=sys.stderr)  # stdout carries the table only
+        marker.touch()
+    return BULLMQ_HOME / "node_modules"
 
 
 @dataclass(frozen=True, slots=True)
 class Peers:
-    """Where each peer script runs: its environment's interpreter."""
+    """Where each peer script runs: its environment's interpreter, or Node with BullMQ's modules."""
+
+    node: Path
+    node_modules: Path
 
     def argv(self, script: str, *args: str) -> list[str]:
+        if script.endswith(".cjs"):
+            return [str(self.node), str(PEERS_DIR / script), *args]
         python = next(p.python for p in PYTHON_PEERS if script in p.scripts)
         return [str(python), str(PEERS_DIR / script), *args]
 
     def environ(self) -> dict[str, str]:
-        """What the scripts need to find their imports: `common` beside them."""
-        return {"PYTHONPATH": str(PEERS_DIR)}
+        """What the scripts need to find their imports: `common` beside them, BullMQ's modules."""
+        return {"PYTHONPATH": str(PEERS_DIR), "NODE_PATH": str(self.node_modules)}
 
 
 async def install() -> Peers:
-    """Every peer installed (the first time: a few minutes, the installs side by side)."""
-    await asyncio.gather(*(asyncio.to_thread(p.install) for p in PYTHON_PEERS))
-    return Peers()
+    """Every peer installed (the first time: a few minutes, the three installs side by side)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("node is not installed: BullMQ, a peer, runs on Node")
+    _, node_modules = await asyncio.gather(asyncio.gather(*(asyncio.to_thread(p.install) for p in PYTHON_PEERS)),
+                                           asyncio.to_thread(install_bullmq))
+    return Peers(Path(node), node_modules)
 
 
 async def versions(peers: Peers) -> str:
     """Each peer's version and its Redis client's: "arq 0.28.0 on redis-py 5.3.1; …"."""
-    return "; ".join([await _python_versions(p) for p in PYTHON_PEERS])
+    found = [await _python_versions(p) for p in PYTHON_PEERS]
+    node = await asyncio.create_subprocess_exec(str(peers.node), "--version", stdout=asyncio.subprocess.PIPE)
+    out, _ = await node.communicate()
+    found.append(f"bullmq {_node_version(peers, 'bullmq')} on ioredis {_node_version(peers, 'ioredis')}, "
+                 f"Node {out.decode().strip().removeprefix('v')}")
+    return "; ".join(found)
 
 
 async def _python_versions(peers: PythonPeers) -> str:
@@ -98,3 +140,7 @@ async def _python_versions(peers: PythonPeers) -> str:
     out, _ = await proc.communicate()
     return out.decode().strip()
 
+
+def _node_version(peers: Peers, package: str) -> str:
+    manifest = json.loads((peers.node_modules / package / "package.json").read_text())
+    return str(manifest["version"])
