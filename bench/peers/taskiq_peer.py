@@ -10,7 +10,7 @@ which taskiq does once its result is saved (its default, WHEN_SAVED).
 
 Taskiq 0.13's worker on redis-py 8 does not stop on SIGTERM while it waits for messages: its
 pending XREADGROUP is not cancelled and is read again every 2 s (on redis-py 7.4 it stops in
-0.1 s). The figures are taken before the stop, so the worker gets a short grace and is killed.
+0.1 s). The figures are taken before the stop, so the worker gets a 1 s grace and is killed.
 """
 
 import asyncio
@@ -33,7 +33,7 @@ from taskiq_redis import RedisAsyncResultBackend, RedisStreamBroker
 
 STREAM = "taskiq"
 GROUP = "taskiq"
-STOP_GRACE_S = 3.0
+STOP_GRACE_S = 1.0
 
 broker = RedisStreamBroker(REDIS_URL, queue_name=STREAM, consumer_group_name=GROUP).with_result_backend(
     RedisAsyncResultBackend(REDIS_URL, result_ex_time=3600))
