@@ -8,7 +8,6 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -109,18 +108,6 @@ async def commands_processed(redis_url: str) -> int:
         return int(info["total_commands_processed"])
     finally:
         await redis.aclose()
-
-
-async def redis_cpu_s(redis: Redis) -> float:
-    """CPU seconds (user + system) the Redis server has used so far (`INFO cpu`)."""
-    info = await redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def process_cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) process `pid` has used so far, its children not included."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def clean_environ(extra: Mapping[str, str]) -> dict[str, str]:

@@ -17,24 +17,12 @@ the same window as the rate: against BullMQ at equal concurrency, that says what
 
 from __future__ import annotations
 
-import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
 
-from redis.asyncio import Redis
-
 from app.queue.enqueue import JobRequest
-from bench.env import (
-    BenchEnv,
-    commands_processed,
-    flush,
-    peer_argv,
-    peer_environ,
-    process_cpu_s,
-    redis_cpu_s,
-    run_json,
-)
+from bench.cpu import CpuPerJob, CpuWindow
+from bench.env import BenchEnv, commands_processed, flush, peer_argv, peer_environ, run_json
 from bench.peer_envs import BULLMQ_SCRIPT
 from bench.peers.common import Counted, drain_times
 from bench.report import Row, median, rate
@@ -90,40 +78,12 @@ class Result:
     enqueue_per_s: float
     process_per_s: float
     commands_per_job: float
-    worker_cpu_s_per_job: float = math.nan
-    """CPU of the worker process over the processing rate's window, per job (Workhorse, BullMQ)."""
-    redis_cpu_s_per_job: float = math.nan
+    cpu: CpuPerJob
+    """Read for Workhorse and BullMQ only (NaN for the others)."""
 
-    def share(self, cpu_s_per_job: float) -> float:
-        """How much of one core that CPU per job is at this rate."""
-        return cpu_s_per_job * self.process_per_s
-
-
-class CpuWindow:
-    """CPU seconds of a worker process and of Redis from the drain's first finished job (where the
-    processing rate starts counting) until `used()`; its first reading costs one INFO."""
-
-    def __init__(self, redis: Redis, pid: int) -> None:
-        self.redis = redis
-        self.pid = pid
-        self.first: tuple[float, float] | None = None
-
-    def watching(self, remaining: Callable[[], Awaitable[int]], jobs: int) -> Callable[[], Awaitable[int]]:
-        """`remaining`, taking the first reading once it is below `jobs`."""
-        async def left() -> int:
-            n = await remaining()
-            if self.first is None and n < jobs:
-                self.first = await self._now()
-            return n
-        return left
-
-    async def used(self) -> tuple[float, float]:
-        assert self.first is not None
-        worker, redis = await self._now()
-        return worker - self.first[0], redis - self.first[1]
-
-    async def _now(self) -> tuple[float, float]:
-        return process_cpu_s(self.pid), await redis_cpu_s(self.redis)
+    def share(self, seconds_per_job: float) -> float:
+        """The part of the drain's wall time that this much time per job fills (1 = all of it)."""
+        return seconds_per_job * self.process_per_s
 
 
 async def workhorse_once(env: BenchEnv, jobs: int) -> tuple[Result, float]:
@@ -143,11 +103,9 @@ async def workhorse_once(env: BenchEnv, jobs: int) -> tuple[Result, float]:
             first, last = await drain_times(polls, jobs)
             # Less the polls, the CPU window's INFO and this INFO itself.
             commands = await commands_processed(env.redis_url) - before - polls.commands - 2
-            worker_cpu_s, redis_cpu_s = await cpu.used()
+            used = await cpu.per_job(jobs - 1)  # the jobs finished inside the window
             lag = await worker.loop_lag_max_s()
-    per_job = jobs - 1  # the jobs finished inside the window
-    return Result(jobs / enqueue_s, per_job / (last - first), commands / jobs, worker_cpu_s / per_job,
-                  redis_cpu_s / per_job), lag
+    return Result(jobs / enqueue_s, (jobs - 1) / (last - first), commands / jobs, used), lag
 
 
 async def peer_once(env: BenchEnv, peer: Peer, jobs: int) -> Result:
@@ -156,14 +114,12 @@ async def peer_once(env: BenchEnv, peer: Peer, jobs: int) -> Result:
     answer = await run_json(peer_argv(env, peer.script, "throughput", "--jobs", str(n), *peer.args),
                             peer_environ(env))
     rates = (float(answer["enqueue_per_s"]), float(answer["process_per_s"]), float(answer["commands_per_job"]))
-    cpu = (float(answer.get("worker_cpu_s_per_job", math.nan)), float(answer.get("redis_cpu_s_per_job", math.nan)))
-    return Result(*rates, *cpu)
+    return Result(*rates, CpuPerJob.from_answer(answer))
 
 
 def _median(results: list[Result]) -> Result:
     return Result(median([r.enqueue_per_s for r in results]), median([r.process_per_s for r in results]),
-                  median([r.commands_per_job for r in results]), median([r.worker_cpu_s_per_job for r in results]),
-                  median([r.redis_cpu_s_per_job for r in results]))
+                  median([r.commands_per_job for r in results]), CpuPerJob.median_of([r.cpu for r in results]))
 
 
 async def run(env: BenchEnv, *, jobs: int, runs: int) -> tuple[list[Row], float]:
@@ -215,18 +171,19 @@ def _versus_bullmq(mine: Result, theirs: dict[str, Result], ratio: dict[str, flo
 
 
 def _bound(mine: Result, bullmq: Result) -> str:
-    """Redis when it was busy the whole drain; else the worker's CPU per job against BullMQ's (on
-    a full core each, the rates' ratio is theirs), with how much of a core each process had."""
-    worker, redis = mine.share(mine.worker_cpu_s_per_job), mine.share(mine.redis_cpu_s_per_job)
-    cpu = (f"CPU per job over the drain: Workhorse's worker {_us(mine.worker_cpu_s_per_job)} ({worker:.0%} of a "
-           f"core), its Redis {_us(mine.redis_cpu_s_per_job)} ({redis:.0%}); BullMQ's worker "
-           f"{_us(bullmq.worker_cpu_s_per_job)} ({bullmq.share(bullmq.worker_cpu_s_per_job):.0%}), its Redis "
-           f"{_us(bullmq.redis_cpu_s_per_job)} ({bullmq.share(bullmq.redis_cpu_s_per_job):.0%})")
+    """Redis when it was busy the whole drain. Else the two factors of the rates' ratio: CPU per
+    job, and the cores each worker used through the drain, with what kept Workhorse's event loop
+    from running the rest of it: waiting for a core, or for Redis's replies."""
+    worker, waited, redis = (mine.share(s) for s in (mine.cpu.worker_s, mine.cpu.worker_wait_s, mine.cpu.redis_s))
     if redis >= CPU_BOUND_SHARE:
-        return f"Redis, busy {redis:.0%} of a core through the drain; {cpu}"
-    less = bullmq.worker_cpu_s_per_job / mine.worker_cpu_s_per_job
-    return (f"the worker process's CPU per job, {less:.1f}x less than BullMQ's (2x needs "
-            f"<= {_us(bullmq.worker_cpu_s_per_job / GOAL_VS_BULLMQ)}); {cpu}")
+        return f"Redis, busy {redis:.0%} of the drain ({_us(mine.cpu.redis_s)} CPU per job)"
+    less = bullmq.cpu.worker_s / mine.cpu.worker_s
+    return (f"CPU per job, {less:.1f}x less than BullMQ's ({_us(mine.cpu.worker_s)} against "
+            f"{_us(bullmq.cpu.worker_s)}; 2x needs <= {_us(bullmq.cpu.worker_s / GOAL_VS_BULLMQ)}), times the cores "
+            f"each worker used through the drain: {worker:.2f} against {bullmq.share(bullmq.cpu.worker_s):.2f} (Node's "
+            f"compiler and collector threads count); Workhorse's event loop waited for a core {waited:.0%} of the "
+            f"drain (BullMQ's {bullmq.share(bullmq.cpu.worker_wait_s):.0%}: 2 cores shared with Redis at {redis:.2f}, "
+            f"the bench and other work) and for Redis's replies {max(0.0, 1 - worker - waited):.0%}")
 
 
 def _us(seconds: float) -> str:

@@ -115,15 +115,20 @@ function processCpuS(pid) {
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
 }
 
+/** Seconds the main thread of `pid` has spent runnable but waiting for a core. */
+function runQueueWaitS(pid) {
+  return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e9;
+}
+
 /** CPU seconds the Redis server has used so far (INFO cpu, user + system). */
 async function redisCpuS(redis) {
   const info = await redis.info('cpu');
   return Number(/used_cpu_user:([\d.]+)/.exec(info)[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)[1]);
 }
 
-/** [worker, Redis] CPU seconds so far. */
+/** bench/cpu.py's readings: [worker CPU, worker's wait for a core, Redis CPU] so far. */
 async function cpuNow(proc, redis) {
-  return [processCpuS(proc.pid), await redisCpuS(redis)];
+  return [processCpuS(proc.pid), runQueueWaitS(proc.pid), await redisCpuS(redis)];
 }
 
 async function throughput(args) {
@@ -161,7 +166,8 @@ async function throughput(args) {
     jobs: args.jobs, enqueue_per_s: args.jobs / enqueueS, process_per_s: (args.jobs - 1) / ((last - first) / 1000),
     commands_per_job: commands / args.jobs,
     worker_cpu_s_per_job: (cpuLast[0] - cpuFirst[0]) / (args.jobs - 1),
-    redis_cpu_s_per_job: (cpuLast[1] - cpuFirst[1]) / (args.jobs - 1),
+    worker_wait_s_per_job: (cpuLast[1] - cpuFirst[1]) / (args.jobs - 1),
+    redis_cpu_s_per_job: (cpuLast[2] - cpuFirst[2]) / (args.jobs - 1),
   });
 }
 
