@@ -31,8 +31,9 @@ from bench.workhorse import THROUGHPUT_QUEUE, enqueuer, running
 CONCURRENCY = 20
 GOAL_VS_FASTEST = 2.0
 _BATCH = 500
-# RQ forks a process per job (~50-100 jobs/s here): fewer jobs give the same rate sooner.
-_RQ_JOBS = 500
+# RQ forks a process per job (~50-100 jobs/s here): fewer jobs give the same rate sooner (500 in
+# a full run, 100 in a quick one).
+_RQ_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +42,11 @@ class Peer:
     short: str
     script: str
     args: tuple[str, ...]
-    jobs_cap: int | None = None
+    jobs_share: float = 1.0
+    """The part of the backlog this peer is given."""
+
+    def jobs(self, backlog: int) -> int:
+        return max(2, round(backlog * self.jobs_share))
 
 
 PEERS = (
@@ -49,7 +54,7 @@ PEERS = (
     Peer("arq 0.28 poll_delay 0.01 s, max_jobs 20", "arq 0.01 s", "arq_peer.py", ("--poll-delay", "0.01")),
     Peer("SAQ (concurrency 20)", "SAQ", "saq_peer.py", ()),
     Peer("Celery (prefork, 2 processes)", "Celery", "celery_peer.py", ("--concurrency", "2")),
-    Peer("RQ (forking worker)", "RQ", "rq_peer.py", (), _RQ_JOBS),
+    Peer("RQ (forking worker)", "RQ", "rq_peer.py", (), _RQ_SHARE),
     Peer("Taskiq RedisStreamBroker (1 process, 20 at a time)", "Taskiq", "taskiq_peer.py",
          ("--workers", "1", "--concurrency", "20")),
     Peer("Dramatiq 2 Redis (1 process x 8 threads)", "Dramatiq 1 process", "dramatiq_peer.py",
@@ -110,7 +115,7 @@ async def workhorse_once(env: BenchEnv, jobs: int) -> tuple[Result, float]:
 
 async def peer_once(env: BenchEnv, peer: Peer, jobs: int) -> Result:
     await flush(env.redis_url)
-    n = min(jobs, peer.jobs_cap or jobs)
+    n = peer.jobs(jobs)
     answer = await run_json(peer_argv(env, peer.script, "throughput", "--jobs", str(n), *peer.args),
                             peer_environ(env))
     rates = (float(answer["enqueue_per_s"]), float(answer["process_per_s"]), float(answer["commands_per_job"]))
@@ -147,7 +152,7 @@ async def run(env: BenchEnv, *, jobs: int, runs: int) -> tuple[list[Row], float]
                 vs_fastest >= GOAL_VS_FASTEST),
             Row("throughput", "", "", f">= 1.5x arq defaults: {vs_arq:.1f}x", vs_arq >= 1.5)]
     for peer in (*PEERS, BULLMQ_RUNBOOK, BULLMQ_NONE):
-        label = peer.name if peer.jobs_cap is None or peer.jobs_cap >= jobs else f"{peer.name}, {peer.jobs_cap} jobs"
+        label = peer.name if peer.jobs(jobs) == jobs else f"{peer.name}, {peer.jobs(jobs)} jobs"
         rows.append(Row("throughput", label, f"Workhorse {ratio[peer.name]:.2f}x; {_figure(theirs[peer.name])}"))
     best = max(BULLMQ_HIGHER, key=lambda p: theirs[p.name].process_per_s)
     others = ", ".join(f"{p.short} {rate(theirs[p.name].process_per_s)}" for p in BULLMQ_HIGHER if p is not best)
