@@ -2,8 +2,9 @@
 """What every peer script shares: worker subprocesses, drain timing and commands, latency pacing,
 the answer.
 
-The peer scripts run under .bench-venv's interpreter (the peers are not project dependencies),
-so they import only the standard library, redis and the peer they drive.
+The Python peer scripts run under the interpreter of their own environment in .bench-venv
+(bench/peer_envs.py; the peers are not project dependencies), so they import only the standard
+library, redis and the peer they drive. BullMQ's script (Node) follows the same protocol.
 """
 
 import asyncio
