@@ -134,12 +134,14 @@ def _median(results: list[Result]) -> Result:
                   median([r.commands_per_job for r in results]), CpuPerJob.median_of([r.cpu for r in results]))
 
 
-async def run(env: BenchEnv, *, jobs: int, runs: int) -> tuple[list[Row], float]:
-    """The rows (Workhorse first, with its goals) and the worst loop lag seen."""
+async def run(env: BenchEnv, *, jobs: int, runs: int, sweep: bool = True) -> tuple[list[Row], float]:
+    """The rows (Workhorse first, with its goals) and the worst loop lag seen; without `sweep`
+    (a quick run), BullMQ only at Workhorse's concurrency."""
+    bullmq = BULLMQ if sweep else (BULLMQ_RUNBOOK, BULLMQ_NONE)
     ours: list[Result] = []
     ours_warm: list[Result] = []
     lags: list[float] = []
-    peers: dict[str, list[Result]] = {p.name: [] for p in (*PEERS, *BULLMQ)}
+    peers: dict[str, list[Result]] = {p.name: [] for p in (*PEERS, *bullmq)}
     # Interleaved, so a noisy minute on the shared machine hits every system alike.
     for _ in range(runs):
         result, lag = await workhorse_once(env, jobs)
@@ -150,7 +152,7 @@ async def run(env: BenchEnv, *, jobs: int, runs: int) -> tuple[list[Row], float]
         result, lag = await workhorse_once(env, jobs, warmup=jobs)
         ours_warm.append(result)
         lags.append(lag)
-        for peer in BULLMQ:
+        for peer in bullmq:
             peers[peer.name].append(await peer_once(env, peer, jobs, warmup=jobs))
     mine, mine_warm = _median(ours), _median(ours_warm)
     theirs = {name: _median(results) for name, results in peers.items()}
@@ -173,10 +175,11 @@ async def run(env: BenchEnv, *, jobs: int, runs: int) -> tuple[list[Row], float]
     for peer in (BULLMQ_RUNBOOK, BULLMQ_NONE):
         rows.append(Row("throughput", f"{peer.name}, warmed", f"Workhorse warmed {ratio[peer.name]:.2f}x; "
                         f"{_figure(theirs[peer.name])}"))
-    best = max(BULLMQ_HIGHER, key=lambda p: theirs[p.name].process_per_s)
-    others = ", ".join(f"{p.short} {rate(theirs[p.name].process_per_s)}" for p in BULLMQ_HIGHER if p is not best)
-    rows.append(Row("throughput", f"{best.name}, warmed: its best of 50/100/200 here",
-                    f"Workhorse warmed {ratio[best.name]:.2f}x; {_figure(theirs[best.name])} ({others})"))
+    if sweep:
+        best = max(BULLMQ_HIGHER, key=lambda p: theirs[p.name].process_per_s)
+        others = ", ".join(f"{p.short} {rate(theirs[p.name].process_per_s)}" for p in BULLMQ_HIGHER if p is not best)
+        rows.append(Row("throughput", f"{best.name}, warmed: its best of 50/100/200 here",
+                        f"Workhorse warmed {ratio[best.name]:.2f}x; {_figure(theirs[best.name])} ({others})"))
     return [*rows, *_versus_bullmq(mine_warm, theirs, ratio)], max(lags)
 
 
