@@ -27,7 +27,7 @@ class Plan:
     sections: tuple[str, ...]
     quick: bool
     """Smaller loads everywhere (a smoke run under 3 minutes): one run each, the SLA scan and
-    the reminders at a tenth of their size, OCR on 4 pages."""
+    the reminders at a tenth of their size, OCR on 4 pages, BullMQ only at concurrency 20."""
 
 
 def parse_args(argv: list[str]) -> Plan:
@@ -53,7 +53,7 @@ async def measure(env: BenchEnv, plan: Plan) -> tuple[list[Row], list[float]]:
     lags: list[float] = []
     if "throughput" in plan.sections:
         progress(f"throughput: {plan.jobs} jobs x {plan.runs} runs per system")
-        found, lag = await throughput.run(env, jobs=plan.jobs, runs=plan.runs)
+        found, lag = await throughput.run(env, jobs=plan.jobs, runs=plan.runs, sweep=not plan.quick)
         rows += found
         lags.append(lag)
     if "latency" in plan.sections:
@@ -90,9 +90,9 @@ async def main_async(plan: Plan) -> int:
             f"median of {plan.runs} run(s); {env.redis_note}; {env.database_note}",
             f"peers from .bench-venv: {await peer_versions(env)}; every system logs at WARNING",
             "throughput: backlog enqueued first (Workhorse: bulk enqueue, 500 per round trip; arq/SAQ/Taskiq: 100 "
-            "concurrent calls; Celery: delay(); Dramatiq: send(); RQ: enqueue_many), then the worker drains it; "
-            "commands/job = the server's total_commands_processed from worker start to last job, less the "
-            "bench's own polls, / jobs",
+            "concurrent calls; Celery: delay(); Dramatiq: send(); RQ: enqueue_many; BullMQ: addBulk, 500 a call), "
+            "then the worker drains it; commands/job = the server's total_commands_processed from worker start to "
+            "last job, less the bench's own polls, / jobs (commands that Lua scripts call count too)",
             "ratios are the median of each run's ratio (its two figures taken back to back); the machine is "
             "shared and busy unless said otherwise, so read the ratios, not the absolute figures",
             "loop lag is sampled every 0.25 s on uvloop, whose clock counts whole milliseconds",

@@ -1,17 +1,13 @@
-"""Where the benchmarks run: the Redis DB, a PostgreSQL with pgvector, the peers' separate venv."""
+"""Where the benchmarks run: the Redis DB, a PostgreSQL with pgvector, the peers' own installs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import subprocess
-import sys
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -19,18 +15,12 @@ from redis.asyncio import Redis
 
 from app.config import PROJECT_ROOT
 from app.runtime.embedded import Embedded
+from bench import peer_envs
+from bench.peer_envs import Peers
 from bench.redis_server import private_redis
 from bench.report import Row, render
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-PEER_VENV = PROJECT_ROOT / ".bench-venv"
-# Celery 5.6's kombu wants redis-py >= 6.1, arq 0.28 wants redis < 6: Celery 5.5 satisfies both.
-# kombu's Redis transport imports `packaging` without declaring it. taskiq-redis 1.1+ wants
-# redis-py >= 6 too: 1.0 (RedisStreamBroker included) is the last on redis 5, and it needs a
-# taskiq before 0.13 (which dropped `taskiq.compat.model_dump`). Dramatiq 2 takes redis 5.
-PEER_PACKAGES = ("saq", "celery>=5.5,<5.6", "rq", "arq>=0.28,<0.29", "packaging",
-                 "taskiq>=0.11,<0.13", "taskiq-redis>=1.0,<1.1", "dramatiq[redis]>=1.17,<3")
-PEERS_DIR = Path(__file__).resolve().parent / "peers"
 BENCH_HOME = PROJECT_ROOT / ".workhorse" / "bench"
 
 
@@ -40,21 +30,7 @@ class BenchEnv:
     redis_note: str
     database_url: str
     database_note: str
-    peer_python: Path
-
-
-def peer_python() -> Path:
-    """The .bench-venv interpreter, created on first use: the peers never become our dependencies."""
-    python = PEER_VENV / "bin" / "python"
-    # The marker names the package list, so adding a peer reinstalls once.
-    marker = PEER_VENV / f".installed-{zlib.crc32(' '.join(PEER_PACKAGES).encode()):08x}"
-    if not marker.exists():
-        print(f"bench: installing {', '.join(PEER_PACKAGES)} into {PEER_VENV}", file=sys.stderr)
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", *PEER_PACKAGES], check=True)
-        marker.touch()
-    return python
+    peers: Peers
 
 
 async def _has_pgvector(url: str) -> bool:
@@ -97,14 +73,14 @@ async def bench_env() -> AsyncIterator[BenchEnv]:
     """Redis (above); DATABASE_URL or the machine's PostgreSQL when it has pgvector, else the
     embedded pgserver (PostgreSQL 16 with pgvector)."""
     candidate = os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL)
-    python = await asyncio.to_thread(peer_python)
+    peers = await peer_envs.install()
     async with _redis() as (redis_url, redis_note):
         if await _has_pgvector(candidate):
-            yield BenchEnv(redis_url, redis_note, candidate, "PostgreSQL from DATABASE_URL", python)
+            yield BenchEnv(redis_url, redis_note, candidate, "PostgreSQL from DATABASE_URL", peers)
             return
         with _embedded_postgres() as url:  # blocks while it starts; nothing else runs yet
             note = "embedded pgserver (the configured PostgreSQL has no pgvector)"
-            yield BenchEnv(redis_url, redis_note, url, note, python)
+            yield BenchEnv(redis_url, redis_note, url, note, peers)
 
 
 async def flush(redis_url: str) -> None:
@@ -164,20 +140,16 @@ async def run_json(argv: Sequence[str], env: Mapping[str, str], timeout_s: float
 
 
 def peer_argv(env: BenchEnv, script: str, *args: str) -> list[str]:
-    return [str(env.peer_python), str(PEERS_DIR / script), *args]
+    """A peer script (a path under bench/peers/) on the interpreter of its own install."""
+    return env.peers.argv(script, *args)
 
 
 def peer_environ(env: BenchEnv) -> dict[str, str]:
-    return clean_environ({"BENCH_REDIS_URL": env.redis_url, "PYTHONPATH": str(PEERS_DIR)})
+    return clean_environ({"BENCH_REDIS_URL": env.redis_url, **env.peers.environ()})
 
 
 async def peer_versions(env: BenchEnv) -> str:
-    script = ("import importlib.metadata as m; "
-              "print(', '.join(f'{p} {m.version(p)}' for p in "
-              "('arq', 'saq', 'celery', 'rq', 'taskiq', 'taskiq-redis', 'dramatiq', 'redis')))")
-    proc = await asyncio.create_subprocess_exec(str(env.peer_python), "-c", script, stdout=asyncio.subprocess.PIPE)
-    out, _ = await proc.communicate()
-    return out.decode().strip()
+    return await peer_envs.versions(env.peers)
 
 
 def run_alone(run: Callable[[BenchEnv], Awaitable[list[Row]]], *notes: str) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from app.queue.enqueue import Enqueuer
 from bench.env import BenchEnv, flush, peer_argv, peer_environ, run_json
 from bench.limits import pubsub_floor_ms
+from bench.peer_envs import BULLMQ_SCRIPT
 from bench.peers.common import drain_times
 from bench.report import Row, median, percentile
 from bench.workhorse import THROUGHPUT_QUEUE, enqueuer, running
@@ -40,6 +41,7 @@ PEERS = (
     Peer("SAQ (concurrency 20)", "saq_peer.py", ()),
     Peer("Taskiq RedisStreamBroker (1 process)", "taskiq_peer.py", ("--workers", "1")),
     Peer("Dramatiq Redis (2 processes x 8 threads)", "dramatiq_peer.py", ()),
+    Peer("BullMQ (Node, concurrency 20)", BULLMQ_SCRIPT, ("--concurrency", "20")),
 )
 
 

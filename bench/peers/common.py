@@ -2,11 +2,13 @@
 """What every peer script shares: worker subprocesses, drain timing and commands, latency pacing,
 the answer.
 
-The peer scripts run under .bench-venv's interpreter (the peers are not project dependencies),
-so they import only the standard library, redis and the peer they drive.
+The Python peer scripts run under the interpreter of their own environment in .bench-venv
+(bench/peer_envs.py; the peers are not project dependencies), so they import only the standard
+library, redis and the peer they drive. BullMQ's script (Node) follows the same protocol.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +20,8 @@ from collections.abc import Awaitable, Callable
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 CHUNK = 100
 """Concurrent enqueue calls of the async clients (arq, SAQ)."""
+STOP_GRACE_S = 30.0
+"""How long a worker may take to stop on SIGTERM before it is killed."""
 
 
 def answer(**fields):
@@ -25,18 +29,24 @@ def answer(**fields):
 
 
 def start_worker(script, *args):
-    """The same script in `worker` mode, in its own process (as it runs in production)."""
+    """The same script in `worker` mode, in its own process (as it runs in production) and its own
+    process group, so that what it forks is stopped with it."""
     return subprocess.Popen([sys.executable, script, "worker", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+                            stdout=subprocess.DEVNULL, stderr=sys.stderr, start_new_session=True)
 
 
-def stop_worker(proc):
+def stop_worker(proc, grace_s=STOP_GRACE_S):
+    """SIGTERM, as a supervisor stops it, and SIGKILL after `grace_s`; then SIGKILL to whatever is
+    left of its process group. A child that outlives its parent keeps the driver's stderr open,
+    and the harness reads that to its end."""
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(30)
+        proc.wait(grace_s)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def drain_times(remaining: Callable[[], Awaitable[int]], jobs: int,
@@ -135,7 +145,7 @@ def run_peer(modes, *options):
         run(args)
 
 
-async def drain_and_answer(redis, polls: Counted, script, worker_args, jobs, enqueue_s):
+async def drain_and_answer(redis, polls: Counted, script, worker_args, jobs, enqueue_s, stop_grace_s=STOP_GRACE_S):
     """The backlog protocol's second half, the same for every peer: count the server's commands,
     start the peer's worker, time the drain through `polls`, stop the worker, answer."""
     before = await total_commands(redis)
@@ -144,5 +154,5 @@ async def drain_and_answer(redis, polls: Counted, script, worker_args, jobs, enq
         first, last = await drain_times(polls, jobs)
         commands = await commands_since(redis, before, polls)
     finally:
-        stop_worker(proc)
+        stop_worker(proc, stop_grace_s)
     throughput_answer(jobs, enqueue_s, first, last, commands)
