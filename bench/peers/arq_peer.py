@@ -1,7 +1,11 @@
 # mypy: ignore-errors
-"""Raw arq 0.28 (pickle, its own claiming and polling) as a peer: worker, throughput, latency."""
+"""Raw arq 0.28 (pickle, its own claiming and polling) as a peer: worker, throughput, latency;
+and arq as a client of Workhorse (`client-latency`): a stock arq producer with the JSON
+serializer the README shows, enqueueing pings that a running Workhorse worker picks up."""
 
 import asyncio
+import datetime as dt
+import json
 import time
 
 from arq import create_pool
@@ -73,9 +77,25 @@ async def latency(args):
     answer(latencies_ms=[(s - t) * 1000 for s, (_, t) in zip(started, sent, strict=True)])
 
 
+async def client_latency(args):
+    """Pickup of pings enqueued by arq's client into a Workhorse queue: from just before each
+    enqueue_job to the startedAt the ping reports."""
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL), job_serializer=lambda v: json.dumps(v).encode(),
+                              job_deserializer=json.loads)
+    sent = await paced(lambda: redis.enqueue_job("ping", {}, _queue_name=args.queue), args.jobs,
+                       args.interval_ms / 1000)
+    await drain_times(lambda: redis.zcard(args.queue), args.jobs)
+    started = []
+    for job, _ in sent:
+        info = await job.result_info()
+        started.append(dt.datetime.fromisoformat(info.result["startedAt"]).timestamp())
+    answer(latencies_ms=[(s - t) * 1000 for s, (_, t) in zip(started, sent, strict=True)])
+
+
 def main():
-    run_peer({"worker": worker, "throughput": throughput, "latency": latency},
-             ("--concurrency", int, 20), ("--poll-delay", float, 0.5), ("--queues", int, 1))
+    run_peer({"worker": worker, "throughput": throughput, "latency": latency, "client-latency": client_latency},
+             ("--concurrency", int, 20), ("--poll-delay", float, 0.5), ("--queues", int, 1),
+             ("--queue", str, default_queue_name))
 
 
 if __name__ == "__main__":
