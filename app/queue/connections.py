@@ -4,6 +4,8 @@ with the shared backoff."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -16,6 +18,7 @@ from redis.exceptions import RedisError
 from app.backoff import CONNECT_BACKOFF, Deadline, retry_until
 from app.config.urls import is_sentinel_url
 from app.queue import sentinel
+from app.queue.channel import CommandChannel
 
 log = structlog.get_logger(__name__)
 
@@ -63,14 +66,10 @@ class CheapCheckoutPool(ConnectionPool):
     redis-py disconnects the connection then. tests/test_connections.py holds both paths to that,
     and fails if redis-py moves the attributes read here (every command would pay again)."""
 
-    async def ensure_connection(self, connection: AbstractConnection) -> None:
-        if not _ready_to_send(connection):
-            await super().ensure_connection(connection)
-
-
-class CheapSentinelPool(SentinelConnectionPool):
-    """redis-py's Sentinel pool with the same cheaper checkout; its sentinels' connections are
-    closed with it."""
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.channel = CommandChannel(self)
+        """The connection the engine's scripts share (app/queue/channel.py)."""
 
     async def ensure_connection(self, connection: AbstractConnection) -> None:
         if not _ready_to_send(connection):
@@ -78,7 +77,27 @@ class CheapSentinelPool(SentinelConnectionPool):
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
         await super().disconnect(inuse_connections)
-        if inuse_connections:  # the client is closing (a new primary only drops the idle ones)
+        self.channel.close()
+
+
+class CheapSentinelPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool with the same cheaper checkout and script channel; its sentinels'
+    connections are closed with it."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        self.channel = CommandChannel(self)
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        if not _ready_to_send(connection):
+            await super().ensure_connection(connection)
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        # Called with inuse_connections=False when the sentinels name a new primary: the channel
+        # connects again, to it.
+        self.channel.close()
+        if inuse_connections:  # the client is closing
             await self.sentinel_manager.aclose()
 
 

@@ -2,7 +2,8 @@
 
 redis-py's `Script` wraps each call in a copy of its arguments, a late import and the `evalsha`
 command method before reaching the client: a few tens of microseconds per call, cold, on paths
-(an enqueue, a claim, a finish) that run for every job. This calls `EVALSHA` directly, and
+(an enqueue, a claim, a finish) that run for every job. This calls `EVALSHA` directly — through
+the pool's script channel (app/queue/channel.py) when it has one, as the engine's pools do — and
 `EVAL` once when Redis has forgotten the script (a restart, `SCRIPT FLUSH`), which caches it again.
 
 A script whose writes must survive a failover is given a Durability (app/queue/durability.py):
@@ -18,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from app.queue.channel import CommandChannel
 from app.queue.durability import NONE, Durability, NotReplicated
 
 Arg = str | bytes | int | float
@@ -33,6 +35,12 @@ class LuaScript:
     async def __call__(self, keys: Sequence[Arg] = (), args: Sequence[Arg] = ()) -> Any:
         if self._durability.required:
             return await self._call_and_wait(keys, args)
+        channel: CommandChannel | None = getattr(self._redis.connection_pool, "channel", None)
+        if channel is not None:  # the engine's own pools (app/queue/connections.py)
+            try:
+                return await channel.call("EVALSHA", self._sha, len(keys), *keys, *args)
+            except NoScriptError:
+                return await channel.call("EVAL", self._source, len(keys), *keys, *args)
         # execute_command is unannotated in redis-py.
         try:
             return await self._redis.execute_command(  # type: ignore[no-untyped-call]

@@ -16,6 +16,7 @@ from typing import Any
 
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.asyncio.connection import ConnectionPool
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.sentinel import Sentinel as SyncSentinel
 
@@ -62,10 +63,10 @@ def connect_sync(url: str, **options: Any) -> SyncRedis:
     return client
 
 
-async def primary_address(redis: Redis) -> tuple[str, int] | None:
-    """Where the sentinels say the primary is now, for a client made by `connect`; None for any
-    other client. Raises redis-py's ConnectionError (MasterNotFoundError) while none is known."""
-    pool = redis.connection_pool
+async def primary_address(client: Redis | ConnectionPool) -> tuple[str, int] | None:
+    """Where the sentinels say the primary is now, for a client made by `connect` (or its pool);
+    None for any other. Raises redis-py's ConnectionError (MasterNotFoundError) while none is known."""
+    pool = client.connection_pool if isinstance(client, Redis) else client
     if not isinstance(pool, SentinelConnectionPool):
         return None
     host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]  # unannotated in redis-py

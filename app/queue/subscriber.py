@@ -6,55 +6,28 @@ handed-off job (app/queue/handoff.py) waits for all of them, and on an idle mach
 of those steps runs cold. Here an asyncio Protocol parses what arrives with hiredis (which
 redis-py itself uses) inside `data_received` and calls `on_message(channel, data)` at once.
 
-The connection is opened from the pool's own settings, as redis-py would open it: TCP, TLS
-(`rediss://`, with the URL's CA and client certificates), or a unix socket, then AUTH with the
-pool's user and password; behind Sentinel, to the primary the sentinels name at that moment
-(`address` says which). Pub/sub channels are not per database, so there is no SELECT.
+The connection is opened from the pool's own settings, as redis-py would open it
+(app/queue/raw_connection.py: TCP, TLS or a unix socket, behind Sentinel to the primary the
+sentinels name at that moment, which `address` says), then AUTH with the pool's user and
+password. Pub/sub channels are not per database, so there is no SELECT.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import hiredis
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
-from redis.credentials import UsernamePasswordCredentialProvider
-from redis.exceptions import AuthenticationError, ConnectionError, NoPermissionError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, ConnectionError, ResponseError
 
-from app.queue import sentinel
+from app.queue import raw_connection
 
 log = structlog.get_logger(__name__)
 
 OnMessage = Callable[[bytes, bytes], None]
-
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
-
-
-# A subscriber only listens: a peer gone without a word (a NAT's idle timeout, a host that lost
-# power) would never be noticed. Kernel keepalives find it within about half a minute, at no
-# cost to Redis (a PING would add to the idle process's commands).
-_KEEPALIVE = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
-
-
-def _keep_alive(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in _KEEPALIVE.items():
-        if hasattr(socket, name):  # Linux names; other systems keep their defaults
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
-
-
-def _command(*parts: bytes) -> bytes:
-    """One command in RESP, the way every Redis client writes it."""
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
-
 
 class _Protocol(asyncio.Protocol):
     def __init__(self, on_message: OnMessage) -> None:
@@ -68,10 +41,7 @@ class _Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            _keep_alive(sock)
+        raw_connection.tune(transport)
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
@@ -119,19 +89,22 @@ class Subscription:
         wanted = [c.encode() for c in channels]
         if not wanted:
             raise ValueError("a subscription needs at least one channel")
-        conn = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+        conn = raw_connection.settings_of(redis.connection_pool)
         if timeout_s is None:
-            timeout_s = conn.socket_connect_timeout or DEFAULT_CONNECT_TIMEOUT_S
+            timeout_s = raw_connection.connect_timeout_s(conn)
         protocol = _Protocol(on_message)
         subscription = cls(protocol)
         try:
             async with asyncio.timeout(timeout_s):
-                subscription.address = await sentinel.primary_address(redis)
-                if subscription.address is not None:
-                    conn.host, conn.port = subscription.address
-                await _connect(conn, protocol)
-                await subscription._authenticate(conn)
-                subscription._send(_command(b"SUBSCRIBE", *wanted))
+                subscription.address = await raw_connection.open_transport(redis.connection_pool, conn, protocol)
+                auth = await raw_connection.auth_command(conn)
+                if auth is not None:
+                    subscription._send(auth)
+                    try:
+                        await subscription._reply()
+                    except ResponseError as exc:  # WRONGPASS, or a server without passwords
+                        raise AuthenticationError(str(exc)) from None
+                subscription._send(raw_connection.command(b"SUBSCRIBE", *wanted))
                 for _ in wanted:
                     reply = await subscription._reply()
                     if not (isinstance(reply, list) and reply[:1] == [b"subscribe"]):
@@ -169,37 +142,5 @@ class Subscription:
             self.raise_if_lost()
         reply = getting.result()
         if isinstance(reply, hiredis.ReplyError):
-            raise _error(str(reply))
+            raise raw_connection.reply_error(str(reply))
         return reply
-
-    async def _authenticate(self, conn: Connection | UnixDomainSocketConnection) -> None:
-        provider = conn.credential_provider
-        if provider is None and (conn.username or conn.password):
-            provider = UsernamePasswordCredentialProvider(conn.username, conn.password)
-        if provider is None:
-            return
-        credentials = await provider.get_credentials_async()
-        self._send(_command(b"AUTH", *(str(c).encode() for c in credentials)))
-        try:
-            await self._reply()
-        except ResponseError as exc:  # WRONGPASS, or a server without passwords
-            raise AuthenticationError(str(exc)) from None
-
-
-def _error(message: str) -> RedisError:
-    """An error reply as redis-py would raise it: missing or refused credentials (NOAUTH,
-    WRONGPASS) and missing channel rights (NOPERM) by their own classes."""
-    if message.startswith(("NOAUTH", "WRONGPASS")):
-        return AuthenticationError(message)
-    if message.startswith("NOPERM"):
-        return NoPermissionError(message)
-    return ResponseError(message)
-
-
-async def _connect(conn: Connection | UnixDomainSocketConnection, protocol: _Protocol) -> None:
-    loop = asyncio.get_running_loop()
-    if isinstance(conn, UnixDomainSocketConnection):
-        await loop.create_unix_connection(lambda: protocol, conn.path)
-        return
-    ssl_context = conn.ssl_context.get() if isinstance(conn, SSLConnection) else None
-    await loop.create_connection(lambda: protocol, conn.host, conn.port, ssl=ssl_context)
