@@ -61,7 +61,7 @@ async def test_a_connection_killed_under_a_call_fails_it_and_the_next_call_recon
     try:
         while not [c for c in await killer.client_list() if c["cmd"] == "blpop"]:
             await asyncio.sleep(0.01)
-        await killer.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        await killer.client_kill_filter(_type="normal", skipme=True)
     finally:
         await killer.aclose()
     with pytest.raises(ConnectionError, match="connection lost"):
