@@ -7,9 +7,9 @@ import asyncio
 
 from app.jobs.resources import Resources
 from tests.support.worker import wait_for_runs
-from tests.test_api import QUEUE, ApiClient, api
+from tests.web.test_api import QUEUE, ApiClient, api
 
-__all__ = ["api"]  # the fixture, shared with tests/test_api.py
+__all__ = ["api"]  # the fixture, shared with tests/web/test_api.py
 
 
 async def test_a_repeated_idempotency_key_enqueues_one_job(api: ApiClient, res: Resources) -> None:

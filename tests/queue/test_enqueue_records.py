@@ -230,7 +230,7 @@ PAYLOADS: list[tuple[str, Payload]] = [
 @pytest.mark.parametrize(("name", "model"), PAYLOADS, ids=[f"{n}-{i}" for i, (n, _) in enumerate(PAYLOADS)])
 def test_dump_job_writes_the_record_arq_writes(name: str, model: Payload, kwargs: dict[str, Any]) -> None:
     """The record built from the payload's bytes is the one arq's serialize_job writes for the
-    payload (tests/test_arq_protocol.py has arq itself read ours), and the worker's loads_job
+    payload (tests/queue/test_arq_protocol.py has arq itself read ours), and the worker's loads_job
     accepts it."""
     record = codec.dump_job(name, model.json_bytes(), kwargs, ENQUEUED_MS)
     assert json.loads(record) == json.loads(arq_record(name, model.to_json(), kwargs=kwargs, enqueued_ms=ENQUEUED_MS))

@@ -19,8 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from app.queue.subscriber import OnMessage, Subscription
 from app.runtime.embedded import RedisServer
 from tests.conftest import require_binary
+from tests.runtime.test_startup import TcpRedis
 from tests.support.services import ServiceUrls
-from tests.test_hardening_cli import TcpRedis
 
 # Larger than asyncio's 256 KiB read (and TLS's 16 KiB record): it arrives over many reads.
 LARGE = bytes(range(256)) * 4096

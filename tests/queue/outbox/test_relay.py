@@ -189,7 +189,7 @@ async def test_a_relay_killed_between_the_redis_write_and_its_commit_leaves_one_
     tags = [f"crash-{n}" for n in range(20)]
     ids = await insert_probes(res.db, tags)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import asyncio, tests.test_outbox as t; asyncio.run(t.hang_after_enqueue())",
+        sys.executable, "-c", "import asyncio, tests.queue.outbox.test_relay as t; asyncio.run(t.hang_after_enqueue())",
         env=subprocess_env(env), cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     try:
         assert proc.stdout is not None

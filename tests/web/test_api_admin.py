@@ -21,11 +21,11 @@ from app.jobs.resources import Resources
 from app.queue import control
 from app.web.api.openapi import request_name
 from app.web.api.schemas import RESPONSES
+from tests.queue.test_dead_letters import cli
 from tests.support.worker import wait_for_runs
-from tests.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
-from tests.test_dead_letters import cli
+from tests.web.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
 
-__all__ = ["api"]  # the fixture, shared with tests/test_api.py
+__all__ = ["api"]  # the fixture, shared with tests/web/test_api.py
 
 KEY = Fernet.generate_key().decode()
 
@@ -150,7 +150,7 @@ async def test_openapi_document_is_valid_3_1_and_lists_every_registered_job(api:
         assert schemas[request_name(name)]["properties"]["name"]["const"] == name
     assert {"documentId", "orgId", "performOCR"} <= schemas["ProcessDocument"]["properties"].keys()
     # Writers' schemas: required is what has no default, and no property has a `default`, which
-    # openapi-typescript would type as always present (tests/test_readme_node.py compiles against it).
+    # openapi-typescript would type as always present (tests/web/test_readme_node.py compiles against it).
     assert schemas["ProcessDocument"]["required"] == ["documentId", "orgId"]
     assert schemas["ProcessDocument"]["properties"]["performOCR"]["description"] == "default true"
     requests = [s for name, s in schemas.items() if name not in RESPONSES]
