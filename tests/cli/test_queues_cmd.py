@@ -10,8 +10,7 @@ from app.config import Settings
 from app.jobs.resources import Resources
 from app.queue import control, keys, stats
 from app.queue.clock import now_ms
-from tests.queue.test_dead_letters import cli
-from tests.support.worker import in_process_worker, wait_for_runs
+from tests.support.worker import cli, in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from app.documents.vectors import nearest_sql
 from app.errors import PermanentError
 from app.jobs.resources import Resources
 from tests.fakes import documents as files
-from tests.fakes.openai import FakeOpenAI, embed, running_fake_openai
+from tests.fakes.openai import FakeOpenAI, embed
 from tests.support.worker import in_process_worker, subprocess_env
 
 TOPICS = {
@@ -26,12 +26,6 @@ TOPICS = {
     "people": "New employees meet their mentor on the first day. Holidays are booked through the HR portal.",
 }
 QUESTION = "When is payment of the invoice due?"
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
 
 
 async def embed_all(res: Resources, docs: dict[str, tuple[str, str]]) -> None:

@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -26,11 +26,12 @@ from app.jobs.resources import Resources
 from app.providers.s3 import S3Storage
 from app.queue import keys
 from app.runtime.process import Process
-from tests.conftest import require_binary
 from tests.fakes import documents as files
-from tests.fakes.openai import FakeOpenAI, running_fake_openai, vision_json
+from tests.fakes.openai import FakeOpenAI, vision_json
+from tests.support.jobs import outcome
 from tests.support.records import arq_record
 from tests.support.services import free_port
+from tests.support.system import require_binary
 from tests.support.worker import in_process_worker
 
 QUEUE = "document-processing"
@@ -41,25 +42,10 @@ def _tesseract() -> None:
     require_binary("tesseract")
 
 
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
-
-
-async def outcome(res: Resources, job_id: str, queue: str = QUEUE, timeout_s: float = 30) -> tuple[bool, Any]:
-    """(succeeded, result) once the job has finished for good."""
-    job = res.enqueuer.job(job_id, queue)
-    async with asyncio.timeout(timeout_s):
-        while (info := await job.outcome()) is None:
-            await asyncio.sleep(0.05)
-    return info.success, info.result
-
-
 async def process(res: Resources, doc_id: str, **options: Any) -> tuple[bool, Any]:
     queued = await res.enqueuer.enqueue("process_document", {"documentId": doc_id, "orgId": "org-1", **options})
     assert queued is not None
-    return await outcome(res, queued.job_id)
+    return await outcome(res, queued.job_id, QUEUE)
 
 
 async def row(res: Resources, doc_id: str) -> dict[str, Any]:
@@ -131,7 +117,7 @@ async def test_scanned_pdf_without_text_layer_is_rendered_and_ocrd(settings: Set
     async with in_process_worker(settings, [QUEUE]):
         queued = await res.enqueuer.enqueue("process_document", {"documentId": "scan-1", "orgId": "org-1"})
         assert queued is not None
-        ok, result = await outcome(res, queued.job_id)
+        ok, result = await outcome(res, queued.job_id, QUEUE)
     assert ok, result
     progress = json.loads(await res.redis.get(keys.progress_key(queued.job_id)) or b"{}")
     assert progress == {"percent": 100, "step": "done"}  # what `workhorse jobs show` reads
@@ -305,7 +291,7 @@ async def test_an_id_holding_nul_is_an_invalid_payload_not_a_database_error(
     await res.redis.psetex(keys.JOB_PREFIX + "nul-id", 60_000, raw)
     await res.redis.zadd(QUEUE, {"nul-id": 1})
     async with in_process_worker(settings, [QUEUE]):
-        ok, _ = await outcome(res, "nul-id")
+        ok, _ = await outcome(res, "nul-id", QUEUE)
     [letter] = await res.dlq.list()
     assert not ok and letter.error_class == "InvalidPayload" and "documentId" in letter.error_message
 
@@ -363,7 +349,7 @@ async def test_s3_storage_outage_is_retried_then_the_document_completes(
                     await asyncio.sleep(0.02)
             assert (await row(res, "s3-1"))["status"] == "PROCESSING"
             server.start()
-            ok, result = await outcome(res, queued.job_id)
+            ok, result = await outcome(res, queued.job_id, QUEUE)
     finally:
         await store.aclose()
         server.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from app.providers.breakers import Breakers, State
 from app.providers.embedding import local_available
 from app.providers.openai import OpenAIClient
 from tests.fakes import documents as files
-from tests.fakes.openai import FakeOpenAI, running_fake_openai
+from tests.fakes.openai import FakeOpenAI
 from tests.support.services import free_port
 from tests.support.worker import in_process_worker
 
@@ -42,20 +42,6 @@ def prose_of_chunks(count: int, *, size: int, overlap: int) -> str:
         else:
             low = mid + 1
     return prose(low)
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
-
-
-@pytest.fixture
-def openai_settings(make_settings: Callable[..., Settings], fake_openai: FakeOpenAI) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        return make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url, **overrides)
-
-    return make
 
 
 async def embed(res: Resources, doc_id: str, *, force: bool = False, timeout_s: float = 30) -> tuple[bool, Any]:

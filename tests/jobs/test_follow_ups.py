@@ -5,22 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Callable
-
-import pytest
+from collections.abc import Callable
 
 from app.jobs.resources import Resources
 from tests.fakes import documents as files
-from tests.fakes.openai import FakeOpenAI, running_fake_openai
+from tests.fakes.openai import FakeOpenAI
 from tests.support.worker import start_worker
 
 EMBEDDINGS = "/v1/embeddings"
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
 
 
 async def test_a_kill_right_after_the_commit_loses_no_embedding_and_runs_none_twice(

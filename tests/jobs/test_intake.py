@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,27 +15,13 @@ import pytest
 from app.config import Settings
 from app.jobs.intake import GENERAL_INTAKE, Pipeline, Verdict, choose_pipeline
 from app.jobs.resources import Resources
-from tests.fakes.openai import FakeOpenAI, Refusal, running_fake_openai
+from tests.fakes.openai import FakeOpenAI, Refusal
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker
 
 QUEUE = "intake-routing"
 CHAT = "/v1/chat/completions"
 SALES, SUPPORT = Pipeline("pl_sales", "Sales", "new business"), Pipeline("pl_support", "Support", "help")
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
-
-
-@pytest.fixture
-def ai_settings(make_settings: Callable[..., Settings], fake_openai: FakeOpenAI) -> Callable[..., Settings]:
-    def make(**overrides: Any) -> Settings:
-        return make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url, **overrides)
-
-    return make
 
 
 async def seed(res: Resources, request_id: str = "ir_1", org: str = "org_1") -> None:
@@ -79,12 +65,12 @@ def test_choice_is_the_models_when_confident_else_general_intake(
 
 
 async def test_a_confident_answer_routes_to_that_pipelines_first_stage(
-        ai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+        openai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
     """The model is asked with a JSON schema listing the active pipelines by id; its confident
     choice gets the item, in the stage with the lowest position, assigned to the pipeline's owner."""
     await seed(res)
     fake_openai.script_chat(verdict("pl_sales", 0.92))
-    async with in_process_worker(ai_settings(), [QUEUE]):
+    async with in_process_worker(openai_settings(), [QUEUE]):
         result = await route(res, priority="high", source="web")
     item = await res.db.fetchrow("SELECT * FROM pipeline_items")
     request = await res.db.fetchrow("SELECT status, pipeline_id, routing FROM intake_requests")
@@ -101,11 +87,11 @@ async def test_a_confident_answer_routes_to_that_pipelines_first_stage(
 
 
 async def test_a_low_confidence_answer_goes_to_a_new_general_intake(
-        ai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+        openai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
     """Below 0.7 the request goes to General Intake, created with a first stage."""
     await seed(res)
     fake_openai.script_chat(verdict("pl_sales", 0.4))
-    async with in_process_worker(ai_settings(), [QUEUE]):
+    async with in_process_worker(openai_settings(), [QUEUE]):
         result = await route(res)
     general = await res.db.fetchrow("SELECT id, is_default FROM pipelines WHERE name = $1", GENERAL_INTAKE)
     assert general is not None and general["is_default"]
@@ -115,14 +101,14 @@ async def test_a_low_confidence_answer_goes_to_a_new_general_intake(
 
 
 async def test_malformed_and_refused_answers_are_asked_again_then_routed_by_default(
-        ai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+        openai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
     """Broken JSON, a wrong shape and a refusal use the three calls of one attempt; the request
     is routed to General Intake, never dead-lettered. A later valid answer is used."""
     await seed(res)
     await seed(res, "ir_2")
     fake_openai.script_chat("{not json", json.dumps({"pipeline": "pl_sales"}), Refusal(),
                             "```oops", verdict("pl_support", 0.95))
-    async with in_process_worker(ai_settings(), [QUEUE]):
+    async with in_process_worker(openai_settings(), [QUEUE]):
         first = await route(res)
         second = await route(res, "ir_2")
     assert (first["routingMethod"], first["confidence"]) == ("default", None)
@@ -131,13 +117,13 @@ async def test_malformed_and_refused_answers_are_asked_again_then_routed_by_defa
 
 
 async def test_a_429_defers_the_job_then_the_answer_is_used(
-        ai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
+        openai_settings: Callable[..., Settings], res: Resources, fake_openai: FakeOpenAI) -> None:
     """A 429 defers the job by at least a minute (no answer is invented meanwhile); the next attempt
     gets the model's answer."""
     await seed(res)
     fake_openai.fail_next(1, 429, {"Retry-After": "1"})
     fake_openai.script_chat(verdict("pl_sales", 0.9))
-    async with in_process_worker(ai_settings(poll_fallback_ms=50), [QUEUE]):
+    async with in_process_worker(openai_settings(poll_fallback_ms=50), [QUEUE]):
         queued = await res.enqueuer.enqueue("route_intake", {"intakeRequestId": "ir_1", "orgId": "org_1"})
         assert queued is not None
         async with asyncio.timeout(10):  # until the 429's retry has moved the job a minute on

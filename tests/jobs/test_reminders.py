@@ -11,28 +11,17 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar
 
-from app.calendar.events import NewEvent, cancel_event, create_event
+from app.calendar.events import cancel_event
 from app.config import Settings
 from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
+from tests.support.calendar import due_event
 from tests.support.jobs import result_of
 from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env
 
 QUEUE = "scheduling-reminders"
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-async def due_event(res: Resources, event_id: str, *, starts_in: dt.timedelta, **fields: Any) -> dict[str, int]:
-    """An event whose 2 h reminder is due now (created as if three hours before the start)."""
-    start = now() + starts_in
-    event = NewEvent(id=event_id, org_id="org-1", title=fields.pop("title", "Quarterly review"), start_at=start,
-                     end_at=start + dt.timedelta(hours=1), **fields)
-    return await create_event(res.db, event, now=start - dt.timedelta(hours=3))
 
 
 def ics_of(message: EmailMessage) -> Calendar:

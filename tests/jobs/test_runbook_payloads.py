@@ -12,7 +12,7 @@ from app.config import Settings
 from app.errors import InvalidPayload
 from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
-from tests.jobs.test_reminders import due_event
+from tests.support.calendar import due_event
 from tests.support.jobs import result_of
 from tests.support.worker import in_process_worker
 

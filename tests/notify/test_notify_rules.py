@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
-from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,6 +15,7 @@ from app.providers.messages import Attachment, Email
 from app.providers.mime import build_message
 from app.providers.twilio import MAX_SMS_CHARS, fit_sms
 from app.providers.webhook import is_public
+from tests.support.mail import parse
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -91,10 +89,3 @@ def test_an_email_resent_after_a_crash_carries_the_same_message_id() -> None:
     [invite] = first.iter_attachments()
     assert invite.get_content_type() == "text/calendar" and invite.get_param("method") == "REQUEST"
     assert invite.get_filename() == "invite.ics"
-
-
-def parse(raw: bytes) -> EmailMessage:
-    """The message as a mail client's parser reads it."""
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(parsed, EmailMessage)
-    return parsed

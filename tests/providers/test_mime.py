@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.policy
 import re
 from dataclasses import replace
 from email.header import decode_header, make_header
@@ -21,6 +19,7 @@ from app.providers.messages import Attachment, Email
 from app.providers.mime import build_message, message_id
 from app.providers.smtp import SmtpChannel
 from tests.fakes.smtp import SmtpSink
+from tests.support.mail import parse
 
 SETTINGS = Settings.load({"SMTP_FROM_EMAIL": "reminders@example.com", "SMTP_FROM_NAME": "Workhorse, Scheduling"})
 KEY = "reminder:42:email:ana@example.com"
@@ -29,12 +28,6 @@ INVITE = Attachment("invite.ics", b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", "text
 BINARY = Attachment("données été.bin", bytes(range(256)) * 5, "application/octet-stream; x-kind=raw; name=blob.bin")
 LONG_SUBJECT = "Reminder: " + " ".join(f"item-{i}" for i in range(40))
 LONG_UNICODE_SUBJECT = "Erinnerung: Überprüfung der Qualitätsziele für " + "Zoë & Ünal, " * 15 + "🎉"
-
-
-def parse(raw: bytes) -> EmailMessage:
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(message, EmailMessage)
-    return message
 
 
 def mailbox(message: EmailMessage, header: str) -> Address:

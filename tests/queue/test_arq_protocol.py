@@ -21,9 +21,9 @@ from app.queue.clock import now_ms
 from app.queue.replies import octets
 from app.runtime.process import Process
 from bench.redis_server import private_redis
-from tests.conftest import require_binary
 from tests.support.arq_client import ArqClient, arq_client
 from tests.support.http import get
+from tests.support.system import require_binary
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"

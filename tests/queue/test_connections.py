@@ -4,8 +4,7 @@ the socket's stream or already parsed) is never taken for the next command's."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -14,6 +13,7 @@ from redis.asyncio.connection import AbstractConnection
 from app.queue.connections import CheapCheckoutPool, _ready_to_send, connect_redis
 from app.queue.lua import LuaScript
 from tests.support.services import ServiceUrls
+from tests.support.waits import until_true
 
 
 @pytest.fixture
@@ -28,13 +28,6 @@ async def redis(services: ServiceUrls) -> AsyncIterator[Redis]:
 def _pooled(redis: Redis) -> AbstractConnection:
     (conn,) = redis.connection_pool._available_connections
     return conn
-
-
-async def _until(condition: Callable[[], bool]) -> None:
-    """Until the event loop has delivered what the server sent (there is no event to await)."""
-    async with asyncio.timeout(5):
-        while not condition():
-            await asyncio.sleep(0.005)
 
 
 async def test_a_healthy_idle_connection_takes_the_cheap_path(redis: Redis) -> None:
@@ -52,7 +45,7 @@ async def test_a_connection_the_server_closed_is_replaced(redis: Redis, services
     conn = _pooled(redis)
     async with connect_redis(services.redis_url) as other:
         await other.client_kill_filter(_id=str(first_id))
-    await _until(lambda: conn._reader is None or conn._reader.at_eof())
+    await until_true(lambda: conn._reader is None or conn._reader.at_eof())
     assert not _ready_to_send(conn)
     assert await redis.echo("after the kill") == b"after the kill"
     assert await redis.client_id() != first_id
@@ -63,7 +56,7 @@ async def test_a_reply_left_in_the_stream_is_not_read_as_the_next_one(redis: Red
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     await conn.send_command("ECHO", "stale")  # its reply is never read
     await pool.release(conn)
-    await _until(lambda: bool(conn._reader._buffer))
+    await until_true(lambda: bool(conn._reader._buffer))
     assert not _ready_to_send(conn)
     assert await redis.echo("fresh") == b"fresh"
 
@@ -73,7 +66,7 @@ async def test_a_reply_already_parsed_and_not_taken_is_not_read_as_the_next_one(
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
     # Two replies in one write: the first read parses both, and only the first is taken.
     await conn.send_packed_command(conn.pack_commands([("ECHO", "first"), ("ECHO", "second")]))
-    await _until(lambda: len(conn._reader._buffer) >= len(b"$5\r\nfirst\r\n$6\r\nsecond\r\n"))
+    await until_true(lambda: len(conn._reader._buffer) >= len(b"$5\r\nfirst\r\n$6\r\nsecond\r\n"))
     assert await conn.read_response() == b"first"
     await pool.release(conn)
     assert not conn._reader._buffer

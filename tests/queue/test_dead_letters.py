@@ -3,7 +3,6 @@ from where an operator can inspect, retry and purge it."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import json
@@ -13,15 +12,10 @@ from app.config import Settings
 from app.jobs.resources import Resources
 from app.queue import keys
 from tests.support.records import arq_record
-from tests.support.worker import in_process_worker, run_command, wait_for_runs
+from tests.support.waits import wait_for_dead_letters
+from tests.support.worker import cli, in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
-
-
-async def wait_for_dead_letters(res: Resources, count: int, timeout_s: float = 20) -> None:
-    async with asyncio.timeout(timeout_s):
-        while len(await res.dlq.list(limit=1000)) < count:
-            await asyncio.sleep(0.05)
 
 
 async def test_always_failing_job_follows_backoff_then_dead_letters(
@@ -82,11 +76,6 @@ async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res
     assert await res.dlq.list() == []
     info = await res.enqueuer.job("fixme-1", QUEUE).outcome()
     assert info is not None and info.success and info.attempt == 1
-
-
-async def cli(settings_env: dict[str, str], *args: str) -> tuple[int, str]:
-    code, out, err = await run_command(settings_env, "app.cli", *args)
-    return code, out + err
 
 
 async def test_dlq_cli_lists_shows_and_purges_only_what_it_was_asked(

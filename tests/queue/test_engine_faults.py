@@ -18,16 +18,11 @@ from app.jobs.resources import Resources
 from app.queue import codec, keys
 from app.runtime.embedded import RedisServer
 from tests.support.postgres import PrivatePostgres
+from tests.support.waits import wait_for_dead_letters
 from tests.support.worker import in_process_worker, run_command, start_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 EnvFactory = Callable[..., dict[str, str]]
-
-
-async def wait_for_letters(res: Resources, count: int, timeout_s: float = 20) -> None:
-    async with asyncio.timeout(timeout_s):
-        while len(await res.dlq.list(limit=1000)) < count:
-            await asyncio.sleep(0.05)
 
 
 async def write_raw_job(res: Resources, job_id: str, record: dict[str, object] | bytes) -> None:
@@ -53,7 +48,7 @@ async def test_malformed_job_records_are_dead_lettered_once_and_the_worker_goes_
     for job_id, record in MALFORMED.items():
         await write_raw_job(res, job_id, record)
     async with in_process_worker(settings, [QUEUE]):
-        await wait_for_letters(res, len(MALFORMED))
+        await wait_for_dead_letters(res, len(MALFORMED))
         pong = await res.enqueuer.enqueue("ping", {}, queue=QUEUE)
         assert pong is not None
         assert (await res.enqueuer.job(pong.job_id, QUEUE).result(timeout_s=10))["pong"] is True
@@ -74,7 +69,7 @@ async def test_jobs_that_cannot_start_are_dead_lettered_once_with_the_reason(set
     await write_raw_job(res, "nope", {"t": None, "f": "no_such_job", "a": [{"x": 1}], "k": {}, "et": 1})
     await write_raw_job(res, "third", {"t": 3, "f": "ping", "a": [{}], "k": {}, "et": 1})
     async with in_process_worker(settings, [QUEUE]):
-        await wait_for_letters(res, 2)
+        await wait_for_dead_letters(res, 2)
         third = await res.enqueuer.job("third", QUEUE).result(timeout_s=10)
     assert third["attempt"] == 3
     letters = {d.job_id: d for d in await res.dlq.list()}
@@ -97,7 +92,7 @@ async def test_a_record_nested_past_any_limit_is_dead_lettered_not_crashed_on(se
     deep = b"[" * 100_000 + b"]" * 100_000
     await write_raw_job(res, "deep", b'{"t":null,"f":"ping","a":[' + deep + b'],"k":{},"et":1}')
     async with in_process_worker(settings, [QUEUE]):
-        await wait_for_letters(res, 1)
+        await wait_for_dead_letters(res, 1)
         pong = await res.enqueuer.enqueue("ping", {}, queue=QUEUE)
         assert pong is not None
         assert (await res.enqueuer.job(pong.job_id, QUEUE).result(timeout_s=10))["pong"] is True
@@ -119,7 +114,7 @@ async def test_a_nul_bearing_job_in_redis_is_dead_lettered_with_its_payload_esca
     record = {"t": 1, "f": "probe", "a": [{"tag": "nul\x00tag"}], "k": {}, "et": int(time.time() * 1000)}
     await write_raw_job(res, "nul-1", codec.dumps(record))
     async with in_process_worker(settings, [QUEUE]):
-        await wait_for_letters(res, 1)
+        await wait_for_dead_letters(res, 1)
     [letter] = await res.dlq.list()
     assert letter.job_id == "nul-1" and letter.error_class == "InvalidPayload"
     assert letter.payload is None and letter.raw_payload is not None and "\\u0000" in letter.raw_payload

@@ -6,11 +6,9 @@ garbage."""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from redis.asyncio.client import PubSub
 
@@ -22,17 +20,12 @@ from app.queue.connections import connect_redis
 from app.queue.enqueue import Enqueuer, JobRequest
 from app.runtime.embedded import RedisServer
 from app.runtime.process import Process
-from tests.support.jobs import RUNS_KEY, result_of
+from tests.support.jobs import recorded_runs, result_of
+from tests.support.waits import until, until_true
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 IDLE = keys.idle_workers_key(QUEUE)
-
-
-async def until(check: Callable[[], Awaitable[object]], timeout_s: float = 10) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.01)
 
 
 async def registered(res: Resources, worker: Process) -> None:
@@ -107,17 +100,13 @@ async def test_two_workers_taking_handoffs_and_looking_at_once_run_every_job_onc
                                                  for tag in chunk[start:start + 3]])
         await asyncio.gather(*(enqueue(tags[n::10]) for n in range(10)))
         async with asyncio.timeout(60):
-            while len(runs := await _runs(res)) < 2 * len(tags) or await res.redis.zcard(QUEUE):
+            while len(runs := await recorded_runs(res)) < 2 * len(tags) or await res.redis.zcard(QUEUE):
                 await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # a second run of any job would show up meanwhile
-        runs = await _runs(res)
+        runs = await recorded_runs(res)
     starts = [r for r in runs if r["event"] == "start"]
     assert sorted(r["tag"] for r in starts) == sorted(tags)
     assert {r["attempt"] for r in starts} == {1}
-
-
-async def _runs(res: Resources) -> list[dict[str, Any]]:
-    return [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
 
 
 async def test_a_dead_process_in_the_idle_set_is_skipped_and_dropped(settings: Settings, res: Resources) -> None:
@@ -183,8 +172,8 @@ async def test_a_stopping_process_leaves_the_idle_set_before_its_jobs_finish(set
         await res.redis.zadd(IDLE, {worker.engine.instance: 30_000})  # a slot is free: registered
         worker.request_stop()
         await until(lambda: _absent(res, worker), timeout_s=1.0)
-        assert [r for r in await _runs(res) if r["event"] == "done"] == [], "left only after the drain"
-    assert [r["tag"] for r in await _runs(res) if r["event"] == "done"] == ["drain"]
+        assert [r for r in await recorded_runs(res) if r["event"] == "done"] == [], "left only after the drain"
+    assert [r["tag"] for r in await recorded_runs(res) if r["event"] == "done"] == ["drain"]
 
 
 async def test_a_paused_queue_gets_no_handoff_and_garbage_on_the_channel_changes_nothing(
@@ -218,7 +207,7 @@ async def test_after_redis_restarts_the_worker_listens_again_and_jobs_are_handed
             await until(lambda: client.zscore(IDLE, worker.engine.instance))
             await client.aclose(close_connection_pool=True)
             await asyncio.to_thread(server.stop)
-            await until(lambda: _true(not worker.engine.hub.connected.is_set()))
+            await until_true(lambda: not worker.engine.hub.connected.is_set())
             await asyncio.to_thread(server.start)
             async with asyncio.timeout(20):
                 await worker.engine.hub.connected.wait()
@@ -238,5 +227,3 @@ async def test_after_redis_restarts_the_worker_listens_again_and_jobs_are_handed
         await asyncio.to_thread(server.stop)
 
 
-async def _true(value: bool) -> bool:
-    return value

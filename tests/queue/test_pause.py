@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable
 
@@ -12,16 +11,12 @@ from app.jobs.resources import Resources
 from app.queue import control, keys
 from app.queue.enqueue import JobRequest
 from app.runtime.process import Process
-from tests.support.jobs import RUNS_KEY
+from tests.support.jobs import recorded_runs
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 OTHER = "sla-monitor"
 FALLBACK_MS = 100
-
-
-async def _runs(res: Resources) -> list[dict[str, object]]:
-    return [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]
 
 
 async def _let_the_worker_look(process: Process, *, for_s: float) -> None:
@@ -52,7 +47,7 @@ async def test_paused_queue_runs_nothing_under_a_stream_of_wake_ups_then_runs_al
         for _ in range(20):
             await res.redis.publish(keys.wake_channel(QUEUE), "1")
         await _let_the_worker_look(process, for_s=1.0)
-        assert await _runs(res) == []
+        assert await recorded_runs(res) == []
         await control.resume(res.redis, QUEUE)
         for tag in [*tags, *(f"b{n}" for n in range(20)), "due"]:
             assert len(await wait_for_runs(res, tag, "done", 1, timeout_s=10)) == 1
@@ -73,6 +68,6 @@ async def test_pausing_one_queue_leaves_the_others_waking_at_once(
         await res.enqueuer.enqueue("probe", {"tag": "free"}, queue=OTHER)
         [start] = await wait_for_runs(res, "free", "start", 1, timeout_s=10)
         assert start["t"] - enqueued_at < 1.0
-        assert [r["tag"] for r in await _runs(res) if r["tag"] == "held"] == []
+        assert [r["tag"] for r in await recorded_runs(res) if r["tag"] == "held"] == []
         await control.resume(res.redis, QUEUE)
         await wait_for_runs(res, "held", "done", 1, timeout_s=10)

@@ -18,9 +18,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.queue.subscriber import OnMessage, Subscription
 from app.runtime.embedded import RedisServer
-from tests.conftest import require_binary
-from tests.runtime.test_startup import TcpRedis
 from tests.support.services import ServiceUrls
+from tests.support.system import require_binary
+from tests.support.tcp_redis import TcpRedis
 
 # Larger than asyncio's 256 KiB read (and TLS's 16 KiB record): it arrives over many reads.
 LARGE = bytes(range(256)) * 4096

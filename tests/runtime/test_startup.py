@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,31 +17,11 @@ from app.config import PROJECT_ROOT, Settings
 from app.jobs.resources import Resources
 from app.queue import control, keys
 from app.queue.payload import MAX_DEPTH, MAX_PAYLOAD_BYTES
-from tests.conftest import require_binary
-from tests.support.services import free_port
-from tests.support.worker import WorkerProcess, in_process_worker, subprocess_env
+from tests.support.tcp_redis import TcpRedis
+from tests.support.worker import WorkerProcess, in_process_worker, one_error_line, run_command, subprocess_env
 
 EnvFactory = Callable[..., dict[str, str]]
 SECRET = "hunter2-s3cret"
-
-
-async def run(env: dict[str, str], *argv: str, timeout_s: float = 60) -> tuple[int, str, str]:
-    """`python -m <argv>` with `env`; exit code, stdout and stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", *argv, env=subprocess_env(env), cwd=PROJECT_ROOT,
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    async with asyncio.timeout(timeout_s):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def one_error_line(err: str) -> str:
-    """The one line a failed command wrote besides JSON log lines; fails if there are more."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
-    assert len(lines) == 1, lines
-    return lines[0]
 
 
 ENTRY_POINTS = [("app.cli", "queues"), ("app.trigger", "ping", "--queue", "sla-monitor"), ("app",)]
@@ -74,7 +51,7 @@ async def test_bad_or_unreachable_urls_end_in_one_line_naming_the_variable(
     env = make_env(db_connect_timeout_s=1, **overrides)
     if overrides.get("REDIS_URL") == "":
         del env["REDIS_URL"]  # only DATABASE_URL set
-    results = await asyncio.gather(*(run(env, *argv) for argv in ENTRY_POINTS))
+    results = await asyncio.gather(*(run_command(env, *argv) for argv in ENTRY_POINTS))
     for argv, (code, out, err) in zip(ENTRY_POINTS, results, strict=True):
         line = one_error_line(err)
         assert code == 2 and variable in line, (argv, code, line)
@@ -83,7 +60,7 @@ async def test_bad_or_unreachable_urls_end_in_one_line_naming_the_variable(
 
 async def test_ping_on_an_unknown_queue_is_one_line_and_exit_2(make_env: EnvFactory) -> None:
     """`python -m app.trigger ping --queue nope` names the queue and the known ones."""
-    code, _, err = await run(make_env(), "app.trigger", "ping", "--queue", "nope")
+    code, _, err = await run_command(make_env(), "app.trigger", "ping", "--queue", "nope")
     line = one_error_line(err)
     assert code == 2 and "unknown queue 'nope'" in line and "sla-monitor" in line
 
@@ -103,7 +80,7 @@ async def test_deep_huge_malformed_and_nul_payloads_are_refused_in_one_line(
         make_env: EnvFactory, payload: str, says: str) -> None:
     """Over-deep (300, 5000 levels, unclosed), long, malformed, non-object and NUL or lone
     surrogate bearing --json: one line naming the problem, exit 2, nothing enqueued."""
-    code, out, err = await run(make_env(), "app.trigger", "ping", "--queue", "sla-monitor", "--json", payload)
+    code, out, err = await run_command(make_env(), "app.trigger", "ping", "--queue", "sla-monitor", "--json", payload)
     line = one_error_line(err)
     assert code == 2 and says in line, line
     assert out == ""
@@ -128,7 +105,7 @@ async def test_jobs_show_marks_undecodable_result_and_progress_instead_of_crashi
     marked undecodable."""
     await res.redis.set(keys.RESULT_PREFIX + "garbled", b"\x80\x04\x95pickle\xff\x00")
     await res.redis.set(keys.progress_key("garbled"), b"\xff\xfe{not json")
-    code, out, err = await run(make_env(), "app.cli", "jobs", "show", "garbled")
+    code, out, err = await run_command(make_env(), "app.cli", "jobs", "show", "garbled")
     assert code == 0 and "Traceback" not in err
     shown = json.loads(out)
     assert shown["jobId"] == "garbled" and shown["status"] == "complete" and shown["success"] is False
@@ -141,11 +118,11 @@ async def test_jobs_show_names_the_queue_a_job_ran_on(make_env: EnvFactory, sett
     queued = await res.enqueuer.enqueue("ping", {}, queue="calendar-sync")
     assert queued is not None
     env = make_env()
-    code, out, _ = await run(env, "app.cli", "jobs", "show", queued.job_id)
+    code, out, _ = await run_command(env, "app.cli", "jobs", "show", queued.job_id)
     assert code == 0 and json.loads(out)["queue"] == "calendar-sync" and json.loads(out)["status"] == "queued"
     async with in_process_worker(settings, ["calendar-sync"]):
         await res.enqueuer.job(queued.job_id, "calendar-sync").wait(timeout_s=20, poll_delay=0.02)
-    code, out, _ = await run(env, "app.cli", "jobs", "show", queued.job_id)
+    code, out, _ = await run_command(env, "app.cli", "jobs", "show", queued.job_id)
     shown = json.loads(out)
     assert code == 0 and shown["queue"] == "calendar-sync" and shown["success"] is True
 
@@ -154,17 +131,18 @@ async def test_pause_and_resume_all_and_drain_several(make_env: EnvFactory, res:
     """`queues pause --all` pauses every queue, `resume --all` undoes it; `drain A B` waits for
     both; naming no queue (or a queue and --all) is one line, exit 2."""
     env = make_env()
-    code, _, err = await run(env, "app.cli", "queues", "pause", "--all")
+    code, _, err = await run_command(env, "app.cli", "queues", "pause", "--all")
     assert code == 0, err
     paused = await control.paused(res.redis)
     assert {"sla-monitor", "calendar-sync", "intake-routing", "document-processing"} <= paused
-    code, _, err = await run(env, "app.cli", "queues", "resume", "--all")
+    code, _, err = await run_command(env, "app.cli", "queues", "resume", "--all")
     assert code == 0 and await control.paused(res.redis) == set()
     for argv in (("queues", "pause"), ("queues", "drain", "sla-monitor", "--all"), ("queues", "resume", "nope")):
-        code, _, err = await run(env, "app.cli", *argv)
+        code, _, err = await run_command(env, "app.cli", *argv)
         assert code == 2 and one_error_line(err), argv
     await res.enqueuer.enqueue("ping", {}, queue="calendar-sync")
-    code, _, err = await run(env, "app.cli", "queues", "drain", "sla-monitor", "calendar-sync", "--timeout", "0.5")
+    code, _, err = await run_command(env, "app.cli", "queues", "drain", "sla-monitor", "calendar-sync",
+                                     "--timeout", "0.5")
     assert code == 1 and "did not drain" in err and "waiting=1" in err
 
 
@@ -174,12 +152,12 @@ async def test_queues_json_has_a_total(make_env: EnvFactory, res: Resources) -> 
         await res.enqueuer.enqueue("ping", {}, queue=q)
     await res.enqueuer.enqueue("ping", {}, queue="intake-routing", defer_s=600)
     env = make_env()
-    code, out, _ = await run(env, "app.cli", "queues", "--json")
+    code, out, _ = await run_command(env, "app.cli", "queues", "--json")
     shown = json.loads(out)
     total = shown.pop("total")
     assert code == 0 and total["waiting"] == 3 and total["delayed"] == 1
     assert total["concurrency"] == sum(r["concurrency"] for r in shown.values())
-    code, out, _ = await run(env, "app.cli", "queues")
+    code, out, _ = await run_command(env, "app.cli", "queues")
     assert out.splitlines()[-1].split()[:4] == ["total", "3", "0", "1"]
 
 
@@ -191,7 +169,7 @@ async def test_dlq_retry_all_retries_each_letter_on_its_own(make_env: EnvFactory
     for n in range(8):
         await res.dlq.put(job_id=f"good{n}", job_name="ping", queue="sla-monitor", payload={"note": f"n{n}"},
                           attempts=3, error_class="TransientError", error_message="down")
-    code, out, err = await run(make_env(), "app.cli", "dlq", "retry", "--all")
+    code, out, err = await run_command(make_env(), "app.cli", "dlq", "retry", "--all")
     assert code == 1 and "Traceback" not in err
     assert "retried 8 of 9; refused 1" in out
     bad_line = next(line for line in out.splitlines() if "refused (stays DEAD)" in line)
@@ -200,51 +178,6 @@ async def test_dlq_retry_all_retries_each_letter_on_its_own(make_env: EnvFactory
     assert left.job_id == "bad" and left.status == "DEAD"
     assert len(await res.dlq.list(status="RETRIED", limit=20)) == 8
     assert await res.redis.zcard("sla-monitor") == 8
-
-
-class TcpRedis:
-    """The machine's redis-server on 127.0.0.1 (TCP, optionally TLS only), for Redis
-    configured by host and port rather than the tests' unix socket."""
-
-    def __init__(self, directory: Path, *, tls: bool = False) -> None:
-        self.directory, self.tls, self.port = directory, tls, free_port()
-        self.ca = directory / "ca.pem"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def _make_certificates(self) -> list[str]:
-        d = self.directory
-        ssl = ["openssl"]
-        subprocess.run([*ssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "ca.key", "-out",
-                        self.ca, "-days", "1", "-subj", "/CN=workhorse-test-ca"], check=True, capture_output=True)
-        subprocess.run([*ssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "server.key", "-out",
-                        d / "server.csr", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-        (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        subprocess.run([*ssl, "x509", "-req", "-in", d / "server.csr", "-CA", self.ca, "-CAkey", d / "ca.key",
-                        "-CAcreateserial", "-out", d / "server.pem", "-days", "1", "-extfile", d / "ext"],
-                       check=True, capture_output=True)
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(d / "server.pem"),
-                "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(self.ca),
-                "--tls-auth-clients", "no"]
-
-    def start(self) -> None:
-        binary = require_binary("redis-server")
-        self.directory.mkdir(parents=True, exist_ok=True)
-        ports = self._make_certificates() if self.tls else ["--port", str(self.port)]
-        self.proc = subprocess.Popen([binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                      "--dir", str(self.directory)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.02)
-        raise AssertionError("redis-server did not listen")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 @pytest.fixture
@@ -265,7 +198,8 @@ async def test_redis_host_and_port_are_used_and_no_embedded_redis_starts(
     await worker.start()
     try:
         await worker.wait_ready()
-        code, out, err = await run(env, "app.trigger", "ping", "--queue", "sla-monitor", "--wait", "--timeout", "20")
+        code, out, err = await run_command(env, "app.trigger", "ping", "--queue", "sla-monitor", "--wait",
+                                           "--timeout", "20")
         assert code == 0 and '"pong": true' in out, err
     finally:
         assert await worker.stop() == 0
@@ -282,7 +216,7 @@ async def test_an_unreachable_redis_host_names_redis_host(make_env: EnvFactory) 
     """REDIS_HOST pointing at a closed loopback port fails in one line naming REDIS_HOST."""
     env = make_env(redis_host="127.0.0.1", redis_port=1, redis_password=SECRET, db_connect_timeout_s=1)
     del env["REDIS_URL"]
-    code, out, err = await run(env, "app.cli", "queues")
+    code, out, err = await run_command(env, "app.cli", "queues")
     line = one_error_line(err)
     assert code == 2 and "REDIS_HOST" in line and SECRET not in out + err
 
@@ -293,8 +227,8 @@ async def test_rediss_refuses_a_server_whose_certificate_it_cannot_verify(
     server = TcpRedis(tmp_path / "tls-redis", tls=True)
     server.start()
     try:
-        code, _, err = await run(make_env(redis_url=f"rediss://127.0.0.1:{server.port}/0", db_connect_timeout_s=1),
-                                 "app.cli", "queues")
+        env = make_env(redis_url=f"rediss://127.0.0.1:{server.port}/0", db_connect_timeout_s=1)
+        code, _, err = await run_command(env, "app.cli", "queues")
     finally:
         server.stop()
     line = one_error_line(err)
@@ -308,7 +242,7 @@ async def test_rediss_with_the_ca_given_in_the_url_connects(make_env: EnvFactory
     try:
         env = make_env(redis_url=f"rediss://127.0.0.1:{server.port}/0?ssl_ca_certs={server.ca}",
                        db_connect_timeout_s=2)
-        code, out, err = await run(env, "app.cli", "queues", "--json")
+        code, out, err = await run_command(env, "app.cli", "queues", "--json")
     finally:
         server.stop()
     assert code == 0, err
@@ -324,7 +258,7 @@ async def test_out_of_range_ids_and_unknown_or_huge_queue_names_are_one_short_li
         make_env: EnvFactory, argv: tuple[str, ...]) -> None:
     """A dead letter id beyond bigint or below 1, and queue names that are unknown, enormous or
     missing: a short error line (argparse's own after its usage line), exit 2, no traceback."""
-    code, _, err = await run(make_env(), "app.cli", *argv)
+    code, _, err = await run_command(make_env(), "app.cli", *argv)
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
     assert code == 2 and len(err) < 1000 and ("error" in line or "unknown queue" in line or "--all" in line), err

@@ -18,9 +18,10 @@ import pytest
 
 from app.config import PROJECT_ROOT, Settings
 from app.jobs.resources import Resources
-from tests.conftest import IN_CI, require_binary
 from tests.fakes import documents as files
+from tests.support.jobs import outcome
 from tests.support.relay import tcp_database_url
+from tests.support.system import IN_CI, require_binary
 from tests.support.unit_confinement import allowed_syscalls, from_unit
 from tests.support.worker import NotifySocket, WorkerProcess, subprocess_env
 
@@ -113,14 +114,6 @@ def test_the_sandbox_imposes_what_the_unit_asks(confined: list[str], workhorse_h
     assert seen["nice"] == 0
 
 
-async def outcome(res: Resources, job_id: str, timeout_s: float = 60) -> tuple[bool, object]:
-    job = res.enqueuer.job(job_id, "document-processing")
-    async with asyncio.timeout(timeout_s):
-        while (info := await job.outcome()) is None:
-            await asyncio.sleep(0.05)
-    return info.success, info.result
-
-
 async def test_the_worker_serves_and_ocrs_inside_the_units_sandbox(
         confined: list[str], make_env: Callable[..., dict[str, str]], res: Resources, tmp_path: Path) -> None:
     """Started under the unit's sandbox, the worker tells systemd READY=1 and pings the watchdog
@@ -143,7 +136,8 @@ async def test_the_worker_serves_and_ocrs_inside_the_units_sandbox(
             assert "NoNewPrivs:\t1" in status and "Seccomp:\t2" in status and "CapEff:\t" + "0" * 16 in status
             queued = [await res.enqueuer.enqueue("process_document", {"documentId": doc, "orgId": "org-1"})
                       for doc in ("scan-1", "png-1")]
-            results = [await outcome(res, q.job_id) for q in queued if q is not None]
+            results = [await outcome(res, q.job_id, "document-processing", timeout_s=60)
+                       for q in queued if q is not None]
             await notify.wait_for("WATCHDOG=1")
             worker.signal(signal.SIGTERM)
             await notify.wait_for("STOPPING=1")

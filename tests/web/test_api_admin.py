@@ -21,11 +21,8 @@ from app.jobs.resources import Resources
 from app.queue import control
 from app.web.api.openapi import request_name
 from app.web.api.schemas import RESPONSES
-from tests.queue.test_dead_letters import cli
-from tests.support.worker import wait_for_runs
-from tests.web.test_api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api, api_worker
-
-__all__ = ["api"]  # the fixture, shared with tests/web/test_api.py
+from tests.support.api import FULL, QUEUE, READ_ONLY, TOKENS, ApiClient, api_worker
+from tests.support.worker import cli, wait_for_runs
 
 KEY = Fernet.generate_key().decode()
 

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from app.jobs.resources import Resources
+from tests.support.api import QUEUE, ApiClient
 from tests.support.worker import wait_for_runs
-from tests.web.test_api import QUEUE, ApiClient, api
-
-__all__ = ["api"]  # the fixture, shared with tests/web/test_api.py
 
 
 async def test_a_repeated_idempotency_key_enqueues_one_job(api: ApiClient, res: Resources) -> None:

@@ -24,8 +24,8 @@ from app.queue import control
 from app.runtime.process import Process
 from app.web.auth import parse_tokens
 from app.web.dashboard import session
-from tests.conftest import require_binary
 from tests.support.browser import chromium, forget_everything, in_thread, log_in, wait_for
+from tests.support.system import require_binary
 from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.config import PROJECT_ROOT, Settings
 from app.jobs.resources import Resources
 from app.queue import control
-from tests.conftest import require_binary
 from tests.support.http import get
+from tests.support.system import require_binary
 from tests.support.worker import in_process_worker
 
 ALERTS = PROJECT_ROOT / "config" / "monitoring" / "alerts.yaml"

@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -23,6 +22,7 @@ from app.web.api import idempotency
 from tests.fakes import documents as files
 from tests.support import node
 from tests.support.services import ServiceUrls
+from tests.support.waits import until
 from tests.support.worker import in_process_worker
 
 TOKEN = "readme-node-token"
@@ -54,14 +54,6 @@ def at(code: str, port: int) -> str:
     """`code` speaking to the test's worker instead of the default address."""
     assert README_ADDRESS in code
     return code.replace(README_ADDRESS, f"127.0.0.1:{port}")
-
-
-async def wait_for(read: Callable[[], Awaitable[Any]], timeout_s: float = 30.0) -> Any:
-    """The first truthy answer of `read()`."""
-    async with asyncio.timeout(timeout_s):
-        while not (found := await read()):
-            await asyncio.sleep(0.02)
-    return found
 
 
 def ends(ran: node.Completed) -> tuple[str, str]:
@@ -168,8 +160,8 @@ async def test_the_outbox_sql_through_pg_commits_a_job_that_runs(
 
         committed = await node.run(["node", run_sql], cwd=node.NODE_DIR, env=pg_env, stdin=sql)
         assert ends(committed) == ("BEGIN", "COMMIT")
-        job_id = await wait_for(lambda: res.db.fetchval(
-            "SELECT dispatched_job_id FROM job_outbox WHERE status = 'DISPATCHED'"))
+        job_id = await until(lambda: res.db.fetchval(
+            "SELECT dispatched_job_id FROM job_outbox WHERE status = 'DISPATCHED'"), timeout_s=30)
         result = await res.enqueuer.job(job_id).result(timeout_s=30)
     assert result["documentId"] == "doc_1"
     doc = await res.db.fetchrow("SELECT status, ocr_text FROM documents WHERE id = 'doc_1'")

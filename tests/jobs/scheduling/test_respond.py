@@ -8,7 +8,7 @@ import asyncio
 import datetime as dt
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,11 +17,12 @@ from aiohttp import web
 from app.config import Settings
 from app.jobs.resources import Resources
 from app.providers.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from tests.fakes.openai import FakeOpenAI, running_fake_openai
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.support.jobs import result_of
 from tests.support.services import free_port
+from tests.support.waits import until, wait_for_dead_letters
 from tests.support.worker import in_process_worker
 
 QUEUE = "scheduling-agent"
@@ -45,22 +46,16 @@ async def task(res: Resources, task_id: str, message: str = "", channel: str = "
         fields.get("email"), fields.get("phone"), fields.get("webhook"))
 
 
-async def until(check: Callable[[], Awaitable[bool]], timeout_s: float = 20) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
-
-
 async def status_is(res: Resources, task_id: str, *statuses: str) -> None:
     async def check() -> bool:
         return await res.db.fetchval("SELECT status FROM scheduling_agent_tasks WHERE id = $1", task_id) in statuses
-    await until(check)
+    await until(check, timeout_s=20)
 
 
 async def chats(res: Resources, count: int) -> list[Any]:
     async def check() -> bool:
         return int(await res.db.fetchval("SELECT count(*) FROM chat_messages")) >= count
-    await until(check)
+    await until(check, timeout_s=20)
     return list(await res.db.fetch("SELECT user_id, body, data FROM chat_messages ORDER BY id"))
 
 
@@ -130,12 +125,6 @@ async def test_two_bookings_of_one_slot_one_is_scheduled_the_other_gets_alternat
         results = [await result_of(res, q, QUEUE) for q in queued]
     assert sorted(r["status"] for r in results) == ["AWAITING_INPUT", "AWAITING_INPUT", "SCHEDULED"]
     assert await res.db.fetchval("SELECT count(*) FROM scheduling_events WHERE status = 'SCHEDULED'") == 1
-
-
-@pytest.fixture
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    async with running_fake_openai() as fake:
-        yield fake
 
 
 async def test_model_classification_is_used_and_low_confidence_needs_review(
@@ -319,13 +308,9 @@ async def test_a_missing_task_is_a_dead_letter_and_bad_times_are_refused(setting
 
     async with in_process_worker(settings, [QUEUE]):
         await res.enqueuer.enqueue("process_inbox", {"taskId": "ghost", "userId": "user_1"})
-        await until(lambda: _has_dead(res))
+        await wait_for_dead_letters(res, 1)
     [dead] = await res.dlq.list()
     assert dead.attempts == 1 and "does not exist" in dead.error_message
     with pytest.raises(InvalidPayload, match="endTime must be after startTime"):
         await res.enqueuer.enqueue("schedule_meeting", {"taskId": "t", "userId": "u", "schedulingData": {
             "title": "x", "startTime": "2030-01-01T10:00:00Z", "endTime": "2030-01-01T09:00:00Z"}})
-
-
-async def _has_dead(res: Resources) -> bool:
-    return bool(await res.dlq.list())
