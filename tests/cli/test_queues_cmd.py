@@ -1,4 +1,6 @@
-"""`workhorse queues`, pause/resume/drain and `jobs stuck` as an operator uses them."""
+"""`workhorse queues` as an operator uses it: counts as a table or JSON with a total, pause and
+resume (one queue or --all) holding across processes, drain waiting for work to finish; unknown,
+enormous or missing names and out-of-range ids are one short line, exit 2."""
 
 from __future__ import annotations
 
@@ -6,12 +8,14 @@ import asyncio
 import json
 from collections.abc import Callable
 
+import pytest
+
 from app.config import Settings
 from app.jobs.resources import Resources
-from app.queue import control, keys, stats
-from app.queue.clock import now_ms
-from tests.support.worker import cli, in_process_worker, wait_for_runs
+from app.queue import control, stats
+from tests.support.worker import cli, in_process_worker, one_error_line, run_command, wait_for_runs
 
+EnvFactory = Callable[..., dict[str, str]]
 QUEUE = "intake-routing"
 
 
@@ -63,13 +67,50 @@ async def test_drain_waits_for_work_to_finish_and_fails_on_timeout(
             assert await wait_for_runs(res, f"d{n}", "done", 1, timeout_s=1)
 
 
-async def test_jobs_stuck_lists_jobs_past_their_timeout(make_env: Callable[..., dict[str, str]],
-                                                        res: Resources) -> None:
-    """A job a live process reports running for longer than its queue's timeout is listed."""
-    await stats.sync_running(res.redis, QUEUE, {"old-job": 1_000}, [], ttl_s=60)
-    await stats.sync_running(res.redis, QUEUE, {"new-job": now_ms()}, [], ttl_s=60)
-    code, out = await cli(make_env(), "jobs", "stuck", "--json")
-    rows = json.loads(out)
-    assert code == 0 and [r["jobId"] for r in rows] == ["old-job"]
-    assert rows[0]["queue"] == QUEUE and rows[0]["timeoutS"] == 120
-    assert await res.redis.exists(keys.running_key(QUEUE))
+async def test_pause_and_resume_all_and_drain_several(make_env: EnvFactory, res: Resources) -> None:
+    """`queues pause --all` pauses every queue, `resume --all` undoes it; `drain A B` waits for
+    both; naming no queue (or a queue and --all) is one line, exit 2."""
+    env = make_env()
+    code, _, err = await run_command(env, "app.cli", "queues", "pause", "--all")
+    assert code == 0, err
+    paused = await control.paused(res.redis)
+    assert {"sla-monitor", "calendar-sync", "intake-routing", "document-processing"} <= paused
+    code, _, err = await run_command(env, "app.cli", "queues", "resume", "--all")
+    assert code == 0 and await control.paused(res.redis) == set()
+    for argv in (("queues", "pause"), ("queues", "drain", "sla-monitor", "--all"), ("queues", "resume", "nope")):
+        code, _, err = await run_command(env, "app.cli", *argv)
+        assert code == 2 and one_error_line(err), argv
+    await res.enqueuer.enqueue("ping", {}, queue="calendar-sync")
+    code, _, err = await run_command(env, "app.cli", "queues", "drain", "sla-monitor", "calendar-sync",
+                                     "--timeout", "0.5")
+    assert code == 1 and "did not drain" in err and "waiting=1" in err
+
+
+async def test_queues_json_has_a_total(make_env: EnvFactory, res: Resources) -> None:
+    """`queues --json` adds "total": every count summed over the queues; the table a total row."""
+    for q in ("sla-monitor", "sla-monitor", "calendar-sync"):
+        await res.enqueuer.enqueue("ping", {}, queue=q)
+    await res.enqueuer.enqueue("ping", {}, queue="intake-routing", defer_s=600)
+    env = make_env()
+    code, out, _ = await run_command(env, "app.cli", "queues", "--json")
+    shown = json.loads(out)
+    total = shown.pop("total")
+    assert code == 0 and total["waiting"] == 3 and total["delayed"] == 1
+    assert total["concurrency"] == sum(r["concurrency"] for r in shown.values())
+    code, out, _ = await run_command(env, "app.cli", "queues")
+    assert out.splitlines()[-1].split()[:4] == ["total", "3", "0", "1"]
+
+
+@pytest.mark.parametrize("argv", [
+    ("dlq", "retry", "99999999999999999999"), ("dlq", "show", "-5"), ("dlq", "show", "1e3"),
+    ("queues", "pause", "q" * 100_000), ("queues", "drain", "sla-monitor", "nope\u202e"),
+    ("queues", "resume"),
+])
+async def test_out_of_range_ids_and_unknown_or_huge_queue_names_are_one_short_line(
+        make_env: EnvFactory, argv: tuple[str, ...]) -> None:
+    """A dead letter id beyond bigint or below 1, and queue names that are unknown, enormous or
+    missing: a short error line (argparse's own after its usage line), exit 2, no traceback."""
+    code, _, err = await run_command(make_env(), "app.cli", *argv)
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert code == 2 and len(err) < 1000 and ("error" in line or "unknown queue" in line or "--all" in line), err

@@ -3,9 +3,7 @@ from where an operator can inspect, retry and purge it."""
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
-import json
 from collections.abc import Callable
 
 from app.config import Settings
@@ -13,7 +11,7 @@ from app.jobs.resources import Resources
 from app.queue import keys
 from tests.support.records import arq_record
 from tests.support.waits import wait_for_dead_letters
-from tests.support.worker import cli, in_process_worker, wait_for_runs
+from tests.support.worker import in_process_worker, wait_for_runs
 
 QUEUE = "intake-routing"
 
@@ -76,31 +74,6 @@ async def test_dead_letter_retry_of_a_fixed_job_succeeds(settings: Settings, res
     assert await res.dlq.list() == []
     info = await res.enqueuer.job("fixme-1", QUEUE).outcome()
     assert info is not None and info.success and info.attempt == 1
-
-
-async def test_dlq_cli_lists_shows_and_purges_only_what_it_was_asked(
-        make_env: Callable[..., dict[str, str]], res: Resources) -> None:
-    """`workhorse dlq` lists as a table or JSON, shows one letter, and purges by queue and age."""
-    for queue, job_id in (("sla-monitor", "a"), ("sla-monitor", "b"), ("calendar-sync", "c")):
-        await res.dlq.put(job_id=job_id, job_name="ping", queue=queue, payload={}, attempts=1,
-                          error_class="bug", error_message=f"boom {job_id}")
-    await res.db.execute("UPDATE dead_letters SET last_failed_at = now() - interval '40 days' WHERE job_id = 'a'")
-    env = make_env()
-    code, out = await cli(env, "dlq", "list", "--json")
-    assert code == 0 and {d["jobId"] for d in json.loads(out)} == {"a", "b", "c"}
-    code, out = await cli(env, "dlq", "list", "--queue", "calendar-sync")
-    assert code == 0 and "boom c" in out and "boom a" not in out and out.startswith("ID")
-    code, out = await cli(env, "dlq", "purge")
-    assert code == 2 and "--all" in out
-    code, out = await cli(env, "dlq", "purge", "--queue", "sla-monitor", "--older-than", "30d")
-    assert code == 0 and "purged 1" in out
-    assert {d.job_id for d in await res.dlq.list()} == {"b", "c"}
-    letter_id = (await res.dlq.list(queue="calendar-sync"))[0].id
-    code, out = await cli(env, "dlq", "show", str(letter_id), "--json")
-    assert code == 0 and json.loads(out)["error"] == "boom c"
-    assert await res.dlq.purge(queue="calendar-sync") == 1
-    assert await res.dlq.purge(older_than=dt.timedelta(days=1)) == 0
-    assert {d.job_id for d in await res.dlq.list()} == {"b"}
 
 
 async def test_job_timeout_is_retried_by_policy(make_settings: Callable[..., Settings], res: Resources) -> None:
