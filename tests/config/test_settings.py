@@ -1,4 +1,5 @@
-"""Settings: one object from the environment; bad values named; secrets hidden; docs complete."""
+"""Settings: one object from the environment; bad values named (LOG_LEVEL read in the runbooks'
+spellings); secrets hidden; docs complete."""
 
 from __future__ import annotations
 
@@ -58,3 +59,20 @@ def test_served_queues_subset() -> None:
     assert s.served_queues("calendar-sync") == ["calendar-sync"]
     with pytest.raises(SettingsError, match="nope"):
         s.served_queues("nope")
+
+
+@pytest.mark.parametrize(("given", "level"), [
+    ("warn", "WARNING"), ("WARN", "WARNING"), ("Warn", "WARNING"), ("warning", "WARNING"), ("WARNING", "WARNING"),
+    ("error", "ERROR"), ("Error", "ERROR"), ("debug", "DEBUG"), ("DEBUG", "DEBUG"), ("info", "INFO"),
+    ("Info", "INFO"), (" info ", "INFO"), ("critical", "CRITICAL"), ("fatal", "CRITICAL"),
+])
+def test_log_level_accepts_the_runbooks_spellings_in_any_case(given: str, level: str) -> None:
+    """`warn`, `warning`, `error`, `debug`, `info` (and friends) in any case mean Python's level."""
+    assert Settings.load({"LOG_LEVEL": given}).log.level == level
+
+
+@pytest.mark.parametrize("given", ["verbose", "warn\x00", "W" * 10_000, "5"])
+def test_an_unknown_log_level_names_the_variable(given: str) -> None:
+    """Anything else stops start-up with one line naming LOG_LEVEL."""
+    with pytest.raises(SettingsError, match=r"^invalid setting LOG_LEVEL"):
+        Settings.load({"LOG_LEVEL": given})
