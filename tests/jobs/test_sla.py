@@ -1,4 +1,5 @@
-"""The SLA monitor: status transitions in one set-based scan, one event per change, quiet repeats."""
+"""The SLA monitor: status transitions in one set-based scan, one event per change, quiet repeats,
+and its emails written to the outbox in the transaction that records the change."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from app.config import Settings
 from app.jobs.resources import Resources
 from tests.fakes.smtp import SmtpSink
 from tests.support.jobs import result_of
+from tests.support.outbox import wait_dispatched
 from tests.support.worker import in_process_worker
 
 QUEUE = "sla-monitor"
@@ -139,3 +141,30 @@ async def test_the_clock_runs_from_creation_to_the_due_date_unless_started_is_co
     assert abs(dt.datetime.fromisoformat(warning["slaTargetAt"]) - (now + hours)) < dt.timedelta(seconds=1)
     task = await res.db.fetchrow("SELECT sla_status, sla_percentage FROM tasks WHERE id = 'clock'")
     assert task is not None and task["sla_status"] == "COMPLIANT" and 49 <= task["sla_percentage"] <= 51
+
+
+async def test_the_sla_scan_writes_its_emails_to_the_outbox_in_its_own_transaction(
+        make_settings: Callable[..., Settings], res: Resources, smtp_sink: SmtpSink) -> None:
+    """A breach found by the scan puts one send_email row per recipient into job_outbox in the
+    transaction that records the SLA event (same transaction start time), and each email is sent
+    once however often the scan runs again."""
+    created = dt.datetime.now(dt.UTC) - dt.timedelta(hours=12)
+    await res.db.execute(
+        "INSERT INTO tasks (id, org_id, title, status, created_at, sla_target_at, assignee_email, escalation_email)"
+        " VALUES ('t1', 'org-1', 'Call back ACME', 'IN_PROGRESS', $1, $2, 'amy@example.com', 'boss@example.com')",
+        created, created + dt.timedelta(hours=10))
+    settings = make_settings(**smtp_sink.env())
+    async with in_process_worker(settings, ["sla-monitor", "scheduling-reminders"]) as process:
+        for _ in range(3):
+            job = await process.res.enqueuer.enqueue("sla_scan", {})
+            assert job is not None
+            await process.res.enqueuer.job(job.job_id, "sla-monitor").result(timeout_s=20, poll_delay=0.02)
+        await smtp_sink.wait_for(lambda s: len(s.messages) == 2)
+        await wait_dispatched(res, [r["id"] for r in await res.db.fetch("SELECT id FROM job_outbox")])
+    [event] = await res.db.fetch("SELECT id, created_at FROM agent_events")
+    written = await res.db.fetch("SELECT job_name, job_id, created_at FROM job_outbox ORDER BY job_id")
+    assert [(r["job_name"], r["job_id"]) for r in written] == [
+        ("send_email", f"sla-email:{event['id']}:amy@example.com"),
+        ("send_email", f"sla-email:{event['id']}:boss@example.com")]
+    assert {r["created_at"] for r in written} == {event["created_at"]}
+    assert sorted(str(m["To"]) for m in smtp_sink.messages) == ["amy@example.com", "boss@example.com"]
