@@ -1,75 +1,24 @@
-"""Calendar sync against a Google Calendar v3 + OAuth fake: full and incremental syncs, 410,
-token refresh stored encrypted, reauthorisation, deactivation, push channels, conflicts."""
+"""sync_calendar against a Google Calendar v3 + OAuth imitation: full and incremental syncs, 410,
+token refresh stored encrypted, reauthorisation, deactivation, bad input, and synced events as
+conflicts for the scheduling agent."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from cryptography.fernet import Fernet
 
-from app.calendar import connections
-from app.calendar.connections import NewConnection
-from app.calendar.push import handle_push
-from app.calendar.sync import plan_page
 from app.calendar.tokens import TokenCipher
 from app.config import Settings
-from app.errors import PermanentError, RateLimited, TransientError
+from app.errors import PermanentError
 from app.jobs.resources import Resources
-from app.providers.google import InvalidGrant, SyncTokenGone, Unauthorized, translate
 from app.queue.handles import JobFailed
 from tests.fakes.google import GoogleFake, timed
+from tests.support.calendar_sync import KEY, NOW, QUEUE, connect, connection, events, sync
 from tests.support.jobs import result_of
+from tests.support.scheduling import at, meeting_day
 from tests.support.worker import in_process_worker
-
-QUEUE = "calendar-sync"
-KEY = Fernet.generate_key().decode()
-NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-
-@pytest.fixture
-async def google() -> AsyncIterator[GoogleFake]:
-    fake = GoogleFake()
-    await fake.start()
-    try:
-        yield fake
-    finally:
-        await fake.stop()
-
-
-@pytest.fixture
-def sync_settings(make_settings: Callable[..., Settings], google: GoogleFake) -> Callable[..., Settings]:
-    """Settings pointing at the fake, with fast retries and a breaker that stays out of the way."""
-    def make(**env: Any) -> Settings:
-        return make_settings(**google.env(), CALENDAR_TOKEN_KEYS=KEY, BREAKER_FAILURE_THRESHOLD=100,
-                             CALENDAR_SYNC_BASE_DELAY_S=0.05, CALENDAR_SYNC_PAGE_SIZE=250, **env)
-    return make
-
-
-async def connect(res: Resources, google: GoogleFake, conn_id: str = "c1", user: str = "u1", *,
-                  expires_in: dt.timedelta = dt.timedelta(hours=1)) -> tuple[str, str]:
-    """A connection as the web app stores it once the user authorised; (access, refresh) in clear."""
-    access, refresh = google.issue_access_token(), f"1//refresh-{conn_id}-secret"
-    google.refresh_tokens.add(refresh)
-    await connections.store(res.db, TokenCipher([KEY]), NewConnection(
-        conn_id, "org-1", user, access, refresh, dt.datetime.now(dt.UTC) + expires_in))
-    return access, refresh
-
-
-async def sync(res: Resources, conn_id: str = "c1", user: str = "u1", sync_type: str = "incremental") -> Any:
-    payload = {"connectionId": conn_id, "userId": user, "syncType": sync_type}
-    return await result_of(res, await res.enqueuer.enqueue("sync_calendar", payload), QUEUE)
-
-
-async def events(res: Resources, conn_id: str = "c1") -> dict[str, Any]:
-    rows = await res.db.fetch("SELECT * FROM scheduling_events WHERE calendar_connection_id = $1", conn_id)
-    return {r["external_id"]: r for r in rows}
-
-
-async def connection(res: Resources, conn_id: str = "c1") -> Any:
-    return await res.db.fetchrow("SELECT * FROM calendar_connections WHERE id = $1", conn_id)
 
 
 async def test_full_sync_of_600_events_over_pages_stores_each_once(
@@ -244,73 +193,12 @@ async def test_a_5xx_is_retried_through_the_retry_policy_then_succeeds(
     assert (await connection(res))["consecutive_failures"] == 0
 
 
-@pytest.mark.parametrize(("status", "headers", "body", "error", "retry_after"), [
-    (429, {"Retry-After": "120"}, "", RateLimited, 120.0),
-    (403, {}, '{"error": {"errors": [{"reason": "rateLimitExceeded"}]}}', RateLimited, None),
-    (403, {}, '{"error": {"errors": [{"reason": "userRateLimitExceeded"}]}}', RateLimited, None),
-    (403, {}, '{"error": {"errors": [{"reason": "forbidden"}]}}', PermanentError, None),
-    (500, {}, "", TransientError, None),
-    (503, {}, "<html>down</html>", TransientError, None),
-    (200, {}, "<html>captive portal</html>", TransientError, None),
-    (200, {}, '{"items": [', TransientError, None),
-    (200, {}, "[]", TransientError, None),
-    (401, {}, "", Unauthorized, None),
-    (410, {}, "", SyncTokenGone, None),
-    (400, {}, '{"error": "invalid_grant"}', InvalidGrant, None),
-    (400, {}, '{"error": "invalid_request"}', PermanentError, None),
-])
-def test_google_answers_map_onto_the_error_tree(status: int, headers: dict[str, str], body: str,
-                                                error: type[Exception], retry_after: float | None) -> None:
-    """Rate limits (429, 403 rateLimitExceeded) carry Retry-After; 5xx and anything unreadable
-    are transient; 401, 410 and invalid_grant have their own permanent classes."""
-    with pytest.raises(error) as caught:
-        translate(status, headers, body)
-    assert type(caught.value) is error
-    if isinstance(caught.value, RateLimited):
-        assert caught.value.retry_after_s == retry_after
-
-
-def test_the_page_plan_handles_all_day_zones_cancellations_and_hostile_items() -> None:
-    """All-day events are midnight to midnight in the calendar's zone; an event keeps its own
-    zone; cancelled, free and declined events cancel; broken items are counted, not stored."""
-    items: list[dict[str, Any]] = [
-        {"id": "allday", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-        {"id": "tokyo", "summary": "Call\x00", "start": {"dateTime": "2030-03-01T09:00:00+09:00",
-                                                         "timeZone": "Asia/Tokyo"},
-         "end": {"dateTime": "2030-03-01T08:00:00+09:00"}},
-        {"id": "gone", "status": "cancelled"},
-        {"id": "free", "transparency": "transparent", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-        {"id": "declined", "attendees": [{"email": "me@x", "self": True, "responseStatus": "declined"}],
-         "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-        {"id": "bad\x00id", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-        {"id": "badtime", "start": {"dateTime": "tomorrow"}, "end": {}},
-        {"id": "badzone", "start": {"dateTime": "2030-03-01T09:00:00Z", "timeZone": "Mars/Olympus"},
-         "end": {"dateTime": "2030-03-01T10:00:00Z"}},
-        {"no": "id"},
-        {"id": "surrogate\ud800", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-        {"id": "odd", "summary": "half \ud800 pair", "start": {"date": "2030-03-01"}, "end": {"date": "2030-03-02"}},
-    ]
-    plan = plan_page(items, "Europe/Berlin")
-    assert set(plan.upserts) == {"allday", "tokyo", "badzone", "odd"}
-    assert plan.cancels == {"gone", "free", "declined"} and plan.invalid == 4
-    assert plan.upserts["odd"].title == "half ? pair"
-    allday, tokyo = plan.upserts["allday"], plan.upserts["tokyo"]
-    assert allday.all_day and allday.time_zone == "Europe/Berlin"
-    assert allday.start_at == dt.datetime(2030, 2, 28, 23, tzinfo=dt.UTC)
-    assert allday.end_at - allday.start_at == dt.timedelta(days=1)
-    assert (tokyo.title, tokyo.time_zone, tokyo.all_day) == ("Call", "Asia/Tokyo", False)
-    assert tokyo.start_at == dt.datetime(2030, 3, 1, tzinfo=dt.UTC) and tokyo.end_at == tokyo.start_at
-    assert plan.upserts["badzone"].time_zone == "UTC"
-
-
 async def test_synced_events_make_schedule_meeting_see_a_conflict(
         sync_settings: Callable[..., Settings], res: Resources, google: GoogleFake) -> None:
     """The scheduling agent's schedule_meeting, asked for a slot overlapping a meeting that exists
     only in the user's Google Calendar, finds the conflict in the synced event and books nothing."""
     await connect(res, google, user="user_1")
-    day = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=8)
-    day += dt.timedelta(days=(2 - day.weekday()) % 7)  # a Wednesday, inside working hours' week
-    busy = dt.datetime.combine(day, dt.time(13), tzinfo=dt.UTC)
+    busy = at(meeting_day(), 13)  # a Wednesday, inside working hours' week
     google.put(timed("board", busy, 120, summary="Board meeting"))
     await res.db.execute("INSERT INTO scheduling_agent_tasks (id, org_id, user_id, message, channel)"
                          " VALUES ('t1', 'org-1', 'user_1', '', 'chat')")
@@ -323,38 +211,6 @@ async def test_synced_events_make_schedule_meeting_see_a_conflict(
             "taskId": "t1", "userId": "user_1", "schedulingData": wanted}), "scheduling-agent")
     assert result["status"] == "AWAITING_INPUT" and result["conflicts"] == [synced_id]
     assert await res.db.fetchval("SELECT count(*) FROM scheduling_events WHERE source = 'app'") == 0
-
-
-async def test_push_channel_is_opened_verified_enqueues_a_sync_and_is_renewed(
-        sync_settings: Callable[..., Settings], res: Resources, google: GoogleFake) -> None:
-    """With CALENDAR_PUSH_URL a sync opens an events.watch channel; a push with its token enqueues
-    one incremental sync (a second push while it is queued adds none); unknown channels, wrong
-    tokens and bad headers are refused; a channel near its end is replaced and the old stopped."""
-    await connect(res, google)
-    async with in_process_worker(sync_settings(CALENDAR_PUSH_URL="https://hooks.example.com/push"), [QUEUE]):
-        assert (await sync(res))["watch"] == "renewed"
-        (channel,) = google.channels
-        assert channel["address"] == "https://hooks.example.com/push"
-        headers = {"X-Goog-Channel-ID": channel["id"], "X-Goog-Channel-Token": channel["token"],
-                   "X-Goog-Resource-ID": channel["resourceId"], "X-Goog-Resource-State": "exists"}
-        assert (await handle_push(res, {**headers, "X-Goog-Resource-State": "sync"})).status == 200
-        assert (await sync(res))["watch"] == "current"
-        await res.db.execute("UPDATE calendar_connections SET watch_expires_at = now() + interval '1 hour'")
-        # The worker may start it at once: wait for it, then check the push ended in a sync.
-        first, second = await handle_push(res, headers), await handle_push(res, headers)
-        assert first.reason == "sync enqueued" and second.reason in ("sync already queued", "sync enqueued")
-        assert first.job_id is not None
-        renewed = await res.enqueuer.job(first.job_id, QUEUE).result(timeout_s=20, poll_delay=0.02)
-    assert renewed["syncType"] == "incremental" and renewed["watch"] == "renewed"
-    assert len(google.channels) == 2 and google.stopped == [{"id": channel["id"], "resourceId": "res-primary"}]
-    current = {**headers, "X-Goog-Channel-ID": google.channels[-1]["id"],
-               "X-Goog-Channel-Token": google.channels[-1]["token"]}
-    assert (await handle_push(res, headers)).status == 404  # the replaced channel is gone
-    refusals = [await handle_push(res, h) for h in (
-        {**current, "X-Goog-Channel-Token": "guess"}, {**current, "X-Goog-Resource-ID": "other"},
-        {**current, "X-Goog-Channel-ID": "nope"},
-        {**headers, "X-Goog-Channel-ID": "a\x00b"}, {})]
-    assert [r.status for r in refusals] == [403, 403, 404, 400, 400]
 
 
 async def test_entry_points_refuse_bad_input_without_counting_it_against_the_connection(
@@ -376,22 +232,3 @@ async def test_entry_points_refuse_bad_input_without_counting_it_against_the_con
     rows = await res.db.fetch("SELECT consecutive_failures, status FROM calendar_connections ORDER BY id")
     assert [tuple(r) for r in rows] == [(0, "ACTIVE"), (0, "ACTIVE")]
     assert google.count("events") == 0
-
-
-async def test_the_cron_fan_out_enqueues_one_incremental_sync_per_active_connection(
-        sync_settings: Callable[..., Settings], res: Resources, google: GoogleFake) -> None:
-    """The cron's job enqueues a sync of each ACTIVE connection under its fixed job id (a sync
-    already queued for one is not enqueued twice); inactive connections are left alone."""
-    for conn_id in ("a", "b", "c"):
-        await connect(res, google, conn_id, f"user-{conn_id}")
-    await res.db.execute("UPDATE calendar_connections SET status = 'INACTIVE' WHERE id = 'c'")
-    # Already queued (deferred, so it stays queued during the test): the fan-out adds no second one.
-    await res.enqueuer.enqueue("sync_calendar", {"connectionId": "a", "syncType": "incremental"},
-                               job_id=connections.sync_job_id("a", full=False), defer_s=600)
-    fanned = await res.enqueuer.enqueue("calendar_sync_fanout", {"syncType": "incremental"})
-    async with in_process_worker(sync_settings(), [QUEUE]):
-        result = await result_of(res, fanned, QUEUE)
-        await res.enqueuer.job(connections.sync_job_id("b", full=False), QUEUE).result(timeout_s=20)
-    assert result == {"syncType": "incremental", "connections": 2, "enqueued": 1, "alreadyQueued": 1}
-    synced = await res.db.fetch("SELECT id FROM calendar_connections WHERE last_synced_at IS NOT NULL ORDER BY id")
-    assert [r["id"] for r in synced] == ["b"]
