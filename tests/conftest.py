@@ -22,6 +22,7 @@ from tests.fakes.openai import FakeOpenAI, running_fake_openai
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.support.services import ServiceUrls, free_port, session_services
+from tests.support.system import require_binary
 
 # Tables whose rows each test starts without (everything but the migrations record).
 _KEEP_TABLES = {"schema_migrations"}
@@ -114,6 +115,12 @@ async def res(settings: Settings) -> AsyncIterator[Resources]:
     """Resources of the test process itself: enqueue, inspect Redis and the database."""
     async with open_resources(settings, build_registry(settings), start_embedded=False) as resources:
         yield resources
+
+
+@pytest.fixture
+def tesseract() -> str:
+    """The tesseract binary (`pytestmark = pytest.mark.usefixtures("tesseract")` in OCR tests)."""
+    return require_binary("tesseract")
 
 
 @pytest.fixture

@@ -1,88 +1,29 @@
-"""The document-processing queue: files in storage become text (text layer or real tesseract),
-optionally structured fields from a vision model, and an embedding job."""
+"""process_document through the real worker: files in storage become text (text layer or real
+tesseract), optionally structured fields from a vision model, and an embedding job; bad files,
+timeouts and vision failures end as they should."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
-import os
-import signal
-import time
 from collections.abc import Callable
-from typing import Any
 
-import aiohttp
 import pytest
 from PIL import Image
 
 from app.config import Settings
 from app.documents import schemas
-from app.documents.ocr import OcrEngine
-from app.documents.pages import Limits, sniff
-from app.documents.text import sanitize
-from app.errors import InvalidPayload, NotFound, PermanentError, TransientError
+from app.errors import InvalidPayload
 from app.jobs.resources import Resources
-from app.providers.s3 import S3Storage
 from app.queue import keys
-from app.runtime.process import Process
 from tests.fakes import documents as files
 from tests.fakes.openai import FakeOpenAI, vision_json
+from tests.support.documents import QUEUE, engine, process, row
 from tests.support.jobs import outcome
 from tests.support.records import arq_record
-from tests.support.services import free_port
-from tests.support.system import require_binary
 from tests.support.worker import in_process_worker
 
-QUEUE = "document-processing"
-
-
-@pytest.fixture(autouse=True)
-def _tesseract() -> None:
-    require_binary("tesseract")
-
-
-async def process(res: Resources, doc_id: str, **options: Any) -> tuple[bool, Any]:
-    queued = await res.enqueuer.enqueue("process_document", {"documentId": doc_id, "orgId": "org-1", **options})
-    assert queued is not None
-    return await outcome(res, queued.job_id, QUEUE)
-
-
-async def row(res: Resources, doc_id: str) -> dict[str, Any]:
-    found = await res.db.fetchrow("SELECT * FROM documents WHERE id = $1", doc_id)
-    assert found is not None
-    return dict(found)
-
-
-def engine(process: Process) -> OcrEngine:
-    found: OcrEngine = process.res.providers.ocr
-    return found
-
-
-@pytest.mark.parametrize(("head", "kind"), [
-    (b"%PDF-1.7\n", "pdf"), (b"\x89PNG\r\n\x1a\n", "png"), (b"\xff\xd8\xff\xe0", "jpeg"),
-    (b"II*\x00", "tiff"), (b"MM\x00*", "tiff"),
-])
-def test_file_kind_is_read_from_magic_bytes(head: bytes, kind: str) -> None:
-    """The file's first bytes, not its name or declared type, say what it is."""
-    assert sniff(head) == kind
-
-
-def test_unknown_magic_is_an_unsupported_type() -> None:
-    """A file that is none of PDF, PNG, JPEG, TIFF is refused by name."""
-    with pytest.raises(PermanentError, match="unsupported file type"):
-        sniff(b"GIF89a")
-
-
-@pytest.mark.parametrize(("raw", "clean"), [
-    ("a\x00b", "ab"),
-    ("line\r\nnext\rlast", "line\nnext\nlast"),
-    ("tab\tkept\x07\x1b bell gone", "tab\tkept bell gone"),
-    ("para\n\n\n\n\nnext  \n", "para\n\nnext"),
-])
-def test_sanitize_removes_nul_and_control_characters(raw: str, clean: str) -> None:
-    """Text stored in PostgreSQL has no NUL or control characters and tidy blank lines."""
-    assert sanitize(raw) == clean
+pytestmark = pytest.mark.usefixtures("tesseract")
 
 
 async def test_images_are_ocrd_with_confidence_progress_and_an_embedding_job(
@@ -266,21 +207,6 @@ async def test_vision_detects_the_type_nobody_gave_and_stores_it(
     assert sent["name"] == schemas.DETECT_SCHEMA_NAME and "document_type" in sent["schema"]["required"]
 
 
-async def test_a_page_past_the_tesseract_timeout_fails_the_document_once(
-        make_settings: Callable[..., Settings], res: Resources) -> None:
-    """OCR_PAGE_TIMEOUT_S bounds tesseract on each page: past it tesseract is stopped and the
-    document FAILED, naming the page and the setting, after one attempt (the page would be as
-    slow again)."""
-    await files.add_document(res, "dense", files.png(["A page tesseract gets no time for"]))
-    async with in_process_worker(make_settings(ocr_page_timeout_s=0.001), [QUEUE]):
-        ok, _ = await process(res, "dense")
-    doc = await row(res, "dense")
-    assert not ok and doc["status"] == "FAILED"
-    assert doc["processing_error"] == "tesseract took longer than OCR_PAGE_TIMEOUT_S=0.001 s on page 1 and was stopped"
-    [letter] = await res.dlq.list()
-    assert (letter.attempts, letter.error_class) == (1, "PermanentError")
-
-
 async def test_an_id_holding_nul_is_an_invalid_payload_not_a_database_error(
         settings: Settings, res: Resources) -> None:
     """PostgreSQL refuses NUL in text: the enqueuer refuses such an id by name, and one written
@@ -294,96 +220,3 @@ async def test_an_id_holding_nul_is_an_invalid_payload_not_a_database_error(
         ok, _ = await outcome(res, "nul-id", QUEUE)
     [letter] = await res.dlq.list()
     assert not ok and letter.error_class == "InvalidPayload" and "documentId" in letter.error_message
-
-
-async def test_health_answers_within_100ms_while_two_ocr_jobs_run(settings: Settings, res: Resources) -> None:
-    """OCR runs in other processes: while two documents are being OCR'd the sidecar's health
-    endpoint, on the same event loop as the worker, keeps answering within 100 ms."""
-    lines = [f"Line {n} of a dense page that keeps tesseract busy for a while" for n in range(30)]
-    for n in range(2):
-        await files.add_document(res, f"busy-{n}", files.tiff([lines, lines]))
-    latencies: list[float] = []
-    async with in_process_worker(settings, [QUEUE]) as worker, aiohttp.ClientSession() as http:
-        jobs = [asyncio.create_task(process(res, f"busy-{n}")) for n in range(2)]
-        url = f"http://127.0.0.1:{settings.health.port}/health/live"
-        async with asyncio.timeout(30):
-            while not all(j.done() for j in jobs):
-                if "ocr" in worker.res.providers.__dict__ and engine(worker).pages_in_flight >= 2:
-                    started = time.perf_counter()
-                    async with http.get(url) as reply:
-                        assert reply.status == 200
-                    latencies.append(time.perf_counter() - started)
-                await asyncio.sleep(0.02)
-        assert [(await j)[0] for j in jobs] == [True, True]
-    print(f"health latency while OCR runs: n={len(latencies)} max={max(latencies) * 1000:.1f} ms")
-    assert len(latencies) >= 10, latencies
-    assert max(latencies) < 0.1, sorted(latencies)[-5:]
-
-
-async def test_s3_storage_outage_is_retried_then_the_document_completes(
-        make_settings: Callable[..., Settings], res: Resources) -> None:
-    """With the S3-compatible store down the read fails transiently (no dead letter, no FAILED);
-    the retry after it is back reads the file and the document completes."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    settings = make_settings(storage_backend="s3", s3_bucket="uploads", s3_endpoint_url=f"http://127.0.0.1:{port}",
-                             s3_access_key_id="test", s3_secret_access_key="test",
-                             document_processing_base_delay_s=0.5, document_processing_attempts=4)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    store = S3Storage.from_settings(settings.s3)
-    try:
-        await store.create_bucket()
-        await store.put("org-1/s3-1", files.png(["Stored in a bucket"]))
-        assert await store.get("org-1/s3-1", max_bytes=10**6) == files.png(["Stored in a bucket"])
-        with pytest.raises(NotFound):
-            await store.get("org-1/missing", max_bytes=10**6)
-        await files.add_document(res, "s3-1", None)
-        server.stop()
-        async with in_process_worker(settings, [QUEUE]) as worker:
-            queued = await res.enqueuer.enqueue("process_document", {"documentId": "s3-1", "orgId": "org-1"})
-            assert queued is not None
-            async with asyncio.timeout(10):
-                while worker.res.breakers["storage"].failures < 1:
-                    await asyncio.sleep(0.02)
-            assert (await row(res, "s3-1"))["status"] == "PROCESSING"
-            server.start()
-            ok, result = await outcome(res, queued.job_id, QUEUE)
-    finally:
-        await store.aclose()
-        server.stop()
-    assert ok, result
-    assert (await row(res, "s3-1"))["ocr_text"] == "Stored in a bucket"
-    assert await res.dlq.list() == []
-
-
-async def test_a_killed_ocr_process_is_transient_and_the_pool_recovers() -> None:
-    """An OCR process that dies mid-page (OOM killer, kill -9) fails that read transiently (it
-    will be retried), and the next read gets a fresh pool instead of a broken one."""
-    ocr = OcrEngine(Limits(max_pages=5, max_pixels=40_000_000, dpi=300, page_timeout_s=60), workers=1)
-    page = files.png([f"Line {n} of a page that takes tesseract a moment" for n in range(30)])
-    try:
-        reading = asyncio.create_task(ocr.extract(page, language="eng"))
-        async with asyncio.timeout(10):
-            while ocr.pages_in_flight == 0 or not multiprocessing.active_children():
-                await asyncio.sleep(0.01)
-        for child in multiprocessing.active_children():
-            if child.pid is not None:
-                os.kill(child.pid, signal.SIGKILL)
-        with pytest.raises(TransientError, match="OCR process died"):
-            await reading
-        again = await ocr.extract(files.png(["Back to work"]), language="eng")
-        assert again.text == "Back to work"
-    finally:
-        await ocr.aclose()
-
-
-@pytest.mark.parametrize("document_type", [*schemas.MODELS, None])
-def test_every_extraction_schema_is_strict(document_type: schemas.DocumentType | None) -> None:
-    """The schemas sent with `strict: true` qualify, the type-detecting one (None) included:
-    every property required, no extra keys."""
-    schema = schemas.json_schema(document_type) if document_type else schemas.detect_schema()
-    for part in [schema, *schema.get("$defs", {}).values()]:
-        assert part["additionalProperties"] is False
-        assert set(part["required"]) == set(part["properties"])
