@@ -1,5 +1,6 @@
 """Run the real worker: in this test's event loop (InProcessWorker) or as a subprocess
-(WorkerProcess, `python -m app`), and wait for what it logs instead of sleeping."""
+(WorkerProcess, `python -m app`), and wait for what it logs instead of sleeping; and run the
+operator's commands (`workhorse`, `python -m app.trigger`) to completion."""
 
 from __future__ import annotations
 
