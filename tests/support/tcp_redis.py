@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tests.support.services import free_port
 from tests.support.system import require_binary
+from tests.support.tls import make_certificates
 
 
 class TcpRedis:
@@ -21,25 +22,13 @@ class TcpRedis:
         self.ca = directory / "ca.pem"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def _make_certificates(self) -> list[str]:
-        d = self.directory
-        ssl = ["openssl"]
-        subprocess.run([*ssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "ca.key", "-out",
-                        self.ca, "-days", "1", "-subj", "/CN=workhorse-test-ca"], check=True, capture_output=True)
-        subprocess.run([*ssl, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", d / "server.key", "-out",
-                        d / "server.csr", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-        (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-        subprocess.run([*ssl, "x509", "-req", "-in", d / "server.csr", "-CA", self.ca, "-CAkey", d / "ca.key",
-                        "-CAcreateserial", "-out", d / "server.pem", "-days", "1", "-extfile", d / "ext"],
-                       check=True, capture_output=True)
-        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(d / "server.pem"),
-                "--tls-key-file", str(d / "server.key"), "--tls-ca-cert-file", str(self.ca),
-                "--tls-auth-clients", "no"]
-
     def start(self) -> None:
         binary = require_binary("redis-server")
         self.directory.mkdir(parents=True, exist_ok=True)
-        ports = self._make_certificates() if self.tls else ["--port", str(self.port)]
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port), *make_certificates(self.directory).redis_args()]
+        else:
+            ports = ["--port", str(self.port)]
         self.proc = subprocess.Popen([binary, *ports, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                                       "--dir", str(self.directory)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
