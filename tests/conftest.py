@@ -1,10 +1,10 @@
 """Fixtures: real Redis and PostgreSQL (once per session), a clean slate per test, settings
-built from an explicit environment, and the real worker in-process or as a subprocess."""
+built from an explicit environment, and the imitated services (SMTP, Twilio, OpenAI) on 127.0.0.1.
+Helpers that are not fixtures live in tests/support/."""
 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,11 @@ from app.db import migrate
 from app.jobs import build_registry
 from app.jobs.resources import Resources
 from app.runtime.startup import open_resources
+from tests.fakes.openai import FakeOpenAI, running_fake_openai
 from tests.fakes.smtp import SmtpSink
 from tests.fakes.twilio import TwilioFake
 from tests.support.services import ServiceUrls, free_port, session_services
-
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from tests.support.system import require_binary
 
 # Tables whose rows each test starts without (everything but the migrations record).
 _KEEP_TABLES = {"schema_migrations"}
@@ -117,14 +117,10 @@ async def res(settings: Settings) -> AsyncIterator[Resources]:
         yield resources
 
 
-def require_binary(name: str) -> str:
-    """The path of a system binary the test needs; fails in CI, skips elsewhere, if missing."""
-    found = shutil.which(name)
-    if found:
-        return found
-    if IN_CI:
-        pytest.fail(f"{name} is not installed; CI must install it (.ci/run)")
-    pytest.skip(f"{name} is not installed")
+@pytest.fixture
+def tesseract() -> str:
+    """The tesseract binary (`pytestmark = pytest.mark.usefixtures("tesseract")` in OCR tests)."""
+    return require_binary("tesseract")
 
 
 @pytest.fixture
@@ -148,3 +144,19 @@ async def twilio() -> AsyncIterator[TwilioFake]:
         yield fake
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """An OpenAI-compatible server on 127.0.0.1 (embeddings, chat, vision), for the real client."""
+    async with running_fake_openai() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_settings(make_settings: Callable[..., Settings], fake_openai: FakeOpenAI) -> Callable[..., Settings]:
+    """make_settings with the model provider pointed at `fake_openai`."""
+    def make(**overrides: Any) -> Settings:
+        return make_settings(openai_api_key="sk-test", openai_base_url=fake_openai.base_url, **overrides)
+
+    return make

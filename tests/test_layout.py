@@ -26,7 +26,7 @@ def imported(path: Path) -> set[str]:
 
 
 def test_no_module_imports_arq() -> None:
-    """The engine speaks arq's protocol with code of its own (tests/test_arq_protocol.py holds it to
+    """The engine speaks arq's protocol with code of its own (tests/queue/test_arq_protocol.py holds it to
     the real client): arq is not installed with Workhorse, and nothing imports it."""
     assert [p.relative_to(PROJECT_ROOT) for p in modules() if "arq" in imported(p)] == []
 

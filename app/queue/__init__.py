@@ -4,7 +4,7 @@ Its front door is `Engine` (engine.py): the workers of the queues a process serv
 liveness, the cron ticker, the outbox relay, shutdown, and a read-only snapshot. Everything else
 enqueues with `Enqueuer` and looks at jobs with `JobHandle` (enqueue.py, handles.py).
 
-The protocol (arq 0.28's; tests/test_arq_protocol.py drives the running engine with the real arq
+The protocol (arq 0.28's; tests/queue/test_arq_protocol.py drives the running engine with the real arq
 client, so a stock `arq.create_pool(..., job_serializer=json.dumps, job_deserializer=json.loads)`
 enqueues and reads jobs as our own code does):
 - a queue is a ZSET named after it, of job ids scored by their run-at time in ms; a job stays in

@@ -63,7 +63,7 @@ class CheapCheckoutPool(ConnectionPool):
     received (unread bytes, or the server's EOF), and the parser holds replies it has read but
     nobody took. A connection with none of that is sent on at once; any other goes through
     redis-py's full check. A command cancelled half-way cannot leave a reply behind either:
-    redis-py disconnects the connection then. tests/test_connections.py holds both paths to that,
+    redis-py disconnects the connection then. tests/queue/test_connections.py holds both paths to that,
     and fails if redis-py moves the attributes read here (every command would pay again)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

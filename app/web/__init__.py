@@ -48,7 +48,7 @@ def runner_for(app: web.Application, sidecar: SidecarSettings) -> web.AppRunner:
     """The sidecar's runner for `app`. aiohttp (3.14, which we run) starts the keep-alive timer when a
     connection is made and only stops it once a complete request has arrived, so `keepalive_timeout`
     is also the header timeout: a client that sends half a request line, or drips a byte a second,
-    is closed when it runs out (tests/test_sidecar.py checks this holds for the aiohttp we run).
+    is closed when it runs out (tests/web/test_sidecar.py checks this holds for the aiohttp we run).
 
     A body is read by handlers under their own timeouts (app/web/body.py); one no handler read (a
     request refused before its body) is discarded after the answer for `lingering_time`, which is

@@ -117,7 +117,7 @@ def holds_no_request(handler: RequestHandler) -> bool:
 
     Reads aiohttp's RequestHandler state (3.14): `_request_in_progress` is set while a handler
     runs, `_messages` holds requests parsed but not yet taken, `_waiter` exists while the
-    connection waits for one. tests/test_sidecar.py fails if aiohttp moves them."""
+    connection waits for one. tests/web/test_sidecar.py fails if aiohttp moves them."""
     return (not handler._request_in_progress and not handler._messages
             and handler._waiter is not None and not handler._waiter.done())
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -24,6 +24,7 @@ from tests.fakes.smtp import SmtpSink
 from tests.support.effects import CREATE_TABLE, HOST_VARIABLE
 from tests.support.hosted import HostedServers
 from tests.support.netns import NamespacesUnavailable, Network
+from tests.support.waits import until
 from tests.support.worker import WorkerProcess, subprocess_env
 
 EnvFactory = Callable[..., dict[str, str]]
@@ -55,12 +56,6 @@ async def _rows(res: Resources, host: str) -> int:
     return int(await res.db.fetchval("SELECT count(DISTINCT tag) FROM test_effect_runs WHERE host = $1", host))
 
 
-async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not await check():
-            await asyncio.sleep(0.05)
-
-
 async def test_a_partitioned_hosts_late_finishes_are_fenced_and_nothing_is_sent_twice(
         make_env: EnvFactory, network: Network) -> None:
     servers = HostedServers(network.hosts["data"])
@@ -89,7 +84,7 @@ async def test_a_partitioned_hosts_late_finishes_are_fenced_and_nothing_is_sent_
 
             network.partition("a")
             cut = time.monotonic()
-            await _until(lambda: _taken_over(res), timeout_s=30)
+            await until(lambda: _taken_over(res), timeout_s=30, every_s=0.05)
             takeover_s = time.monotonic() - cut
             # Heal only after host a's jobs have ended there: its finishes are late by then.
             await asyncio.sleep(max(0.0, started + WORK_MS / 1000 + 0.5 - time.monotonic()))

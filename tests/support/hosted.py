@@ -20,8 +20,8 @@ from pathlib import Path
 import asyncpg
 from redis.asyncio import Redis
 
-from tests.conftest import require_binary
 from tests.support.netns import Host
+from tests.support.system import require_binary
 
 PG_USER = "pgserver"
 

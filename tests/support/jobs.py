@@ -116,3 +116,17 @@ async def result_of(res: Resources, enqueued: Enqueued | None, queue: str, timeo
     """The result of a job enqueued through the public interface, once it finished."""
     assert enqueued is not None, "the job id was already taken"
     return await res.enqueuer.job(enqueued.job_id, queue).result(timeout_s=timeout_s, poll_delay=0.02)
+
+
+async def outcome(res: Resources, job_id: str, queue: str, timeout_s: float = 30.0) -> tuple[bool, Any]:
+    """(succeeded, result) of a job once it has finished for good, whoever enqueued it."""
+    job = res.enqueuer.job(job_id, queue)
+    async with asyncio.timeout(timeout_s):
+        while (info := await job.outcome()) is None:
+            await asyncio.sleep(0.05)
+    return info.success, info.result
+
+
+async def recorded_runs(res: Resources) -> list[dict[str, Any]]:
+    """Every run the test jobs have recorded, oldest first."""
+    return [json.loads(r) for r in await res.redis.lrange(RUNS_KEY, 0, -1)]

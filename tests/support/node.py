@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from app.config import PROJECT_ROOT
-from tests.conftest import require_binary
+from tests.support.system import require_binary
 
 NODE_DIR = PROJECT_ROOT / "tests" / "node"
 NODE_MODULES = NODE_DIR / "node_modules"

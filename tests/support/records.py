@@ -1,5 +1,5 @@
 """Job records written straight into Redis, as a producer other than the Enqueuer would (the
-shape is arq's `serialize_job`; tests/test_arq_protocol.py holds it to the real arq client)."""
+shape is arq's `serialize_job`; tests/queue/test_arq_protocol.py holds it to the real arq client)."""
 
 from __future__ import annotations
 

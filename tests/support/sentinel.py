@@ -21,8 +21,8 @@ from urllib.parse import quote
 
 from redis import Redis
 
-from tests.conftest import require_binary
 from tests.support.services import free_port
+from tests.support.system import require_binary
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.tls import Certificates, make_certificates
 

@@ -1,5 +1,6 @@
 """Run the real worker: in this test's event loop (InProcessWorker) or as a subprocess
-(WorkerProcess, `python -m app`), and wait for what it logs instead of sleeping."""
+(WorkerProcess, `python -m app`), and wait for what it logs instead of sleeping; and run the
+operator's commands (`workhorse`, `python -m app.trigger`) to completion."""
 
 from __future__ import annotations
 
@@ -163,14 +164,29 @@ async def start_worker(env: Mapping[str, str], *args: str) -> WorkerProcess:
 
 
 async def run_command(env: Mapping[str, str], module: str, *args: str, timeout_s: float = 60) -> tuple[int, str, str]:
-    """`python -m MODULE ARGS` (app.cli, app.trigger) to completion: exit code, stdout, stderr."""
+    """`python -m MODULE ARGS` (app, app.cli, app.trigger) to completion: exit code, stdout, stderr
+    (bytes that are not UTF-8 replaced, so a command that prints them fails on what it printed)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, *args, env=subprocess_env(env), cwd=PROJECT_ROOT,
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     async with asyncio.timeout(timeout_s):
         out, err = await proc.communicate()
     assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+async def cli(env: Mapping[str, str], *args: str) -> tuple[int, str]:
+    """`workhorse ARGS` (python -m app.cli) to completion: exit code, and stdout and stderr joined."""
+    code, out, err = await run_command(env, "app.cli", *args)
+    return code, out + err
+
+
+def one_error_line(err: str) -> str:
+    """The one line a failed command wrote besides JSON log lines; fails if there are more."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("{")]
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 class NotifySocket:

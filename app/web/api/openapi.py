@@ -11,7 +11,7 @@ openapi-typescript, with its default settings (`defaultNonNullable`), types a pr
 `default` as always present, which is true of what a server returns but not of what a client
 sends, so `{documentId, orgId}` would not compile against a payload with defaulted fields.
 Their `required` lists are pydantic's in validation mode: exactly the fields without a default
-(tests/test_readme_node.py compiles the README's call against the generated types). Response
+(tests/web/test_readme_node.py compiles the README's call against the generated types). Response
 schemas (schemas.py) have no defaults: what their own `required` lists name stays required.
 """
 
