@@ -193,6 +193,10 @@ class Settings(BaseSettings):
     outbox_archive_after_s: int = Field(
         604_800, ge=0, description="DISPATCHED rows older than this move to job_outbox_archive")
 
+    # BullMQ ingress (app/queue/bullmq/): jobs BullMQ producers add are run by the queue of the same name.
+    bullmq_prefix: str | None = Field(None, min_length=1, description="BullMQ's key prefix (`bull`); unset: off")
+    bullmq_queues: str | None = Field(None, description="comma-separated BullMQ queues to take (default: all)")
+
     # Set by systemd (Type=notify, WatchdogSec=).
     notify_socket: str | None = None
     watchdog_usec: int | None = Field(None, ge=0)

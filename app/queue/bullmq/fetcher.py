@@ -1,0 +1,164 @@
+"""The official `bullmq` package behind one class per BullMQ queue: jobs taken, their locks kept,
+their progress reported and their outcomes recorded the way BullMQ documents processing jobs by
+hand (a `Worker` without a processor, `getNextJob(token)`, `moveToCompleted` / `moveToFailed`).
+
+Why by hand and not a processor: a processor-driven Worker holds at most `concurrency` jobs and,
+in the Python port, waits on all of them at once (`asyncio.wait` over every task on each turn),
+so a thousand jobs waiting on Workhorse would cost a thousand callbacks per finished job. Taken
+by hand, a job in hand costs a task, and the library's LockManager renews all their locks in one
+script call.
+
+Decisions:
+- The library's Redis client is ours: `decode_responses` (the library wants text) with bytes
+  that are not UTF-8 replaced, as BullMQ's Node workers read them, instead of an exception that
+  would leave the job taken and unreadable; RESP2 and no retries by the client, like the engine's
+  own (app/queue/connections.py): a script re-sent after a lost reply would take a second job.
+- Nothing the producer wrote is parsed by the library before our limits have looked at it: the
+  data is read with `loads_limited` (1 MB, 32 levels), and data beyond them reaches the library as
+  `null`; a job hash the library cannot read at all still comes back, refused, so its BullMQ job
+  can be failed instead of stalling for ever.
+- BullMQ's stall limit (`maxStalledCount`) is lifted: re-delivering a job whose hand-over was cut
+  short only attaches to the Workhorse job again, so no number of crashes should fail it (a
+  poison pill is Workhorse's to stop: it dead-letters the job after its crash recoveries).
+- The Redis version is asked once, so blocking waits use fractions of a second (Redis >= 6): a
+  delayed job is taken when due, not at the next whole second.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import bullmq
+import structlog
+from bullmq.custom_errors import UnrecoverableError
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.errors import AppError
+from app.queue.bullmq.handover import BullJob, unreadable
+from app.queue.payload import loads_limited
+
+log = structlog.get_logger(__name__)
+
+NO_STALL_LIMIT = 1_000_000
+"""maxStalledCount: how often a job may be re-delivered after its taker died (never fails it)."""
+DRAIN_DELAY_S = 10
+"""An idle queue's blocking wait (the library's ceiling): two commands per queue per 10 s."""
+
+
+class LostJob(Exception):
+    """BullMQ refused to record an outcome: the job's lock is gone (taken again since) or the job is."""
+
+
+@dataclass(slots=True)
+class Taken:
+    """A BullMQ job in hand: what was read of it, and the library's job to record its outcome."""
+
+    job: BullJob
+    token: str
+    handle: Any  # bullmq.Job: the library is untyped
+
+
+class _ByHand(bullmq.Worker):  # type: ignore[misc]  # the library is untyped
+    """A Worker that reads job data within our limits and returns unreadable jobs, refused."""
+
+    async def nextJobFromJobData(self, job_data: dict[str, str] | None = None, job_id: str | None = None,
+                                 limit_until: int = 0, delay_until: int = 0, token: str | None = None) -> Any:
+        payload: Any = None
+        refusal: AppError | None = None
+        if job_data:
+            job_data = dict(job_data)
+            try:
+                payload = loads_limited(job_data.get("name") or "(unnamed)", job_data.get("data") or "null")
+            except AppError as exc:
+                refusal, job_data["data"] = exc, "null"
+        try:
+            job = await super().nextJobFromJobData(job_data, job_id, limit_until, delay_until, token)
+        except Exception as exc:  # a hash that is not BullMQ's: the job is ours (locked) all the same
+            name = (job_data or {}).get("name") or ""
+            job = bullmq.Job(self, name, None, {}, job_id)
+            job.token, payload, refusal = token, None, unreadable(name, f"{type(exc).__name__}: {exc}")
+        if job is not None:
+            job.workhorse_payload, job.workhorse_refusal = payload, refusal
+        return job
+
+
+def bullmq_client(url: str) -> Redis:
+    return Redis.from_url(url, decode_responses=True, encoding_errors="replace", protocol=2,
+                          retry=Retry(NoBackoff(), 0))
+
+
+class Fetcher:
+    """One BullMQ queue, taken by hand."""
+
+    def __init__(self, queue: str, *, prefix: str, url: str, lock_ms: int) -> None:
+        self.queue = queue
+        self.lock_ms = lock_ms
+        self.client = bullmq_client(url)
+        self.worker = _ByHand(queue, None, {
+            "connection": self.client, "prefix": prefix, "autorun": False, "lockDuration": lock_ms,
+            "stalledInterval": lock_ms, "maxStalledCount": NO_STALL_LIMIT, "drainDelay": DRAIN_DELAY_S})
+        self.worker.on("error", self._library_error)
+
+    async def prepare(self) -> None:
+        """Ask the server's version (blocking waits in fractions of a second) and start renewing locks."""
+        with warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            await self.worker.backend.blocking_connection.getRedisVersion()
+        for warning in said:  # the library warns when Redis may evict keys; BullMQ needs noeviction
+            log.warning("bullmq_redis_warning", queue=self.queue, detail=str(warning.message))
+        self.worker.lockManager.start()
+
+    async def take(self, token: str) -> Taken | None:
+        """The next job, locked for us; None after an idle wait (or when a delayed job is not due)."""
+        handle = await self.worker.getNextJob(token)
+        if handle is None:
+            return None
+        job = BullJob(queue=self.queue, id=str(handle.id), name=handle.name or "", payload=handle.workhorse_payload,
+                      opts=handle.opts or {}, attempts_made=int(handle.attemptsMade or 0),
+                      priority=int(handle.priority or 0), refusal=handle.workhorse_refusal)
+        return Taken(job, token, handle)
+
+    def hold(self, taken: Taken) -> None:
+        """Keep the job's lock renewed while it is in hand."""
+        self.worker.lockManager.track_job(taken.job.id, taken.token, int(time.time() * 1000))
+
+    def let_go(self, taken: Taken) -> None:
+        """Stop renewing its lock: unless its outcome was recorded, BullMQ re-delivers it once the
+        lock lapses."""
+        self.worker.lockManager.untrack_job(taken.job.id)
+
+    async def complete(self, taken: Taken, value: Any) -> None:
+        try:
+            await taken.handle.moveToCompleted(value, taken.token, False)
+        except TypeError as exc:  # the library's word for "missing lock", "lock mismatch", "missing key"
+            raise LostJob(str(exc)) from None
+
+    async def fail(self, taken: Taken, reason: str) -> None:
+        """Failed for good: no BullMQ retry (the Workhorse queue's policy has decided), no stack
+        trace (it would be the ingress's, not the job's: the reason names the job's error)."""
+        taken.handle.opts["stackTraceLimit"] = 0
+        try:
+            await taken.handle.moveToFailed(UnrecoverableError(reason), taken.token, False)
+        except TypeError as exc:
+            raise LostJob(str(exc)) from None
+
+    async def progress(self, taken: Taken, value: Any) -> None:
+        await taken.handle.updateProgress(value)
+
+    async def check_stalled(self) -> list[str]:
+        """BullMQ's stalled-job check: jobs whose taker died go back to wait (at most once per
+        interval across all of BullMQ's workers)."""
+        moved = await self.worker.backend.moveStalledJobsToWait(NO_STALL_LIMIT, self.lock_ms)
+        return [str(job_id) for job_id in moved or ()]
+
+    async def close(self) -> None:
+        """Stop renewing locks and close the connections (jobs still in hand are left to lapse)."""
+        await self.worker.close(force=True)
+
+    def _library_error(self, error: BaseException, *_: Any) -> None:
+        log.warning("bullmq_library_error", queue=self.queue, error=f"{type(error).__name__}: {error}")

@@ -1,0 +1,235 @@
+"""The BullMQ ingress of one process: per mapped queue, a loop that takes BullMQ jobs and a task per
+job in hand that hands it over, waits for its outcome and records it in BullMQ (the package
+docstring says what this guarantees across crashes, and why).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+
+from app.backoff import REDIS_OUTAGE_BACKOFF
+from app.errors import SettingsError
+from app.queue.bullmq import handover
+from app.queue.bullmq.fetcher import Fetcher, LostJob, Taken
+from app.queue.bullmq.handover import HandOver
+from app.queue.bullmq.outcomes import Gone, OutcomeWatcher
+from app.queue.handles import JobOutcome
+from app.queue.resources import EngineResources
+from app.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MAX_IN_HAND = 1000
+"""BullMQ jobs one queue's ingress holds at once, each waiting for its Workhorse job: a bound on
+memory, not on throughput (the Workhorse queue's concurrency decides how many run). Past it, jobs
+wait in BullMQ's own wait list."""
+MIN_RESULT_KEPT_S = 60
+
+
+def mapped_queues(settings: Settings) -> list[str]:
+    """BULLMQ_QUEUES, else every queue; SettingsError for what the ingress cannot work with."""
+    table = list(settings.queues.queues)
+    names = [n.strip() for n in (settings.bullmq_queues or "").split(",") if n.strip()] or table
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise SettingsError(f"invalid setting BULLMQ_QUEUES: unknown queue(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(table)}")
+    # A BullMQ job re-delivered after a crash (two lock periods later) reads its job's result.
+    least_s = max(MIN_RESULT_KEPT_S, 3 * settings.job_lock_ttl_s)
+    for name in ("keep_result_s", "keep_failed_s"):
+        if getattr(settings, name) < least_s:
+            raise SettingsError(f"invalid setting {name.upper()}: the BullMQ ingress (BULLMQ_PREFIX) reads each "
+                                f"job's result, so keep it at least {least_s:g} s")
+    return names
+
+
+class BullmqIngress:
+    """Every mapped queue's ingress in this process, started and stopped by the Engine."""
+
+    def __init__(self, res: EngineResources) -> None:
+        settings = res.settings
+        assert settings.bullmq_prefix, "the Engine starts the ingress only with BULLMQ_PREFIX"
+        self.watcher = OutcomeWatcher(res.redis)
+        lock_ms = int(settings.job_lock_ttl_s * 1000)
+        self.queues = [QueueIngress(res, Fetcher(q, prefix=settings.bullmq_prefix, url=res.redis_url, lock_ms=lock_ms),
+                                    self.watcher) for q in mapped_queues(settings)]
+
+    async def start(self) -> None:
+        self.watcher.start()
+        for q in self.queues:
+            await q.start()
+        log.info("bullmq_ingress_started", prefix=self.queues[0].fetcher.worker.prefix if self.queues else None,
+                 queues=[q.queue for q in self.queues])
+
+    def finished_here(self, job_id: str) -> None:
+        self.watcher.finished_here(job_id)
+
+    async def stop_taking(self) -> None:
+        await asyncio.gather(*(q.stop_taking() for q in self.queues))
+
+    async def stop(self, grace_s: float) -> None:
+        """Record the outcomes known within `grace_s`; the jobs still in hand are left to BullMQ,
+        which re-delivers them to a live process once their locks lapse."""
+        await asyncio.gather(*(q.stop(grace_s) for q in self.queues))
+        await self.watcher.stop()
+
+
+class QueueIngress:
+    def __init__(self, res: EngineResources, fetcher: Fetcher, watcher: OutcomeWatcher) -> None:
+        self.res, self.fetcher, self.watcher = res, fetcher, watcher
+        self.queue = fetcher.queue
+        self._slots = asyncio.Semaphore(MAX_IN_HAND)
+        self._in_hand: set[asyncio.Task[None]] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self._progress: set[asyncio.Task[None]] = set()
+        self._taken = 0
+        self._retry_options_noted = False
+
+    async def start(self) -> None:
+        await self.fetcher.prepare()
+        self._loops = [asyncio.create_task(self._take_forever(), name=f"bullmq-take:{self.queue}"),
+                       asyncio.create_task(self._check_stalled_forever(), name=f"bullmq-stalled:{self.queue}")]
+
+    async def stop_taking(self) -> None:
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def stop(self, grace_s: float) -> None:
+        if self._in_hand:
+            await asyncio.wait(self._in_hand, timeout=grace_s)
+        for task in [*self._in_hand, *self._progress]:
+            task.cancel()
+        await asyncio.gather(*self._in_hand, *self._progress, return_exceptions=True)
+        await self.fetcher.close()
+
+    async def _take_forever(self) -> None:
+        failures = 0
+        while True:
+            await self._slots.acquire()
+            self._taken += 1
+            try:
+                taken = await self.fetcher.take(f"{self.fetcher.worker.id}:{self._taken}")
+            except Exception as exc:  # Redis away (or the library failing): look again after a pause
+                self._slots.release()
+                failures += 1
+                delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
+                if failures == 1:
+                    log.warning("bullmq_take_failed", queue=self.queue, error=f"{type(exc).__name__}: {exc}",
+                                retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("bullmq_take_recovered", queue=self.queue, failures=failures)
+                failures = 0
+            if taken is None:
+                self._slots.release()
+                continue
+            self.fetcher.hold(taken)
+            task = asyncio.create_task(self._hand_over(taken))
+            self._in_hand.add(task)
+            task.add_done_callback(self._in_hand.discard)
+
+    async def _check_stalled_forever(self) -> None:
+        while True:
+            try:
+                moved = await self.fetcher.check_stalled()
+            except Exception as exc:  # the next interval tries again
+                log.warning("bullmq_stalled_check_failed", queue=self.queue, error=f"{type(exc).__name__}: {exc}")
+            else:
+                if moved:
+                    log.info("bullmq_jobs_redelivered", queue=self.queue, jobs=len(moved), ids=moved[:20])
+            await asyncio.sleep(self.fetcher.lock_ms / 1000)
+
+    async def _hand_over(self, taken: Taken) -> None:
+        """Validate, enqueue (or find the job already there), wait, record; a failure before the
+        outcome is recorded leaves the BullMQ job to be re-delivered, which repeats all of it safely."""
+        job = taken.job
+        try:
+            try:
+                plan = handover.plan(self.res.registry, job)
+            except Exception as exc:  # a job that can never run (or a payload model's bug): refused
+                await self._refuse(taken, exc)
+                return
+            self._note_retry_options(job.opts)
+            await _through_outages(lambda: self._enqueue(plan), "bullmq_enqueue_held", plan.job_id)
+            outcome = await self.watcher.wait(plan.job_id, plan.queue, self._mirror_progress(taken))
+            await _through_outages(lambda: self._record(taken, plan, outcome), "bullmq_outcome_held", plan.job_id)
+            self.watcher.unpin(plan.job_id)
+        except LostJob as exc:  # re-delivered meanwhile: its new taker records the outcome
+            log.info("bullmq_job_taken_again", queue=self.queue, bullmq_id=job.id, detail=str(exc))
+        except Exception as exc:
+            log.error("bullmq_hand_over_failed", queue=self.queue, bullmq_id=job.id, exc_info=exc)
+        finally:
+            self.fetcher.let_go(taken)
+            self._slots.release()
+
+    async def _enqueue(self, plan: HandOver) -> None:
+        # The pin goes out beside the enqueue, in parallel: both are idempotent, and it is in
+        # place long before the job's result could be trimmed (app/queue/bullmq/outcomes.py).
+        [enqueued], _ = await asyncio.gather(self.res.enqueuer.enqueue_many([plan.request]),
+                                             self.watcher.pin(plan.job_id))
+        if enqueued is None:
+            log.debug("bullmq_job_attached", queue=self.queue, job_id=plan.job_id)
+
+    async def _record(self, taken: Taken, plan: HandOver, outcome: JobOutcome | Gone) -> None:
+        if isinstance(outcome, Gone):
+            await self.fetcher.fail(taken, f"Workhorse job {plan.job_id} is gone without an outcome: neither "
+                                           "queued, running nor holding a result (expired, or lost by Redis)")
+        elif outcome.job not in ("<unknown>", "<aborted>", plan.name) or outcome.queue not in ("<unknown>", plan.queue):
+            await self.fetcher.fail(taken, f"job id {plan.job_id} belongs to another job ({outcome.job} on "
+                                           f"{outcome.queue}); give this one another jobId")
+        elif outcome.success:
+            await self.fetcher.complete(taken, outcome.result)
+        else:
+            await self.fetcher.fail(taken, handover.failure_text(outcome.result))
+
+    async def _refuse(self, taken: Taken, exc: Exception) -> None:
+        """One dead letter (under the job's Workhorse id, so a re-delivery updates the same row) and
+        the BullMQ job failed with the reason, which names the field."""
+        job, job_id = taken.job, handover.workhorse_job_id(taken.job)
+        log.warning("bullmq_job_refused", queue=self.queue, bullmq_id=job.id, job=job.name[:200], error=str(exc)[:2000])
+        await self.res.dlq.put(job_id=job_id, job_name=job.name, queue=self.queue, payload=job.payload, attempts=1,
+                               error_class=type(exc).__name__, error_message=f"BullMQ job {job.id}: {exc}")
+        await _through_outages(lambda: self.fetcher.fail(taken, str(exc)), "bullmq_outcome_held", job_id)
+
+    def _note_retry_options(self, opts: Any) -> None:
+        if self._retry_options_noted:
+            return
+        carried = handover.retry_options(opts)
+        if carried:
+            self._retry_options_noted = True
+            policy = self.res.settings.queues.queue(self.queue).retry
+            log.info("bullmq_retry_options_superseded", queue=self.queue, bullmq=carried, attempts=policy.attempts,
+                     base_delay_s=policy.base_delay_s, max_delay_s=policy.max_delay_s)
+
+    def _mirror_progress(self, taken: Taken) -> Any:
+        def mirror(percent: Any) -> None:
+            task = asyncio.create_task(self._report_progress(taken, percent))
+            self._progress.add(task)
+            task.add_done_callback(self._progress.discard)
+        return mirror
+
+    async def _report_progress(self, taken: Taken, percent: Any) -> None:
+        with contextlib.suppress(Exception):  # progress is for people watching; it never fails a job
+            await self.fetcher.progress(taken, percent)
+
+
+async def _through_outages(step: Any, event: str, job_id: str) -> None:
+    """Run `step()` until Redis answers it (every step of a hand-over can be repeated)."""
+    failures = 0
+    while True:
+        try:
+            await step()
+            return
+        except (RedisError, OSError) as exc:
+            failures += 1
+            delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
+            if failures == 1:
+                log.warning(event, job_id=job_id, error=str(exc), retry_in_s=round(delay, 3))
+            await asyncio.sleep(delay)

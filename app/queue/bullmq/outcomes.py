@@ -1,0 +1,214 @@
+"""Waiting for the outcomes of the Workhorse jobs that BullMQ jobs were handed to: one watcher per
+process, however many jobs it waits for, and the pins that keep their results until read.
+
+How it learns of an outcome. A job that ends in this process is announced by its worker
+(`QueueWorker.on_finished`): the watcher reads its result at once. Jobs that run in another
+process are looked for: each job first after FIRST_LOOK_S, then at doubling intervals up to
+LONGEST_LOOK_S, every look due at the same moment in one pipelined round trip (looks fall on a
+LOOK_GRID_S grid, so many jobs share each one: at most 200 round trips a second when many jobs
+are young, two when all are old). A look reads, in this order, the job's place in its queue, its
+record, its result and its progress: the finish script removes the first two and writes the
+result at once, so a job seen neither queued nor holding a result afterwards has really gone
+(its result expired, or Redis lost it) and is reported as such instead of waited for in vain.
+
+Progress: a look that finds the progress changed hands its percent to the waiter (the ingress
+mirrors it to `job.updateProgress`), so progress reaches BullMQ within half a second.
+
+Pins. A BullMQ job re-delivered after its taker died (app/queue/bullmq/ingress.py) reads its
+outcome from the Workhorse job's result, possibly long after the job finished: the per-queue
+count trim (app/queue/bookkeeping.py) must not take that result first, on a busy queue within a
+second. So each hand-over pins its job id (keys.PINNED_RESULTS), the trim leaves pinned results to
+their TTL (KEEP_RESULT_S, KEEP_FAILED_S), and the pin goes once the BullMQ job records the
+outcome. Pins left behind by a process killed in between are dropped after PIN_MAX_AGE_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.backoff import REDIS_OUTAGE_BACKOFF
+from app.queue import codec, keys
+from app.queue.clock import now_ms
+from app.queue.handles import JobOutcome
+
+log = structlog.get_logger(__name__)
+
+FIRST_LOOK_S = 0.01
+LONGEST_LOOK_S = 0.5
+LOOK_GRID_S = 0.005
+UNPIN_EVERY_S = 1.0
+PIN_MAX_AGE_S = 8 * 86_400
+"""Longer than any result is kept (KEEP_FAILED_S defaults to 7 days): a pin older than this is stale."""
+STALE_PINS_EVERY_S = 600.0
+
+OnProgress = Callable[[Any], None]
+
+
+class Gone:
+    """The outcome of a job that is neither queued, running nor holding a result any more."""
+
+
+GONE = Gone()
+
+
+@dataclass(slots=True)
+class _Watch:
+    queue: str
+    due: float
+    interval: float = FIRST_LOOK_S
+    waiters: list[tuple[asyncio.Future[JobOutcome | Gone], OnProgress | None]] = field(default_factory=list)
+    progress: bytes | None = None
+
+
+def _on_grid(t: float) -> float:
+    return math.ceil(t / LOOK_GRID_S) * LOOK_GRID_S
+
+
+class OutcomeWatcher:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._watches: dict[str, _Watch] = {}
+        self._poked = asyncio.Event()
+        self._unpins: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="bullmq-outcomes")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        with contextlib.suppress(RedisError, OSError):
+            await self._flush_unpins()
+
+    async def pin(self, job_id: str) -> None:
+        await self.redis.zadd(keys.PINNED_RESULTS, {job_id: now_ms()})
+
+    def unpin(self, job_id: str) -> None:
+        """The outcome is recorded in BullMQ: the result may be trimmed again (batched, in the background)."""
+        self._unpins.append(job_id)
+
+    async def wait(self, job_id: str, queue: str, on_progress: OnProgress | None = None) -> JobOutcome | Gone:
+        """The job's outcome once it has one (GONE when it vanished without one)."""
+        watch = self._watches.get(job_id)
+        if watch is None:
+            watch = self._watches[job_id] = _Watch(queue, _on_grid(time.monotonic() + FIRST_LOOK_S))
+            self._poked.set()
+        future: asyncio.Future[JobOutcome | Gone] = asyncio.get_running_loop().create_future()
+        watch.waiters.append((future, on_progress))
+        try:
+            return await future
+        finally:
+            if not future.done():  # cancelled: forget this waiter, and the job if it was the last
+                watch.waiters = [w for w in watch.waiters if w[0] is not future]
+                if not watch.waiters and self._watches.get(job_id) is watch:
+                    del self._watches[job_id]
+
+    def finished_here(self, job_id: str) -> None:
+        """A worker of this process has just written the job's result: look now."""
+        watch = self._watches.get(job_id)
+        if watch is not None:
+            watch.due = 0.0
+            self._poked.set()
+
+    async def _run(self) -> None:
+        failures = 0
+        next_unpin = time.monotonic() + UNPIN_EVERY_S
+        next_stale = time.monotonic()
+        while True:
+            await self._until_due(next_unpin)
+            now = time.monotonic()
+            due = [job_id for job_id, w in self._watches.items() if w.due <= now]
+            try:
+                if due:
+                    self._settle(due, await self._look(due))
+                if now >= next_unpin:
+                    next_unpin = now + UNPIN_EVERY_S
+                    await self._flush_unpins(stale=now >= next_stale)
+                    next_stale = now + STALE_PINS_EVERY_S if now >= next_stale else next_stale
+            except (RedisError, OSError) as exc:
+                failures += 1
+                delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
+                if failures == 1:
+                    log.warning("bullmq_outcomes_unreadable", error=str(exc), retry_in_s=round(delay, 3))
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+
+    async def _until_due(self, next_unpin: float) -> None:
+        self._poked.clear()
+        soonest = min((w.due for w in self._watches.values()), default=math.inf)
+        wait_s = min(soonest, next_unpin) - time.monotonic()
+        if wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._poked.wait()
+
+    async def _look(self, job_ids: list[str]) -> list[Any]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:  # this order: see the module's docstring
+                pipe.zscore(self._watches[job_id].queue, job_id)
+                pipe.exists(keys.JOB_PREFIX + job_id)
+                pipe.get(keys.RESULT_PREFIX + job_id)
+                pipe.get(keys.progress_key(job_id))
+            return list(await pipe.execute())
+
+    def _settle(self, job_ids: list[str], replies: list[Any]) -> None:
+        now = time.monotonic()
+        for n, job_id in enumerate(job_ids):
+            score, record, result, progress = replies[4 * n: 4 * n + 4]
+            watch = self._watches.get(job_id)
+            if watch is None:
+                continue  # its waiters went away meanwhile
+            if result is not None or (score is None and not record):
+                del self._watches[job_id]
+                outcome = JobOutcome.decode(result) if result is not None else GONE
+                for future, _ in watch.waiters:
+                    if not future.done():
+                        future.set_result(outcome)
+                continue
+            if progress is not None and progress != watch.progress:
+                watch.progress = progress
+                _tell_progress(watch, progress)
+            watch.interval = min(watch.interval * 2, LONGEST_LOOK_S)
+            watch.due = _on_grid(now + watch.interval)
+
+    async def _flush_unpins(self, *, stale: bool = False) -> None:
+        """Drop the pins of outcomes recorded since the last flush (and, when `stale`, pins left by
+        processes killed before they could)."""
+        unpins, self._unpins = self._unpins, []
+        if not unpins and not stale:
+            return
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if unpins:
+                    pipe.zrem(keys.PINNED_RESULTS, *unpins)
+                if stale:
+                    pipe.zremrangebyscore(keys.PINNED_RESULTS, "-inf", now_ms() - PIN_MAX_AGE_S * 1000)
+                await pipe.execute()
+        except BaseException:
+            self._unpins[:0] = unpins
+            raise
+
+
+def _tell_progress(watch: _Watch, raw: bytes) -> None:
+    try:
+        reported = codec.loads(raw)
+    except codec.NotJson:
+        return
+    percent = reported.get("percent") if isinstance(reported, dict) else None
+    if isinstance(percent, int | float) and not isinstance(percent, bool):
+        for _, on_progress in watch.waiters:
+            if on_progress is not None:
+                on_progress(percent)
