@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 
@@ -132,3 +133,42 @@ async def test_a_retried_bullmq_job_runs_again_once(worker: Process, node: Bullm
     await node.call("retry", queue=QUEUE, id="again")
     assert await node.wait(QUEUE, "again") == {"resolved": {"tag": "again", "runs": 2}}
     assert [r["jobId"] for r in await runs(res, "again") if r["event"] == "start"] == ["again", "again:run-2"]
+
+
+MALFORMED: dict[str, tuple[str, bytes | str, str]] = {
+    # job id: (field overwritten, with, what its BullMQ job fails with)
+    "not-json": ("data", "{not json", "(payload): not valid JSON"),
+    "huge": ("data", json.dumps({"tag": "x" * 2_000_000}), "(payload): more than 1000000 bytes of JSON"),
+    "deep": ("data", "[" * 100_000 + "]" * 100_000, "(payload): nested deeper than 32 levels"),
+    "nul-escaped": ("data", '{"tag": "a\\u0000b"}', "tag: contains a NUL character"),
+    "nul-raw": ("data", b'{"tag": "a\x00b"}', "(payload): not valid JSON: Invalid control character"),
+    "bad-opts": ("opts", "{{{", "(job): BullMQ's record of the job cannot be read"),
+}
+
+
+async def test_malformed_bullmq_records_fail_their_jobs_and_the_ingress_goes_on(
+        make_settings: Callable[..., Settings], node: BullmqNode, res: Resources) -> None:
+    """Records the bullmq client would never write (data not JSON, over 1 MB, 100,000 levels deep,
+    a NUL character; opts not JSON) fail their own BullMQ job with the reason, each with one dead
+    letter, without reaching the library's parser; bytes that are not UTF-8 are read as U+FFFD,
+    as BullMQ's Node workers read them; and the ingress goes on taking jobs."""
+    for job_id in [*MALFORMED, "bad-utf8"]:
+        await node.add(QUEUE, "probe", {"tag": job_id}, jobId=job_id)
+    for job_id, (field, value, _) in MALFORMED.items():
+        await res.redis.hset(f"bull:{QUEUE}:{job_id}", field, value)
+    await res.redis.hset(f"bull:{QUEUE}:bad-utf8", "data", b'{"tag": "\xff\xfe"}')
+    async with in_process_worker(make_settings(bullmq_prefix="bull")):
+        assert await node.wait(QUEUE, "bad-utf8") == {"resolved": {"tag": "\ufffd\ufffd", "runs": 1}}
+        await until_finished(res, list(MALFORMED))
+        for job_id, (_, _, reason) in MALFORMED.items():
+            failed = await res.redis.hget(f"bull:{QUEUE}:{job_id}", "failedReason")
+            assert isinstance(failed, bytes) and reason in failed.decode(), job_id
+        assert await node.wait(QUEUE, await node.add(QUEUE, "probe", {"tag": "after"})) == {
+            "resolved": {"tag": "after", "runs": 1}}
+    assert sorted(letter.job_id for letter in await res.dlq.list()) == sorted(MALFORMED)
+
+
+async def until_finished(res: Resources, job_ids: list[str]) -> None:
+    async with asyncio.timeout(20):
+        while None in await res.redis.zmscore(f"bull:{QUEUE}:failed", job_ids):
+            await asyncio.sleep(0.02)

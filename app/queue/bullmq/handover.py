@@ -7,7 +7,8 @@ job added without one. So a producer's `jobId` is the Workhorse job id as it is 
 the Workhorse job `task-123`, deduplicated against every other way in: a job with that id queued,
 running or holding a result is waited for, not enqueued again), while a made-up id, which means
 nothing outside its BullMQ queue and starts again if the queue is obliterated, becomes
-`bullmq:<queue>:<id>`, which no custom id can equal. A BullMQ job that finished before and is
+`bullmq:<queue>:<id>`, which no custom id can equal (ids BullMQ makes for job schedulers'
+iterations, `repeat:...`, hold a ":" and are treated alike). A BullMQ job that finished before and is
 taken again (`attemptsMade` > 0: retried from bull-board or with `job.retry()`) is a request to
 run it again: that run is `<id>:run-<attemptsMade + 1>`, a new job, enqueued once however often
 the hand-over is repeated, since BullMQ changes `attemptsMade` only when it finishes the job.
@@ -65,9 +66,11 @@ class HandOver:
 
 
 def workhorse_job_id(job: BullJob) -> str:
-    """The producer's own jobId, else one derived from BullMQ's; `:run-N` for a run asked again."""
-    custom = job.opts.get("jobId")
-    base = job.id if isinstance(custom, str) and custom == job.id else f"{AUTO_ID_PREFIX}{job.queue}:{job.id}"
+    """The producer's own jobId, else one derived from BullMQ's; `:run-N` for a run asked again.
+    Told apart by their shape, as BullMQ tells them apart (not by `opts.jobId`, which a record
+    the library cannot read does not give)."""
+    custom = not job.id.isdigit() and ":" not in job.id
+    base = job.id if custom else f"{AUTO_ID_PREFIX}{job.queue}:{job.id}"
     return base if job.attempts_made <= 0 else f"{base}:run-{job.attempts_made + 1}"
 
 
