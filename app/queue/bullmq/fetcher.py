@@ -1,6 +1,8 @@
 """The official `bullmq` package behind one class per BullMQ queue: jobs taken, their locks kept,
 their progress reported and their outcomes recorded the way BullMQ documents processing jobs by
 hand (a `Worker` without a processor, `getNextJob(token)`, `moveToCompleted` / `moveToFailed`).
+The outcomes that arrive together are recorded in one round trip: the library's own arguments
+and script, pipelined (app/batching.py).
 
 Why by hand and not a processor: a processor-driven Worker holds at most `concurrency` jobs and,
 in the Python port, waits on all of them at once (`asyncio.wait` over every task on each turn),
@@ -11,8 +13,9 @@ script call.
 Decisions:
 - The library's Redis client is ours: `decode_responses` (the library wants text) with bytes
   that are not UTF-8 replaced, as BullMQ's Node workers read them, instead of an exception that
-  would leave the job taken and unreadable; RESP2 and no retries by the client, like the engine's
-  own (app/queue/connections.py): a script re-sent after a lost reply would take a second job.
+  would leave the job taken and unreadable; otherwise the engine's own (app/queue/connections.py):
+  RESP2, the cheaper checkout, and no retries by the client (a script re-sent after a lost reply
+  would take a second job).
 - Nothing the producer wrote is parsed by the library before our limits have looked at it: the
   data is read with `loads_limited` (1 MB, 32 levels), and data beyond them reaches the library as
   `null`; a job hash the library cannot read at all still comes back, refused, so its BullMQ job
@@ -33,13 +36,15 @@ from typing import Any
 
 import bullmq
 import structlog
-from bullmq.custom_errors import UnrecoverableError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 
+from app.batching import GroupCommit
 from app.errors import AppError
 from app.queue.bullmq.handover import BullJob, unreadable
+from app.queue.connections import CONNECT_TIMEOUT_S, CheapCheckoutPool
 from app.queue.payload import loads_limited
 
 log = structlog.get_logger(__name__)
@@ -88,8 +93,9 @@ class _ByHand(bullmq.Worker):  # type: ignore[misc]  # the library is untyped
 
 
 def bullmq_client(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, encoding_errors="replace", protocol=2,
-                          retry=Retry(NoBackoff(), 0))
+    pool = CheapCheckoutPool.from_url(url, decode_responses=True, encoding_errors="replace", protocol=2,
+                                      retry=Retry(NoBackoff(), 0), socket_connect_timeout=CONNECT_TIMEOUT_S)
+    return Redis.from_pool(pool)
 
 
 class Fetcher:
@@ -103,6 +109,7 @@ class Fetcher:
             "connection": self.client, "prefix": prefix, "autorun": False, "lockDuration": lock_ms,
             "stalledInterval": lock_ms, "maxStalledCount": NO_STALL_LIMIT, "drainDelay": DRAIN_DELAY_S})
         self.worker.on("error", self._library_error)
+        self._finishes: GroupCommit[tuple[Taken, str, Any], str | None] = GroupCommit(self._write_finishes)
 
     async def prepare(self) -> None:
         """Ask the server's version (blocking waits in fractions of a second) and start renewing locks."""
@@ -114,8 +121,16 @@ class Fetcher:
         self.worker.lockManager.start()
 
     async def take(self, token: str) -> Taken | None:
-        """The next job, locked for us; None after an idle wait (or when a delayed job is not due)."""
-        handle = await self.worker.getNextJob(token)
+        """The next job, locked for us, waiting for one if need be; None after an idle wait (or
+        when a delayed job is not due yet)."""
+        return self._taken(await self.worker.getNextJob(token), token)
+
+    async def take_ready(self, token: str) -> Taken | None:
+        """The next job if one is waiting, without waiting: what extra takers call in a burst
+        (only one caller may wait on the queue's marker, or the others would spin)."""
+        return self._taken(await self.worker.moveToActive(token), token)
+
+    def _taken(self, handle: Any, token: str) -> Taken | None:
         if handle is None:
             return None
         job = BullJob(queue=self.queue, id=str(handle.id), name=handle.name or "", payload=handle.workhorse_payload,
@@ -133,19 +148,47 @@ class Fetcher:
         self.worker.lockManager.untrack_job(taken.job.id)
 
     async def complete(self, taken: Taken, value: Any) -> None:
-        try:
-            await taken.handle.moveToCompleted(value, taken.token, False)
-        except TypeError as exc:  # the library's word for "missing lock", "lock mismatch", "missing key"
-            raise LostJob(str(exc)) from None
+        """Completed with `value` as its return value."""
+        await self._finish(taken, "returnvalue", value)
 
     async def fail(self, taken: Taken, reason: str) -> None:
         """Failed for good: no BullMQ retry (the Workhorse queue's policy has decided), no stack
         trace (it would be the ingress's, not the job's: the reason names the job's error)."""
-        taken.handle.opts["stackTraceLimit"] = 0
-        try:
-            await taken.handle.moveToFailed(UnrecoverableError(reason), taken.token, False)
-        except TypeError as exc:
-            raise LostJob(str(exc)) from None
+        await self._finish(taken, "failedReason", reason)
+
+    async def _finish(self, taken: Taken, field: str, value: Any) -> None:
+        refused = await self._finishes.submit((taken, field, value))
+        if refused is not None:
+            raise LostJob(refused)
+
+    async def _write_finishes(self, batch: list[tuple[Taken, str, Any]]) -> list[str | None]:
+        """The library's moveToFinished for each outcome, pipelined: what `Job.moveToCompleted` and
+        `Job.moveToFailed` (with UnrecoverableError) send, one round trip for all. Each answer is
+        None, or why BullMQ refused (lock gone, job gone)."""
+        scripts = self.worker.backend.scripts
+        script = scripts.commands["moveToFinished"]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for taken, field, value in batch:
+                job, token = taken.handle, taken.token
+                if field == "returnvalue":
+                    keys, args = scripts.moveToCompletedArgs(job, value, job.opts.get("removeOnComplete", False),
+                                                             token, False)
+                else:
+                    keys, args = scripts.moveToFailedArgs(job, value, job.opts.get("removeOnFail", False), token,
+                                                          False, {"failedReason": value, "stacktrace": "[]"})
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = await pipe.execute(raise_on_error=False)
+        if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: load it, send again
+            await self.client.script_load(script.script)
+            return await self._write_finishes(batch)
+        refusals: list[str | None] = []
+        for (taken, _, _), reply in zip(batch, replies, strict=True):
+            if isinstance(reply, Exception):
+                raise reply
+            code = reply if isinstance(reply, int) and reply < 0 else None
+            refusals.append(None if code is None else str(scripts.finishedErrors(
+                {"code": code, "jobId": taken.job.id, "command": "moveToFinished", "state": "active"})))
+        return refusals
 
     async def progress(self, taken: Taken, value: Any) -> None:
         await taken.handle.updateProgress(value)

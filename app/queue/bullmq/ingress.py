@@ -28,6 +28,10 @@ MAX_IN_HAND = 1000
 """BullMQ jobs one queue's ingress holds at once, each waiting for its Workhorse job: a bound on
 memory, not on throughput (the Workhorse queue's concurrency decides how many run). Past it, jobs
 wait in BullMQ's own wait list."""
+TAKERS = 8
+"""Jobs one queue's ingress takes from BullMQ at once in a burst: one taker waits on the queue
+(BullMQ's marker), and while jobs keep coming up to TAKERS - 1 more take what is ready, so the
+hand-over is not one round trip after another."""
 MIN_RESULT_KEPT_S = 60
 
 
@@ -86,6 +90,7 @@ class QueueIngress:
         self._slots = asyncio.Semaphore(MAX_IN_HAND)
         self._in_hand: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        self._helpers: set[asyncio.Task[None]] = set()
         self._progress: set[asyncio.Task[None]] = set()
         self._taken = 0
         self._retry_options_noted = False
@@ -96,9 +101,9 @@ class QueueIngress:
                        asyncio.create_task(self._check_stalled_forever(), name=f"bullmq-stalled:{self.queue}")]
 
     async def stop_taking(self) -> None:
-        for task in self._loops:
+        for task in [*self._loops, *self._helpers]:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._helpers, return_exceptions=True)
 
     async def stop(self, grace_s: float) -> None:
         if self._in_hand:
@@ -111,12 +116,9 @@ class QueueIngress:
     async def _take_forever(self) -> None:
         failures = 0
         while True:
-            await self._slots.acquire()
-            self._taken += 1
             try:
-                taken = await self.fetcher.take(f"{self.fetcher.worker.id}:{self._taken}")
+                taken = await self._take(self.fetcher.take)
             except Exception as exc:  # Redis away (or the library failing): look again after a pause
-                self._slots.release()
                 failures += 1
                 delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
                 if failures == 1:
@@ -127,13 +129,35 @@ class QueueIngress:
             if failures:
                 log.info("bullmq_take_recovered", queue=self.queue, failures=failures)
                 failures = 0
-            if taken is None:
-                self._slots.release()
-                continue
-            self.fetcher.hold(taken)
-            task = asyncio.create_task(self._hand_over(taken))
-            self._in_hand.add(task)
-            task.add_done_callback(self._in_hand.discard)
+            while taken and len(self._helpers) < TAKERS - 1:
+                helper = asyncio.create_task(self._take_while_ready())
+                self._helpers.add(helper)
+                helper.add_done_callback(self._helpers.discard)
+
+    async def _take_while_ready(self) -> None:
+        """An extra taker in a burst: takes jobs until BullMQ has none ready (or fails: the main
+        taker carries on)."""
+        with contextlib.suppress(Exception):
+            while await self._take(self.fetcher.take_ready):
+                pass
+
+    async def _take(self, take: Any) -> bool:
+        """One job taken with `take` and handed over in a task of its own; False when none was."""
+        await self._slots.acquire()
+        self._taken += 1
+        try:
+            taken: Taken | None = await take(f"{self.fetcher.worker.id}:{self._taken}")
+        except BaseException:
+            self._slots.release()
+            raise
+        if taken is None:
+            self._slots.release()
+            return False
+        self.fetcher.hold(taken)
+        task = asyncio.create_task(self._hand_over(taken))
+        self._in_hand.add(task)
+        task.add_done_callback(self._in_hand.discard)
+        return True
 
     async def _check_stalled_forever(self) -> None:
         while True:
@@ -170,10 +194,10 @@ class QueueIngress:
             self._slots.release()
 
     async def _enqueue(self, plan: HandOver) -> None:
-        # The pin goes out beside the enqueue, in parallel: both are idempotent, and it is in
-        # place long before the job's result could be trimmed (app/queue/bullmq/outcomes.py).
-        [enqueued], _ = await asyncio.gather(self.res.enqueuer.enqueue_many([plan.request]),
-                                             self.watcher.pin(plan.job_id))
+        # Pinned first (app/queue/bullmq/outcomes.py): sent side by side, a kill between the two
+        # writes could leave a job whose result a busy queue trims before its re-delivery reads it.
+        await self.watcher.pin(plan.job_id)
+        [enqueued] = await self.res.enqueuer.enqueue_many([plan.request])
         if enqueued is None:
             log.debug("bullmq_job_attached", queue=self.queue, job_id=plan.job_id)
 

@@ -37,6 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.backoff import REDIS_OUTAGE_BACKOFF
+from app.batching import GroupCommit
 from app.queue import codec, keys
 from app.queue.clock import now_ms
 from app.queue.handles import JobOutcome
@@ -66,6 +67,8 @@ class _Watch:
     queue: str
     due: float
     interval: float = FIRST_LOOK_S
+    finished: bool = False
+    """Its worker in this process said it has finished: only its result is read."""
     waiters: list[tuple[asyncio.Future[JobOutcome | Gone], OnProgress | None]] = field(default_factory=list)
     progress: bytes | None = None
 
@@ -80,6 +83,7 @@ class OutcomeWatcher:
         self._watches: dict[str, _Watch] = {}
         self._poked = asyncio.Event()
         self._unpins: list[str] = []
+        self._pins: GroupCommit[str, None] = GroupCommit(self._write_pins)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -93,7 +97,14 @@ class OutcomeWatcher:
             await self._flush_unpins()
 
     async def pin(self, job_id: str) -> None:
-        await self.redis.zadd(keys.PINNED_RESULTS, {job_id: now_ms()})
+        """Keep the job's result from the count trim until `unpin` (the pins of one loop turn, and
+        those that arrive while a write is on its way, go out in one ZADD)."""
+        await self._pins.submit(job_id)
+
+    async def _write_pins(self, job_ids: list[str]) -> list[None]:
+        at = now_ms()
+        await self.redis.zadd(keys.PINNED_RESULTS, dict.fromkeys(job_ids, at))
+        return [None] * len(job_ids)
 
     def unpin(self, job_id: str) -> None:
         """The outcome is recorded in BullMQ: the result may be trimmed again (batched, in the background)."""
@@ -119,7 +130,7 @@ class OutcomeWatcher:
         """A worker of this process has just written the job's result: look now."""
         watch = self._watches.get(job_id)
         if watch is not None:
-            watch.due = 0.0
+            watch.due, watch.finished = 0.0, True
             self._poked.set()
 
     async def _run(self) -> None:
@@ -155,29 +166,40 @@ class OutcomeWatcher:
                 async with asyncio.timeout(wait_s):
                     await self._poked.wait()
 
-    async def _look(self, job_ids: list[str]) -> list[Any]:
+    async def _look(self, job_ids: list[str]) -> list[tuple[Any, Any, Any, Any]]:
+        """(place in its queue, record, result, progress) of each job: one MGET of the results
+        of jobs finished here, four reads of each other job."""
+        done = [j for j in job_ids if self._watches[j].finished]
+        other = [j for j in job_ids if not self._watches[j].finished]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for job_id in job_ids:  # this order: see the module's docstring
+            if done:
+                pipe.mget([keys.RESULT_PREFIX + j for j in done])
+            for job_id in other:  # this order: see the module's docstring
                 pipe.zscore(self._watches[job_id].queue, job_id)
                 pipe.exists(keys.JOB_PREFIX + job_id)
                 pipe.get(keys.RESULT_PREFIX + job_id)
                 pipe.get(keys.progress_key(job_id))
-            return list(await pipe.execute())
+            replies = list(await pipe.execute())
+        results = replies.pop(0) if done else []
+        found = {j: (None, None, r, None) for j, r in zip(done, results, strict=True)}
+        found.update({j: (replies[4 * n], replies[4 * n + 1], replies[4 * n + 2], replies[4 * n + 3])
+                      for n, j in enumerate(other)})
+        return [found[j] for j in job_ids]
 
-    def _settle(self, job_ids: list[str], replies: list[Any]) -> None:
+    def _settle(self, job_ids: list[str], replies: list[tuple[Any, Any, Any, Any]]) -> None:
         now = time.monotonic()
-        for n, job_id in enumerate(job_ids):
-            score, record, result, progress = replies[4 * n: 4 * n + 4]
+        for job_id, (score, record, result, progress) in zip(job_ids, replies, strict=True):
             watch = self._watches.get(job_id)
             if watch is None:
                 continue  # its waiters went away meanwhile
-            if result is not None or (score is None and not record):
+            if result is not None or (score is None and not record and not watch.finished):
                 del self._watches[job_id]
                 outcome = JobOutcome.decode(result) if result is not None else GONE
                 for future, _ in watch.waiters:
                     if not future.done():
                         future.set_result(outcome)
                 continue
+            watch.finished = False  # announced, yet no result (kept none?): looked for as any other
             if progress is not None and progress != watch.progress:
                 watch.progress = progress
                 _tell_progress(watch, progress)
