@@ -75,6 +75,17 @@ async def test_a_jobid_is_the_workhorse_job_id_and_dedups_against_every_way_in(
     assert [r["jobId"] for r in await runs(res, "seven") if r["event"] == "start"] == ["task-7"]
 
 
+async def test_a_jobid_taken_by_another_job_fails_instead_of_reporting_its_outcome(
+        worker: Process, node: BullmqNode, res: Resources) -> None:
+    """A jobId that names a Workhorse job of another kind (enqueued over another path) is not that
+    job's outcome to report: the BullMQ job fails saying so, and nothing runs twice."""
+    await res.enqueuer.enqueue("db_probe", {"tag": "other"}, job_id="shared-1")
+    await node.add(QUEUE, "probe", {"tag": "mine"}, jobId="shared-1")
+    rejected = (await node.wait(QUEUE, "shared-1"))["rejected"]
+    assert "job id shared-1 belongs to another job (db_probe on intake-routing)" in rejected
+    assert await runs(res, "mine") == []
+
+
 async def test_add_bulk_with_and_without_jobids_delays_and_priorities(
         worker: Process, node: BullmqNode, res: Resources) -> None:
     """`addBulk`: every job runs once under its own id; a delayed one starts no earlier than its
