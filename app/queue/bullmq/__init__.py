@@ -10,8 +10,8 @@ One BullMQ job, in order (ingress.py; the library is fetcher.py, the decisions h
     take ──── BullMQ's moveToActive: the job is ours, locked (JOB_LOCK_TTL_S, renewed)
     plan ──── name through the registry's aliases, data validated like every other way in;
               a job that cannot run: one dead letter, the BullMQ job failed naming the field
-    enqueue ─ its result pinned against the count trim (outcomes.py), then the job enqueued
-              into the queue of the same name under a deterministic id (handover.py); a job
+    enqueue ─ into the queue of the same name under a deterministic id (handover.py), its
+              result pinned against the count trim in the same script (outcomes.py); a job
               with that id already there is waited for instead
     wait ──── the Workhorse job's outcome (outcomes.py), its progress mirrored meanwhile
     record ── BullMQ's moveToCompleted with the return value, or moveToFailed with

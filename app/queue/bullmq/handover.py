@@ -81,7 +81,7 @@ def plan(registry: Registry, job: BullJob) -> HandOver:
         raise job.refusal
     spec, parsed, queue = registry.validate(job.name, job.payload, job.queue)
     job_id = workhorse_job_id(job)
-    request = JobRequest(spec.name, parsed, queue=queue, job_id=job_id)
+    request = JobRequest(spec.name, parsed, queue=queue, job_id=job_id, pin_result=True)
     return HandOver(job_id, spec.name, queue, request, job.priority or None)
 
 

@@ -17,7 +17,7 @@ from app.errors import SettingsError
 from app.queue.bullmq import handover
 from app.queue.bullmq.fetcher import Fetcher, LostJob, Taken
 from app.queue.bullmq.handover import HandOver
-from app.queue.bullmq.outcomes import Gone, OutcomeWatcher
+from app.queue.bullmq.outcomes import Gone, OutcomeWatcher, cancelled
 from app.queue.handles import JobOutcome
 from app.queue.resources import EngineResources
 from app.settings import Settings
@@ -30,8 +30,9 @@ memory, not on throughput (the Workhorse queue's concurrency decides how many ru
 wait in BullMQ's own wait list."""
 TAKERS = 8
 """Jobs one queue's ingress takes from BullMQ at once in a burst: one taker waits on the queue
-(BullMQ's marker), and while jobs keep coming up to TAKERS - 1 more take what is ready, so the
-hand-over is not one round trip after another."""
+(BullMQ's marker), and once it finds a job ready right after another, up to TAKERS - 1 more take
+what is ready, so a burst is not handed over one round trip after another. A lone job starts no
+helper: their looks would only delay its hand-over."""
 MIN_RESULT_KEPT_S = 60
 
 
@@ -91,6 +92,7 @@ class QueueIngress:
         self._in_hand: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._helpers: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
         self._progress: set[asyncio.Task[None]] = set()
         self._taken = 0
         self._retry_options_noted = False
@@ -101,25 +103,22 @@ class QueueIngress:
                        asyncio.create_task(self._check_stalled_forever(), name=f"bullmq-stalled:{self.queue}")]
 
     async def stop_taking(self) -> None:
-        for task in [*self._loops, *self._helpers]:
-            task.cancel()
-        await asyncio.gather(*self._loops, *self._helpers, return_exceptions=True)
+        self._stopping.set()  # a loop whose cancellation is lost ends at its next turn
+        await cancelled([*self._loops, *self._helpers])
 
     async def stop(self, grace_s: float) -> None:
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=grace_s)
-        for task in [*self._in_hand, *self._progress]:
-            task.cancel()
-        await asyncio.gather(*self._in_hand, *self._progress, return_exceptions=True)
+        await cancelled([*self._in_hand, *self._progress])
         await self.fetcher.close()
 
     async def _take_forever(self) -> None:
-        failures = 0
-        while True:
+        failures, taken = 0, False
+        while not self._stopping.is_set():
             try:
-                taken = await self._take(self.fetcher.take)
+                after_one, taken = taken, await self._take(self.fetcher.take)
             except Exception as exc:  # Redis away (or the library failing): look again after a pause
-                failures += 1
+                failures, taken = failures + 1, False
                 delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
                 if failures == 1:
                     log.warning("bullmq_take_failed", queue=self.queue, error=f"{type(exc).__name__}: {exc}",
@@ -129,7 +128,7 @@ class QueueIngress:
             if failures:
                 log.info("bullmq_take_recovered", queue=self.queue, failures=failures)
                 failures = 0
-            while taken and len(self._helpers) < TAKERS - 1:
+            while taken and after_one and len(self._helpers) < TAKERS - 1:
                 helper = asyncio.create_task(self._take_while_ready())
                 self._helpers.add(helper)
                 helper.add_done_callback(self._helpers.discard)
@@ -138,7 +137,7 @@ class QueueIngress:
         """An extra taker in a burst: takes jobs until BullMQ has none ready (or fails: the main
         taker carries on)."""
         with contextlib.suppress(Exception):
-            while await self._take(self.fetcher.take_ready):
+            while not self._stopping.is_set() and await self._take(self.fetcher.take_ready):
                 pass
 
     async def _take(self, take: Any) -> bool:
@@ -160,7 +159,7 @@ class QueueIngress:
         return True
 
     async def _check_stalled_forever(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 moved = await self.fetcher.check_stalled()
             except Exception as exc:  # the next interval tries again
@@ -168,7 +167,9 @@ class QueueIngress:
             else:
                 if moved:
                     log.info("bullmq_jobs_redelivered", queue=self.queue, jobs=len(moved), ids=moved[:20])
-            await asyncio.sleep(self.fetcher.lock_ms / 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.fetcher.lock_ms / 1000):
+                    await self._stopping.wait()
 
     async def _hand_over(self, taken: Taken) -> None:
         """Validate, enqueue (or find the job already there), wait, record; a failure before the
@@ -194,9 +195,8 @@ class QueueIngress:
             self._slots.release()
 
     async def _enqueue(self, plan: HandOver) -> None:
-        # Pinned first (app/queue/bullmq/outcomes.py): sent side by side, a kill between the two
-        # writes could leave a job whose result a busy queue trims before its re-delivery reads it.
-        await self.watcher.pin(plan.job_id)
+        # The request pins its result in the enqueue's own script (app/queue/bullmq/outcomes.py):
+        # a pin written apart, even just before, costs the pickup a round trip.
         [enqueued] = await self.res.enqueuer.enqueue_many([plan.request])
         if enqueued is None:
             log.debug("bullmq_job_attached", queue=self.queue, job_id=plan.job_id)

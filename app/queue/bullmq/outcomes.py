@@ -17,9 +17,11 @@ mirrors it to `job.updateProgress`), so progress reaches BullMQ within half a se
 Pins. A BullMQ job re-delivered after its taker died (app/queue/bullmq/ingress.py) reads its
 outcome from the Workhorse job's result, possibly long after the job finished: the per-queue
 count trim (app/queue/bookkeeping.py) must not take that result first, on a busy queue within a
-second. So each hand-over pins its job id (keys.PINNED_RESULTS), the trim leaves pinned results to
-their TTL (KEEP_RESULT_S, KEEP_FAILED_S), and the pin goes once the BullMQ job records the
-outcome. Pins left behind by a process killed in between are dropped after PIN_MAX_AGE_S.
+second. So each hand-over pins its job id (keys.PINNED_RESULTS) in the enqueue's own script
+(`JobRequest.pin_result`: no round trip of its own, and no moment at which the job is enqueued
+but not pinned), the trim leaves pinned results to their TTL (KEEP_RESULT_S, KEEP_FAILED_S), and
+the pin goes once the BullMQ job records the outcome. Pins left behind by a process killed in
+between are dropped after PIN_MAX_AGE_S.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.backoff import REDIS_OUTAGE_BACKOFF
-from app.batching import GroupCommit
 from app.queue import codec, keys
 from app.queue.clock import now_ms
 from app.queue.handles import JobOutcome
@@ -83,7 +84,6 @@ class OutcomeWatcher:
         self._watches: dict[str, _Watch] = {}
         self._poked = asyncio.Event()
         self._unpins: list[str] = []
-        self._pins: GroupCommit[str, None] = GroupCommit(self._write_pins)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -91,20 +91,9 @@ class OutcomeWatcher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancelled([self._task])
         with contextlib.suppress(RedisError, OSError):
             await self._flush_unpins()
-
-    async def pin(self, job_id: str) -> None:
-        """Keep the job's result from the count trim until `unpin` (the pins of one loop turn, and
-        those that arrive while a write is on its way, go out in one ZADD)."""
-        await self._pins.submit(job_id)
-
-    async def _write_pins(self, job_ids: list[str]) -> list[None]:
-        at = now_ms()
-        await self.redis.zadd(keys.PINNED_RESULTS, dict.fromkeys(job_ids, at))
-        return [None] * len(job_ids)
 
     def unpin(self, job_id: str) -> None:
         """The outcome is recorded in BullMQ: the result may be trimmed again (batched, in the background)."""
@@ -222,6 +211,17 @@ class OutcomeWatcher:
         except BaseException:
             self._unpins[:0] = unpins
             raise
+
+
+async def cancelled(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel `tasks` and return once they have all ended, cancelling again every second: in
+    Python 3.11 a cancellation that arrives as an `asyncio.wait_for` completes (redis-py awaits
+    its reads and writes with it) is lost, and the task carries on."""
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 def _tell_progress(watch: _Watch, raw: bytes) -> None:
