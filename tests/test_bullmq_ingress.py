@@ -20,9 +20,14 @@ from tests.support.worker import in_process_worker, wait_for_runs
 QUEUE = "intake-routing"
 
 
+def ingress_settings(make_settings: Callable[..., Settings]) -> Settings:
+    """A worker of QUEUE alone, taking BullMQ's jobs of QUEUE alone (each test starts one)."""
+    return make_settings(bullmq_prefix="bull", bullmq_queues=QUEUE, workhorse_queues=QUEUE)
+
+
 @pytest.fixture
 async def worker(make_settings: Callable[..., Settings]) -> AsyncIterator[Process]:
-    async with in_process_worker(make_settings(bullmq_prefix="bull")) as process:
+    async with in_process_worker(ingress_settings(make_settings), [QUEUE]) as process:
         yield process
 
 
@@ -168,7 +173,7 @@ async def test_malformed_bullmq_records_fail_their_jobs_and_the_ingress_goes_on(
     for job_id, (field, value, _) in MALFORMED.items():
         await res.redis.hset(f"bull:{QUEUE}:{job_id}", field, value)
     await res.redis.hset(f"bull:{QUEUE}:bad-utf8", "data", b'{"tag": "\xff\xfe"}')
-    async with in_process_worker(make_settings(bullmq_prefix="bull")):
+    async with in_process_worker(ingress_settings(make_settings), [QUEUE]):
         assert await node.wait(QUEUE, "bad-utf8") == {"resolved": {"tag": "\ufffd\ufffd", "runs": 1}}
         await until_finished(res, list(MALFORMED))
         for job_id, (_, _, reason) in MALFORMED.items():
@@ -183,3 +188,15 @@ async def until_finished(res: Resources, job_ids: list[str]) -> None:
     async with asyncio.timeout(20):
         while None in await res.redis.zmscore(f"bull:{QUEUE}:failed", job_ids):
             await asyncio.sleep(0.02)
+
+
+async def test_a_graceful_stop_records_the_outcome_of_a_job_still_running(
+        make_settings: Callable[..., Settings], node: BullmqNode, res: Resources) -> None:
+    """SIGTERM while a handed-over job runs: the ingress takes nothing more, the process waits for
+    the job as it waits for any, and its outcome reaches BullMQ before the process exits."""
+    async with in_process_worker(ingress_settings(make_settings), [QUEUE]) as process:
+        await node.add(QUEUE, "probe", {"tag": "draining", "sleepMs": 800}, jobId="draining")
+        await wait_for_runs(res, "draining", "start", 1)
+        process.request_stop()
+    state = await node.state(QUEUE, "draining")
+    assert state["state"] == "completed" and state["returnvalue"] == {"tag": "draining", "runs": 1}
