@@ -66,8 +66,8 @@ async def test_kill_9_during_a_long_job_neither_reruns_nor_loses_it(
         make_env: EnvFactory, res: Resources, clean: ServiceUrls) -> None:
     """Killed while the job runs in another process, which then finishes it (its result pinned
     against a count trim of one); the next taker records that outcome without running anything."""
-    runner = await start_worker(runner_env(make_env, keep_results_per_queue=1))
-    taker = await start_worker(ingress_env(make_env))
+    runner, taker = await asyncio.gather(start_worker(runner_env(make_env, keep_results_per_queue=1)),
+                                         start_worker(ingress_env(make_env)))
     try:
         async with bullmq_node(clean.redis_url) as node:
             await node.call("listen", queue=QUEUE)

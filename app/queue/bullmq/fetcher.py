@@ -56,7 +56,8 @@ DRAIN_DELAY_S = 10
 
 
 class LostJob(Exception):
-    """BullMQ refused to record an outcome: the job's lock is gone (taken again since) or the job is."""
+    """BullMQ refused to record the outcome: the job's lock is gone (it was taken again since), or
+    the job is; the message is BullMQ's reason."""
 
 
 @dataclass(slots=True)
@@ -109,7 +110,8 @@ class Fetcher:
             "connection": self.client, "prefix": prefix, "autorun": False, "lockDuration": lock_ms,
             "stalledInterval": lock_ms, "maxStalledCount": NO_STALL_LIMIT, "drainDelay": DRAIN_DELAY_S})
         self.worker.on("error", self._library_error)
-        self._finishes: GroupCommit[tuple[Taken, str, Any], str | None] = GroupCommit(self._write_finishes)
+        self._finishes: GroupCommit[tuple[Taken, str, Any], str | Exception | None] = GroupCommit(
+            self._write_finishes)
 
     async def prepare(self) -> None:
         """Ask the server's version (blocking waits in fractions of a second) and start renewing locks."""
@@ -157,14 +159,16 @@ class Fetcher:
         await self._finish(taken, "failedReason", reason)
 
     async def _finish(self, taken: Taken, field: str, value: Any) -> None:
-        refused = await self._finishes.submit((taken, field, value))
-        if refused is not None:
-            raise LostJob(refused)
+        answer = await self._finishes.submit((taken, field, value))
+        if isinstance(answer, Exception):
+            raise answer
+        if answer is not None:
+            raise LostJob(answer)
 
-    async def _write_finishes(self, batch: list[tuple[Taken, str, Any]]) -> list[str | None]:
+    async def _write_finishes(self, batch: list[tuple[Taken, str, Any]]) -> list[str | Exception | None]:
         """The library's moveToFinished for each outcome, pipelined: what `Job.moveToCompleted` and
         `Job.moveToFailed` (with UnrecoverableError) send, one round trip for all. Each answer is
-        None, or why BullMQ refused (lock gone, job gone)."""
+        None, why BullMQ refused (lock gone, job gone), or the error Redis answered for it alone."""
         scripts = self.worker.backend.scripts
         script = scripts.commands["moveToFinished"]
         async with self.client.pipeline(transaction=False) as pipe:
@@ -181,14 +185,13 @@ class Fetcher:
         if any(isinstance(r, NoScriptError) for r in replies):  # Redis restarted: load it, send again
             await self.client.script_load(script.script)
             return await self._write_finishes(batch)
-        refusals: list[str | None] = []
+        answers: list[str | Exception | None] = []
         for (taken, _, _), reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                raise reply
             code = reply if isinstance(reply, int) and reply < 0 else None
-            refusals.append(None if code is None else str(scripts.finishedErrors(
-                {"code": code, "jobId": taken.job.id, "command": "moveToFinished", "state": "active"})))
-        return refusals
+            answers.append(reply if isinstance(reply, Exception) else None if code is None else str(
+                scripts.finishedErrors({"code": code, "jobId": taken.job.id, "command": "moveToFinished",
+                                        "state": "active"})))
+        return answers
 
     async def progress(self, taken: Taken, value: Any) -> None:
         await taken.handle.updateProgress(value)

@@ -7,17 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
-from redis.exceptions import RedisError
+from redis import exceptions as redis_errors
 
 from app.backoff import REDIS_OUTAGE_BACKOFF
 from app.errors import SettingsError
 from app.queue.bullmq import handover
 from app.queue.bullmq.fetcher import Fetcher, LostJob, Taken
 from app.queue.bullmq.handover import HandOver
-from app.queue.bullmq.outcomes import Gone, OutcomeWatcher, cancelled
+from app.queue.bullmq.outcomes import Gone, OnProgress, OutcomeWatcher, cancelled
 from app.queue.handles import JobOutcome
 from app.queue.resources import EngineResources
 from app.settings import Settings
@@ -60,6 +61,7 @@ class BullmqIngress:
         settings = res.settings
         assert settings.bullmq_prefix, "the Engine starts the ingress only with BULLMQ_PREFIX"
         self.watcher = OutcomeWatcher(res.redis)
+        self.prefix = settings.bullmq_prefix
         lock_ms = int(settings.job_lock_ttl_s * 1000)
         self.queues = [QueueIngress(res, Fetcher(q, prefix=settings.bullmq_prefix, url=res.redis_url, lock_ms=lock_ms),
                                     self.watcher) for q in mapped_queues(settings)]
@@ -68,8 +70,7 @@ class BullmqIngress:
         self.watcher.start()
         for q in self.queues:
             await q.start()
-        log.info("bullmq_ingress_started", prefix=self.queues[0].fetcher.worker.prefix if self.queues else None,
-                 queues=[q.queue for q in self.queues])
+        log.info("bullmq_ingress_started", prefix=self.prefix, queues=[q.queue for q in self.queues])
 
     def finished_here(self, job_id: str) -> None:
         self.watcher.finished_here(job_id)
@@ -140,12 +141,12 @@ class QueueIngress:
             while not self._stopping.is_set() and await self._take(self.fetcher.take_ready):
                 pass
 
-    async def _take(self, take: Any) -> bool:
+    async def _take(self, take: Callable[[str], Awaitable[Taken | None]]) -> bool:
         """One job taken with `take` and handed over in a task of its own; False when none was."""
         await self._slots.acquire()
         self._taken += 1
         try:
-            taken: Taken | None = await take(f"{self.fetcher.worker.id}:{self._taken}")
+            taken = await take(f"{self.fetcher.worker.id}:{self._taken}")
         except BaseException:
             self._slots.release()
             raise
@@ -197,6 +198,7 @@ class QueueIngress:
     async def _enqueue(self, plan: HandOver) -> None:
         # The request pins its result in the enqueue's own script (app/queue/bullmq/outcomes.py):
         # a pin written apart, even just before, costs the pickup a round trip.
+        self.watcher.expect(plan.job_id, plan.queue)
         [enqueued] = await self.res.enqueuer.enqueue_many([plan.request])
         if enqueued is None:
             log.debug("bullmq_job_attached", queue=self.queue, job_id=plan.job_id)
@@ -222,7 +224,7 @@ class QueueIngress:
                                error_class=type(exc).__name__, error_message=f"BullMQ job {job.id}: {exc}")
         await _through_outages(lambda: self.fetcher.fail(taken, str(exc)), "bullmq_outcome_held", job_id)
 
-    def _note_retry_options(self, opts: Any) -> None:
+    def _note_retry_options(self, opts: Mapping[str, Any]) -> None:
         if self._retry_options_noted:
             return
         carried = handover.retry_options(opts)
@@ -232,7 +234,7 @@ class QueueIngress:
             log.info("bullmq_retry_options_superseded", queue=self.queue, bullmq=carried, attempts=policy.attempts,
                      base_delay_s=policy.base_delay_s, max_delay_s=policy.max_delay_s)
 
-    def _mirror_progress(self, taken: Taken) -> Any:
+    def _mirror_progress(self, taken: Taken) -> OnProgress:
         def mirror(percent: Any) -> None:
             task = asyncio.create_task(self._report_progress(taken, percent))
             self._progress.add(task)
@@ -244,14 +246,16 @@ class QueueIngress:
             await self.fetcher.progress(taken, percent)
 
 
-async def _through_outages(step: Any, event: str, job_id: str) -> None:
-    """Run `step()` until Redis answers it (every step of a hand-over can be repeated)."""
+async def _through_outages(step: Callable[[], Awaitable[None]], event: str, job_id: str) -> None:
+    """Run `step()` until Redis answers it (every step of a hand-over can be repeated). Only the
+    connection failing is waited out: an error reply would come again (the hand-over gives up,
+    and the job's re-delivery tries once more)."""
     failures = 0
     while True:
         try:
             await step()
             return
-        except (RedisError, OSError) as exc:
+        except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
             failures += 1
             delay = REDIS_OUTAGE_BACKOFF.delay_s(failures)
             if failures == 1:

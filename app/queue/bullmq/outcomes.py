@@ -99,21 +99,30 @@ class OutcomeWatcher:
         """The outcome is recorded in BullMQ: the result may be trimmed again (batched, in the background)."""
         self._unpins.append(job_id)
 
+    def expect(self, job_id: str, queue: str) -> None:
+        """Watch the job from before it is enqueued: a job that runs here may end before `wait` is
+        called, and its worker's announcement must not find nobody listening."""
+        self._watch(job_id, queue)
+
     async def wait(self, job_id: str, queue: str, on_progress: OnProgress | None = None) -> JobOutcome | Gone:
         """The job's outcome once it has one (GONE when it vanished without one)."""
-        watch = self._watches.get(job_id)
-        if watch is None:
-            watch = self._watches[job_id] = _Watch(queue, _on_grid(time.monotonic() + FIRST_LOOK_S))
-            self._poked.set()
+        watch = self._watch(job_id, queue)
         future: asyncio.Future[JobOutcome | Gone] = asyncio.get_running_loop().create_future()
         watch.waiters.append((future, on_progress))
         try:
             return await future
         finally:
-            if not future.done():  # cancelled: forget this waiter, and the job if it was the last
+            if future.cancelled() or not future.done():  # forget this waiter, and the job if it was the last
                 watch.waiters = [w for w in watch.waiters if w[0] is not future]
                 if not watch.waiters and self._watches.get(job_id) is watch:
                     del self._watches[job_id]
+
+    def _watch(self, job_id: str, queue: str) -> _Watch:
+        watch = self._watches.get(job_id)
+        if watch is None:
+            watch = self._watches[job_id] = _Watch(queue, _on_grid(time.monotonic() + FIRST_LOOK_S))
+            self._poked.set()
+        return watch
 
     def finished_here(self, job_id: str) -> None:
         """A worker of this process has just written the job's result: look now."""
