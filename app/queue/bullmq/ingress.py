@@ -81,8 +81,9 @@ class BullmqIngress:
     async def stop(self, grace_s: float) -> None:
         """Record the outcomes known within `grace_s`; the jobs still in hand are left to BullMQ,
         which re-delivers them to a live process once their locks lapse."""
-        await asyncio.gather(*(q.stop(grace_s) for q in self.queues))
+        left = sum(await asyncio.gather(*(q.stop(grace_s) for q in self.queues)))
         await self.watcher.stop()
+        log.info("bullmq_ingress_stopped", left_to_redelivery=left)
 
 
 class QueueIngress:
@@ -107,11 +108,14 @@ class QueueIngress:
         self._stopping.set()  # a loop whose cancellation is lost ends at its next turn
         await cancelled([*self._loops, *self._helpers])
 
-    async def stop(self, grace_s: float) -> None:
+    async def stop(self, grace_s: float) -> int:
+        """Wait up to `grace_s` for the jobs in hand; return how many were still in hand."""
         if self._in_hand:
             await asyncio.wait(self._in_hand, timeout=grace_s)
+        left = len(self._in_hand)
         await cancelled([*self._in_hand, *self._progress])
         await self.fetcher.close()
+        return left
 
     async def _take_forever(self) -> None:
         failures, taken = 0, False

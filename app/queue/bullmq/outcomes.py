@@ -6,10 +6,11 @@ How it learns of an outcome. A job that ends in this process is announced by its
 process are looked for: each job first after FIRST_LOOK_S, then at doubling intervals up to
 LONGEST_LOOK_S, every look due at the same moment in one pipelined round trip (looks fall on a
 LOOK_GRID_S grid, so many jobs share each one: at most 200 round trips a second when many jobs
-are young, two when all are old). A look reads, in this order, the job's place in its queue, its
-record, its result and its progress: the finish script removes the first two and writes the
-result at once, so a job seen neither queued nor holding a result afterwards has really gone
-(its result expired, or Redis lost it) and is reported as such instead of waited for in vain.
+are young, two when all are old), of a few commands whatever their number. A look reads a job's
+place in its queue before its result: the finish script removes the one and writes the other at
+once, so a job found in neither was not running then. Its record is read next (before its result
+again): a job with neither record nor result has really gone (its result expired, or Redis lost
+it) and is reported as such instead of waited for in vain.
 
 Progress: a look that finds the progress changed hands its percent to the waiter (the ingress
 mirrors it to `job.updateProgress`), so progress reaches BullMQ within half a second.
@@ -141,7 +142,7 @@ class OutcomeWatcher:
             due = [job_id for job_id, w in self._watches.items() if w.due <= now]
             try:
                 if due:
-                    self._settle(due, await self._look(due))
+                    self._settle(await self._look(due))
                 if now >= next_unpin:
                     next_unpin = now + UNPIN_EVERY_S
                     await self._flush_unpins(stale=now >= next_stale)
@@ -164,33 +165,47 @@ class OutcomeWatcher:
                 async with asyncio.timeout(wait_s):
                     await self._poked.wait()
 
-    async def _look(self, job_ids: list[str]) -> list[tuple[Any, Any, Any, Any]]:
-        """(place in its queue, record, result, progress) of each job: one MGET of the results
-        of jobs finished here, four reads of each other job."""
-        done = [j for j in job_ids if self._watches[j].finished]
-        other = [j for j in job_ids if not self._watches[j].finished]
+    async def _look(self, job_ids: list[str]) -> dict[str, tuple[Any, bool, Any]]:
+        """(result, still there, progress) of each job, in one round trip however many they are:
+        their places in their queues (one ZMSCORE a queue), then their results and progress (an
+        MGET each). A job neither queued nor finished is looked at again, record first, in a second
+        round trip (rare: it is gone, run by another queue under the same id, or not enqueued yet)."""
+        watches = self._watches
+        other = [j for j in job_ids if not watches[j].finished]
+        by_queue: dict[str, list[str]] = {}
+        for job_id in other:
+            by_queue.setdefault(watches[job_id].queue, []).append(job_id)
         async with self.redis.pipeline(transaction=False) as pipe:
-            if done:
-                pipe.mget([keys.RESULT_PREFIX + j for j in done])
-            for job_id in other:  # this order: see the module's docstring
-                pipe.zscore(self._watches[job_id].queue, job_id)
-                pipe.exists(keys.JOB_PREFIX + job_id)
-                pipe.get(keys.RESULT_PREFIX + job_id)
-                pipe.get(keys.progress_key(job_id))
+            for queue, ids in by_queue.items():  # before the results: see the module's docstring
+                pipe.zmscore(queue, ids)
+            pipe.mget([keys.RESULT_PREFIX + j for j in job_ids])
+            if other:
+                pipe.mget([keys.progress_key(j) for j in other])
             replies = list(await pipe.execute())
-        results = replies.pop(0) if done else []
-        found = {j: (None, None, r, None) for j, r in zip(done, results, strict=True)}
-        found.update({j: (replies[4 * n], replies[4 * n + 1], replies[4 * n + 2], replies[4 * n + 3])
-                      for n, j in enumerate(other)})
-        return [found[j] for j in job_ids]
+        queued = {j for ids, scores in zip(by_queue.values(), replies, strict=False)
+                  for j, score in zip(ids, scores, strict=True) if score is not None}
+        results = dict(zip(job_ids, replies[len(by_queue)], strict=True))
+        progress = dict(zip(other, replies[len(by_queue) + 1], strict=True)) if other else {}
+        found = {j: (results[j], results[j] is None and (j in queued or watches[j].finished), progress.get(j))
+                 for j in job_ids}
+        unsure = [j for j, (result, there, _) in found.items() if result is None and not there]
+        if unsure:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in unsure:  # record first, then result: see the module's docstring
+                    pipe.exists(keys.JOB_PREFIX + job_id)
+                    pipe.get(keys.RESULT_PREFIX + job_id)
+                again = list(await pipe.execute())
+            for n, job_id in enumerate(unsure):
+                found[job_id] = (again[2 * n + 1], bool(again[2 * n]), found[job_id][2])
+        return found
 
-    def _settle(self, job_ids: list[str], replies: list[tuple[Any, Any, Any, Any]]) -> None:
+    def _settle(self, found: dict[str, tuple[Any, bool, Any]]) -> None:
         now = time.monotonic()
-        for job_id, (score, record, result, progress) in zip(job_ids, replies, strict=True):
+        for job_id, (result, there, progress) in found.items():
             watch = self._watches.get(job_id)
             if watch is None:
                 continue  # its waiters went away meanwhile
-            if result is not None or (score is None and not record and not watch.finished):
+            if result is not None or not there:
                 del self._watches[job_id]
                 outcome = JobOutcome.decode(result) if result is not None else GONE
                 for future, _ in watch.waiters:
