@@ -11,6 +11,7 @@ import pytest
 from app.errors import AppError, InvalidPayload, SettingsError, UnknownJob
 from app.jobs import build_registry
 from app.queue.bullmq import mapped_queues
+from app.queue.bullmq.fetcher import DRAIN_DELAY_S, bullmq_client
 from app.queue.bullmq.handover import BullJob, failure_text, plan, retry_options, unreadable, workhorse_job_id
 from app.settings import Settings
 
@@ -82,3 +83,10 @@ def test_bullmq_queues_default_to_every_queue(make_settings: Callable[..., Setti
     settings = make_settings(bullmq_prefix="bull")
     assert mapped_queues(settings) == list(settings.queues.queues)
     assert mapped_queues(make_settings(bullmq_prefix="bull", bullmq_queues=" sla-monitor , ")) == ["sla-monitor"]
+
+
+def test_the_library_client_waits_out_bullmqs_idle_wait() -> None:
+    """redis-py 8 gives up on a reply after 5 s by default; BullMQ's idle wait (BZPOPMIN) blocks
+    DRAIN_DELAY_S: the client the library gets must wait longer, or every idle wait fails."""
+    client = bullmq_client("redis://127.0.0.1:6379/0")
+    assert client.connection_pool.connection_kwargs["socket_timeout"] > DRAIN_DELAY_S

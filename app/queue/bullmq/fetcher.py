@@ -94,8 +94,11 @@ class _ByHand(bullmq.Worker):  # type: ignore[misc]  # the library is untyped
 
 
 def bullmq_client(url: str) -> Redis:
+    # redis-py 8 gives up on a reply after 5 s by default: BullMQ's idle wait (BZPOPMIN) would fail
+    # every time. Replies may take the wait and 5 s more.
     pool = CheapCheckoutPool.from_url(url, decode_responses=True, encoding_errors="replace", protocol=2,
-                                      retry=Retry(NoBackoff(), 0), socket_connect_timeout=CONNECT_TIMEOUT_S)
+                                      retry=Retry(NoBackoff(), 0), socket_connect_timeout=CONNECT_TIMEOUT_S,
+                                      socket_timeout=DRAIN_DELAY_S + 5)
     return Redis.from_pool(pool)
 
 

@@ -71,6 +71,9 @@ class _Watch:
     interval: float = FIRST_LOOK_S
     finished: bool = False
     """Its worker in this process said it has finished: only its result is read."""
+    enqueued_at: float | None = None
+    """When the job was known to be in Redis (`wait`): only a look begun after it may find it gone,
+    as one begun before may have read before the enqueue landed."""
     waiters: list[tuple[asyncio.Future[JobOutcome | Gone], OnProgress | None]] = field(default_factory=list)
     progress: bytes | None = None
 
@@ -108,6 +111,7 @@ class OutcomeWatcher:
     async def wait(self, job_id: str, queue: str, on_progress: OnProgress | None = None) -> JobOutcome | Gone:
         """The job's outcome once it has one (GONE when it vanished without one)."""
         watch = self._watch(job_id, queue)
+        watch.enqueued_at = watch.enqueued_at or time.monotonic()
         future: asyncio.Future[JobOutcome | Gone] = asyncio.get_running_loop().create_future()
         watch.waiters.append((future, on_progress))
         try:
@@ -142,7 +146,7 @@ class OutcomeWatcher:
             due = [job_id for job_id, w in self._watches.items() if w.due <= now]
             try:
                 if due:
-                    self._settle(await self._look(due))
+                    self._settle(await self._look(due), looked_at=now)
                 if now >= next_unpin:
                     next_unpin = now + UNPIN_EVERY_S
                     await self._flush_unpins(stale=now >= next_stale)
@@ -199,13 +203,14 @@ class OutcomeWatcher:
                 found[job_id] = (again[2 * n + 1], bool(again[2 * n]), found[job_id][2])
         return found
 
-    def _settle(self, found: dict[str, tuple[Any, bool, Any]]) -> None:
+    def _settle(self, found: dict[str, tuple[Any, bool, Any]], *, looked_at: float) -> None:
         now = time.monotonic()
         for job_id, (result, there, progress) in found.items():
             watch = self._watches.get(job_id)
             if watch is None:
                 continue  # its waiters went away meanwhile
-            if result is not None or not there:
+            gone = not there and watch.enqueued_at is not None and watch.enqueued_at < looked_at
+            if result is not None or gone:
                 del self._watches[job_id]
                 outcome = JobOutcome.decode(result) if result is not None else GONE
                 for future, _ in watch.waiters:
