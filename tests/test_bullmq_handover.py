@@ -30,6 +30,7 @@ def bull(job_id: str, *, name: str = "probe", payload: Any = None, attempts_made
     ("42", 3, "bullmq:intake-routing:42:run-4"),
 ])
 def test_workhorse_job_ids(job_id: str, attempts_made: int, expected: str) -> None:
+    """A producer's jobId is the Workhorse id; BullMQ's own ids are namespaced; a re-run is a new id."""
     assert workhorse_job_id(bull(job_id, attempts_made=attempts_made)) == expected
 
 
@@ -42,6 +43,7 @@ def test_workhorse_job_ids(job_id: str, attempts_made: int, expected: str) -> No
     ({"priority": 1, "delay": 500, "removeOnComplete": True}, {}),
 ])
 def test_retry_options_are_picked_out(opts: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Only options that would make BullMQ retry are reported as superseded by the queue's policy."""
     assert retry_options(opts) == expected
 
 
@@ -50,6 +52,7 @@ def test_retry_options_are_picked_out(opts: dict[str, Any], expected: dict[str, 
     ("plain text", "plain text"),
 ])
 def test_failure_text_is_the_class_and_message(result: Any, text: str) -> None:
+    """A failed job's result becomes BullMQ's failedReason, which waitUntilFinished rejects with."""
     assert failure_text(result) == text
 
 
@@ -75,11 +78,14 @@ def test_plan_resolves_aliases_carries_priority_and_refuses_what_cannot_run(sett
 ])
 def test_the_ingress_refuses_settings_it_cannot_work_with(make_settings: Callable[..., Settings],
                                                           env: dict[str, Any], message: str) -> None:
+    """An unknown queue, or results kept too briefly for a re-delivery to read: start-up stops,
+    naming the variable."""
     with pytest.raises(SettingsError, match=message.replace("(", r"\(").replace(")", r"\)")):
         mapped_queues(make_settings(bullmq_prefix="bull", **env))
 
 
 def test_bullmq_queues_default_to_every_queue(make_settings: Callable[..., Settings]) -> None:
+    """Without BULLMQ_QUEUES every queue of the table is taken; with it, the names it lists."""
     settings = make_settings(bullmq_prefix="bull")
     assert mapped_queues(settings) == list(settings.queues.queues)
     assert mapped_queues(make_settings(bullmq_prefix="bull", bullmq_queues=" sla-monitor , ")) == ["sla-monitor"]
