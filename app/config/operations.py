@@ -93,3 +93,11 @@ class RetentionSettings(_Section):
 class BreakerSettings(_Section):
     failure_threshold: int = Field(5, ge=1)
     reset_timeout_s: float = Field(60.0, gt=0)
+
+
+class BullmqSettings(_Section):
+    """The BullMQ ingress (app/queue/bullmq/): jobs BullMQ producers add are run by the Workhorse
+    queue of the same name."""
+
+    prefix: str | None = Field(None, min_length=1, description="BullMQ's key prefix (`bull`); unset: off")
+    queues: CommaList = Field([], description="BullMQ queues to take, comma-separated (default: every queue)")

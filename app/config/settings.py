@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     job: operations.JobSettings = operations.JobSettings()
     keep: operations.RetentionSettings = operations.RetentionSettings()
     breaker: operations.BreakerSettings = operations.BreakerSettings()
+    bullmq: operations.BullmqSettings = operations.BullmqSettings()
     # Who the sidecar believes about the scheme and host a request was made with (app/web/proxies.py).
     # Top-level fields: the runbooks name them TRUSTED_PROXIES and ALLOWED_HOSTS, not SIDECAR_...
     trusted_proxies: NetworkList = Field(

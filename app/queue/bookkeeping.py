@@ -21,18 +21,23 @@ from app.queue.lua import LuaScript
 _RUNNING_SYNC_S = 1.0
 
 # KEYS: the queue's completed ZSET. ARGV: keep, then id, finished_ms pairs. Adds the newly
-# completed ids, then drops the oldest beyond `keep` with their result keys.
+# completed ids, then drops the oldest beyond `keep` with their result keys, but for pinned ones
+# (keys.PINNED_RESULTS), whose results are left to their TTL. The pins are looked up only while
+# there are any, so a process without the BullMQ ingress pays one EXISTS per trim, not per job.
 _RETAIN_LUA = """
 local keep = tonumber(ARGV[1])
 for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i]) end
 local over = redis.call('ZCARD', KEYS[1]) - keep
 if over > 0 then
   local old = redis.call('ZRANGE', KEYS[1], 0, over - 1)
-  for _, id in ipairs(old) do redis.call('DEL', '%s' .. id) end
+  local pinned = redis.call('EXISTS', '%(pins)s') == 1
+  for _, id in ipairs(old) do
+    if not (pinned and redis.call('ZSCORE', '%(pins)s', id)) then redis.call('DEL', '%(result)s' .. id) end
+  end
   redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
 end
 return over
-""" % keys.RESULT_PREFIX
+""" % {"result": keys.RESULT_PREFIX, "pins": keys.PINNED_RESULTS}
 
 # KEYS: the locks of the jobs running here. ARGV: this instance, the lock TTL ms. Extends each
 # lock this instance holds; 0 for one another process holds (it took the job over), 1 otherwise

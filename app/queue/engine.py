@@ -3,7 +3,8 @@ together, and a read-only snapshot of it for the health checks, the API and the 
 
 It owns one QueueWorker per served queue (app/queue/worker.py), the wake hub (wake-ups, handoffs,
 keyspace notifications, pause state), the liveness thread, the cron ticker, the outbox relay,
-the stats flush and, at shutdown, the order things stop in. The process around it
+the BullMQ ingress when BULLMQ_PREFIX is set (app/queue/bullmq/), the stats flush and, at
+shutdown, the order things stop in. The process around it
 (app/runtime/process.py) keeps signals, sd_notify and the sidecar.
 """
 
@@ -19,6 +20,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from app.queue import handoff, keys
+from app.queue.bullmq import BullmqIngress
 from app.queue.execution import job_functions
 from app.queue.finishing import Ownership
 from app.queue.liveness import Liveness, new_instance_id
@@ -32,6 +34,9 @@ from app.queue.worker import QueueWorker
 log = structlog.get_logger(__name__)
 
 STATS_FLUSH_S = 1.0
+BULLMQ_GRACE_S = 1.0
+"""At shutdown, after the running jobs: how long the BullMQ ingress may take to record outcomes
+that have just arrived (the rest are re-delivered by BullMQ to the next process)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,8 @@ class Engine:
         self.liveness = Liveness(res.redis_url, self.instance, ttl_s=settings.process_liveness_ttl_s)
         self.cron = CronTicker(res, cron)
         self.outbox = OutboxRelay(res)  # job_outbox rows -> queues (OUTBOX_RELAY)
+        # BullMQ producers' jobs -> queues (BULLMQ_PREFIX); a bad BULLMQ_QUEUES stops start-up here.
+        self.bullmq = BullmqIngress(res) if settings.bullmq.prefix else None
         self.workers: list[QueueWorker] = []
         self.started_monotonic = time.monotonic()
         self.stopping = False
@@ -102,6 +109,10 @@ class Engine:
             self._loops.append(worker.start())
         self.cron.start()
         self.outbox.start()
+        if self.bullmq is not None:
+            for worker in self.workers:
+                worker.on_finished = self.bullmq.finished_here
+            await self.bullmq.start()
         self._background.append(asyncio.create_task(self._flush_stats_forever(), name="stats-flush"))
         self._background.append(asyncio.create_task(self._check_aborts_forever(), name="abort-check"))
 
@@ -117,6 +128,8 @@ class Engine:
         self.stopping = True
         await self.cron.stop()
         await self.outbox.stop()
+        if self.bullmq is not None:
+            await self.bullmq.stop_taking()
         for w in self.workers:
             w.stop_taking_jobs()
         with contextlib.suppress(RedisError, OSError):  # else a handoff meanwhile is given back
@@ -128,6 +141,8 @@ class Engine:
         left = sum(1 for w in self.workers for t in w.tasks.values() if not t.done())
         if left:
             log.warning("shutdown_requeueing_jobs", jobs=left)
+        if self.bullmq is not None:
+            await self.bullmq.stop(BULLMQ_GRACE_S)
         await asyncio.gather(*(w.shutdown() for w in self.workers))
         await self.hub.stop()
         await asyncio.to_thread(self.liveness.stop)

@@ -31,21 +31,25 @@ from app.queue.registry import Registry
 # arq's default: a job not started within a day after its time expires.
 EXPIRES_EXTRA_MS = 86_400_000
 
-# ARGV: now_ms, expires_extra_ms, then 6 values per job: queue, id, score, data, replace_result,
-# priority ('' for none). Writes each job like arq's enqueue_job (job key + ZADD) unless its id is
-# taken; a prioritised job due now waits in the queue's prioritised ZSET instead, and its priority
-# is kept until it finishes (app/queue/priorities.py). The first job due now (without a priority)
-# of each queue goes straight to an idle worker when there is one (app/queue/handoff.py), and
-# every other queue that received a job gets one wake-up. Returns 1/0 per job (enqueued /
-# duplicate id).
+# ARGV: now_ms, expires_extra_ms, then 6 values per job: queue, id, score, data, flags ('r':
+# replace_result, 'p': pin_result), priority ('' for none). A pinned job's id goes into
+# keys.PINNED_RESULTS first, taken or not. Writes each job like arq's enqueue_job (job key + ZADD)
+# unless its id is taken; a prioritised job due now waits in the queue's prioritised ZSET instead,
+# and its priority is kept until it finishes (app/queue/priorities.py). The first job due now
+# (without a priority) of each queue goes straight to an idle worker when there is one
+# (app/queue/handoff.py), and every other queue that received a job gets one wake-up. Returns 1/0
+# per job (enqueued / duplicate id).
 _ENQUEUE_LUA = HAND_OFF_LUA + PRIORITY_SCORE_LUA + """
 local now, extra = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out, woken, offered = {}, {}, {}
 for i = 3, #ARGV, 6 do
-  local q, id, score, data, replace = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
+  local q, id, score, data, flags = ARGV[i], ARGV[i+1], tonumber(ARGV[i+2]), ARGV[i+3], ARGV[i+4]
   local priority = ARGV[i+5]
   local jk, rk = '%(job)s' .. id, '%(result)s' .. id
-  if replace == '1' and redis.call('EXISTS', jk) == 0 then redis.call('DEL', rk) end
+  if flags ~= '' then
+    if string.find(flags, 'p', 1, true) then redis.call('ZADD', '%(pins)s', now, id) end
+    if string.find(flags, 'r', 1, true) and redis.call('EXISTS', jk) == 0 then redis.call('DEL', rk) end
+  end
   if redis.call('EXISTS', jk, rk) > 0 then
     out[#out+1] = 0
   elseif priority ~= '' then
@@ -73,7 +77,8 @@ end
 for q, _ in pairs(woken) do redis.call('PUBLISH', '%(wake)s' .. q, '1') end
 return out
 """ % {"job": keys.JOB_PREFIX, "result": keys.RESULT_PREFIX, "wake": keys.wake_channel(""),
-       "priorities": keys.priorities_key(""), "prioritized": keys.prioritized_key("")}
+       "priorities": keys.priorities_key(""), "prioritized": keys.prioritized_key(""),
+       "pins": keys.PINNED_RESULTS}
 
 
 # The name of a JobRequest made with `of()`: resolved from the payload's model at enqueue time.
@@ -101,6 +106,9 @@ class JobRequest:
     """Enqueue even if a finished job with this id still has its result kept (cron, DLQ retry)."""
     priority: int | None = None
     """BullMQ's: lower runs first; None or 0 (none) before any (app/queue/priorities.py)."""
+    pin_result: bool = False
+    """Pin the id, in the same script: its result is left out of the per-queue count trim until
+    someone unpins it (keys.PINNED_RESULTS; the BullMQ ingress, which must read it after a crash)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +149,8 @@ class Enqueuer:
             # Stored under the job's own name, whichever alias the enqueuer used.
             data = codec.dump_job(spec.name, parsed.json_bytes(), kwargs, now)
             priority = priorities.checked(r.priority, spec.name)
-            argv += [queue, job_id, score, data, "1" if r.replace_result else "0", priority or ""]
+            flags = ("r" if r.replace_result else "") + ("p" if r.pin_result else "")
+            argv += [queue, job_id, score, data, flags, priority or ""]
             planned.append(Enqueued(job_id, spec.name, queue, score))
         if not planned:
             return []

@@ -59,6 +59,10 @@ OUTBOX_JOB_PREFIX = "outbox:"
 """+ an outbox row's id: the job id the relay dispatches it under. Completed results of these jobs
 are not trimmed by count (only by KEEP_RESULT_S), since the relay's duplicate check needs them."""
 
+PINNED_RESULTS = "workhorse:results:pinned"
+"""ZSET job id -> when pinned (ms): results someone still has to read, which the per-queue count trim
+leaves to their TTL (the BullMQ ingress pins the jobs BullMQ jobs were handed to, app/queue/bullmq/)."""
+
 IDEMPOTENCY_PREFIX = "workhorse:api:idempotency:"
 """+ SHA-256 of an HTTP Idempotency-Key -> the first response (app/web/api/idempotency.py)."""
 

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import structlog
 from redis.asyncio import Redis
@@ -92,6 +92,8 @@ class QueueWorker:
         self._holding_slot: set[str] = set()
         """Jobs that hold a slot: claimed, function not yet ended (their finish may still be on its way)."""
         self._redis_failures = 0
+        self.on_finished: Callable[[str], None] | None = None
+        """Told each job that ended here, its result written (the BullMQ ingress, app/queue/bullmq/)."""
         # Read when /metrics is scraped: nothing to update per job.
         res.metrics.in_flight.labels(queue.name).set_function(lambda: self.job_counter)
         self._gauge_up = res.metrics.up.labels(queue.name)
@@ -248,7 +250,10 @@ class QueueWorker:
         ended = None if task.cancelled() or task.exception() is not None else task.result()
         self._tell_runs(job_id, ended)
         self.ended[ended] += 1
-        if ended not in (Ended.COMPLETED, Ended.FAILED, Ended.ABORTED):
+        if ended in (Ended.COMPLETED, Ended.FAILED, Ended.ABORTED):
+            if self.on_finished is not None:
+                self.on_finished(job_id)
+        else:
             # Retried, requeued by shutdown, or its finish never written (it runs again). The slot
             # was freed before the new score was written, so the poll that took the next job may
             # have missed it: poll again to learn when it is due.

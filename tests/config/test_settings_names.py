@@ -58,7 +58,7 @@ SAMPLES = {
     "S3_BUCKET": "docs", "S3_ENDPOINT_URL": "https://s3.example.com", "S3_ACCESS_KEY_ID": "AK",
     "S3_SECRET_ACCESS_KEY": "s3-secret", "TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, fd00::/8",
     "ALLOWED_HOSTS": "workhorse.internal, dash.example.com", "REDIS_SENTINEL_USERNAME": "sentinel-user",
-    "REDIS_SENTINEL_PASSWORD": "s3ntinel",
+    "REDIS_SENTINEL_PASSWORD": "s3ntinel", "BULLMQ_QUEUES": "intake-routing, sla-monitor",
 }
 # Variables that are only valid beside another one.
 COMPANIONS = {"REDIS_SENTINELS": {"REDIS_SENTINEL_MASTER": "mymaster"}}

@@ -101,6 +101,20 @@ async def block_thread(job: Job, p: CallProvider) -> dict[str, object]:
     return {"tag": p.tag}
 
 
+class ProgressProbe(Payload):
+    tag: str
+    percents: list[int]
+    pause_ms: int = 600
+
+
+async def report_progress(job: Job, p: ProgressProbe) -> dict[str, object]:
+    """Reports each of `percents` in turn, `pauseMs` apart, then finishes."""
+    for percent in p.percents:
+        await job.progress(percent)
+        await asyncio.sleep(p.pause_ms / 1000)
+    return {"tag": p.tag}
+
+
 SPECS = (
     JobSpec(name="probe", queue=ANY_QUEUE, payload=Probe, run=probe, description="test probe"),
     JobSpec(name="call_provider", queue="intake-routing", payload=CallProvider, run=call_provider,
@@ -109,6 +123,8 @@ SPECS = (
             description="test job that needs PostgreSQL"),
     JobSpec(name="block_thread", queue=ANY_QUEUE, payload=CallProvider, run=block_thread,
             description="test job whose thread never returns"),
+    JobSpec(name="report_progress", queue=ANY_QUEUE, payload=ProgressProbe, run=report_progress,
+            description="test job reporting progress"),
 )
 
 
