@@ -7,7 +7,9 @@ bare redis-py PUBLISH reaching a subscriber in another process on the same Redis
 timed the same way (bench/limits.py); a pickup can hardly beat one such hop. For Workhorse,
 deferred jobs are timed too: from their scheduled time to their start; and pings enqueued by a
 stock arq client (arq 0.28 with the README's JSON serializer, in its own environment), which
-publishes nothing: the worker hears its ZADD through keyspace notifications.
+publishes nothing: the worker hears its ZADD through keyspace notifications; and pings the web
+app's BullMQ producer adds (the bullmq npm client's `add`, one at a time), taken by a worker's
+BullMQ ingress (BULLMQ_PREFIX=bull): from just before `add` to the ping's start.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from bench.workhorse import THROUGHPUT_QUEUE, enqueuer, running
 P50_GOAL_MS = 1.0
 P99_GOAL_MS = 3.0
 FOREIGN_GOAL_X = 2.0
-"""Producers that are not Workhorse's own (a stock arq client): pickup p50 within this of native."""
+"""Producers that are not Workhorse's own (a stock arq client, BullMQ): pickup p50 within this of native."""
+BULLMQ_P50_GOAL_MS = 5.0
 DEFERRED_GOAL_MS = 20.0
 DEFER_S = 0.5
 
@@ -56,6 +59,8 @@ class Timings:
     """Start minus scheduled time of deferred jobs (negative would mean early)."""
     arq_client_ms: list[float]
     """Pickup of pings a stock arq client enqueued."""
+    bullmq_ms: list[float]
+    """Pickup of pings the bullmq npm client added, through the BullMQ ingress."""
     loop_lag_s: float
 
 
@@ -90,7 +95,26 @@ async def workhorse_once(env: BenchEnv, jobs: int, interval_s: float) -> Timings
         pickup = await _waits_ms(enq, await _paced(enq, jobs, interval_s, None))
         deferred = await _waits_ms(enq, await _paced(enq, jobs // 4, interval_s, DEFER_S))
         arq_client = await _arq_client_ms(env, jobs, interval_s)
-        return Timings(pickup, deferred, arq_client, await worker.loop_lag_max_s())
+        lag = await worker.loop_lag_max_s()
+    return Timings(pickup, deferred, arq_client, await _bullmq_producer_ms(env, jobs, interval_s), lag)
+
+
+async def _bullmq_producer_ms(env: BenchEnv, jobs: int, interval_s: float) -> list[float]:
+    """A worker whose BullMQ ingress takes the throughput queue; the Node producer adds pings."""
+    await flush(env.redis_url)
+    ingress = {"BULLMQ_PREFIX": "bull", "BULLMQ_QUEUES": THROUGHPUT_QUEUE}
+    async with enqueuer(env) as enq, running(env, None, **ingress) as worker:
+        await worker.wait_ready()
+        args = ("producer-latency", "--jobs", str(jobs), "--interval-ms", str(interval_s * 1000),
+                "--queue", THROUGHPUT_QUEUE)
+        answer = await run_json(peer_argv(env, BULLMQ_SCRIPT, *args), peer_environ(env))
+        waits = []
+        for job_id, added_ms in answer["sent"]:
+            info = await enq.job(str(job_id), THROUGHPUT_QUEUE).wait(timeout_s=60, poll_delay=0.02)
+            assert isinstance(info.result, dict)
+            started = dt.datetime.fromisoformat(info.result["startedAt"]).timestamp()
+            waits.append((started - float(added_ms) / 1000) * 1000)
+        return waits
 
 
 async def _arq_client_ms(env: BenchEnv, jobs: int, interval_s: float) -> list[float]:
@@ -141,6 +165,11 @@ async def run(env: BenchEnv, *, jobs: int, runs: int, interval_s: float = 0.02) 
     rows.append(Row(label, "Workhorse, jobs from a stock arq client (keyspace wake-up)",
                     f"{arq_x:.1f}x native p50; {_figure(arq_client)}", f"<= {FOREIGN_GOAL_X:.0f}x native",
                     arq_x <= FOREIGN_GOAL_X))
+    bullmq = _summary([t.bullmq_ms for t in ours])
+    bullmq_x = median([percentile(t.bullmq_ms, 50) / percentile(t.pickup_ms, 50) for t in ours])
+    rows.append(Row(label, "Workhorse, jobs a BullMQ producer adds (the BullMQ ingress)",
+                    f"{bullmq_x:.1f}x native p50; {_figure(bullmq)}", f"p50 <= {BULLMQ_P50_GOAL_MS:.0f} ms",
+                    bullmq[0] <= BULLMQ_P50_GOAL_MS))
     rows += [Row(label, name, _figure(_summary(results))) for name, results in theirs.items()]
     deferred = [d for t in ours for d in t.deferred_ms]
     early, late = min(deferred), max(deferred)

@@ -1,5 +1,7 @@
 // BullMQ (Node, ioredis) as a peer: worker, throughput, latency, by the protocol of
-// bench/peers/common.py, whose JSON answer it prints as its last line.
+// bench/peers/common.py, whose JSON answer it prints as its last line; and, in `producer-latency`,
+// the web app's producer adding pings to a queue a Workhorse worker takes through its BullMQ
+// ingress (`--queue NAME`, BullMQ's default prefix `bull`): it prints when it added each one.
 //
 // `node bullmq_peer.cjs MODE --jobs N [--interval-ms MS] [--concurrency C] [--retention R]`, with
 // bullmq and ioredis found through NODE_PATH (bench/peer_envs.py installs them by `npm ci` from
@@ -32,10 +34,12 @@ const wallMs = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 function parseArgs(argv) {
-  const args = { mode: argv[0], jobs: 5000, warmup: 0, intervalMs: 20, concurrency: 20, retention: 'runbook' };
+  const args = { mode: argv[0], jobs: 5000, warmup: 0, intervalMs: 20, concurrency: 20, retention: 'runbook',
+    queue: QUEUE };
   const names = { '--jobs': 'jobs', '--warmup': 'warmup', '--interval-ms': 'intervalMs', '--concurrency': 'concurrency' };
   for (let i = 1; i < argv.length; i += 2) {
     if (argv[i] === '--retention') args.retention = argv[i + 1];
+    else if (argv[i] === '--queue') args.queue = argv[i + 1];
     else if (names[argv[i]]) args[names[argv[i]]] = Number(argv[i + 1]);
     else throw new Error(`unknown option ${argv[i]}`);
   }
@@ -202,7 +206,23 @@ async function latency(args) {
   redis.disconnect();
 }
 
-const MODES = { worker, throughput, latency };
+/** Pings added one at a time for a Workhorse worker's ingress, with their ids and wall times. */
+async function producerLatency(args) {
+  const producer = new Queue(args.queue, { connection: { url: REDIS_URL }, prefix: 'bull' });
+  const sent = [];
+  const start = performance.now();
+  for (let i = 0; i < args.jobs; i += 1) {
+    const delay = start + i * args.intervalMs - performance.now();
+    if (delay > 0) await sleep(delay);
+    const before = wallMs();
+    await producer.add('ping', {}, { jobId: `bench-producer-${i}`, removeOnComplete: true });
+    sent.push([`bench-producer-${i}`, before]);
+  }
+  answer({ sent });
+  await producer.close();
+}
+
+const MODES = { worker, throughput, latency, 'producer-latency': producerLatency };
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
